@@ -1,0 +1,234 @@
+//! The platform description: the world partition that system.xml cannot express.
+//!
+//! One TOML file per machine (monitor/platform/qemu-virt.toml) names which cores and physical ranges
+//! belong to which world, who owns each interrupt, and which PDs may hold which role. The monitor's
+//! build and `tzmk audit` read it through this module; nothing restates its numbers.
+
+use crate::model::Pos;
+use crate::Diagnostic;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The QEMU virt platform description, built into the tools so that an audit needs no second file.
+pub const QEMU_VIRT: &str = include_str!("../../../monitor/platform/qemu-virt.toml");
+pub const QEMU_VIRT_PATH: &str = "monitor/platform/qemu-virt.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Secure,
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RangeUse {
+    /// The EL3 monitor's own; no PD may map it.
+    Monitor,
+    /// seL4's RAM pool; regions without `phys_addr` are allocated from it.
+    Kernel,
+    /// Secure-only RAM that secret holders may map.
+    Secret,
+    /// The normal-world RAM window shared with the secure world.
+    Shared,
+    /// The normal world's own RAM.
+    Linux,
+    /// MMIO.
+    Device,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub name: String,
+    pub base: u64,
+    pub size: u64,
+    pub world: World,
+    #[serde(rename = "use")]
+    pub use_: RangeUse,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+impl Range {
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+
+    pub fn contains(&self, base: u64, size: u64) -> bool {
+        base >= self.base && base.checked_add(size).is_some_and(|end| end <= self.end())
+    }
+
+    pub fn overlaps(&self, base: u64, size: u64) -> bool {
+        base < self.end() && self.base < base.saturating_add(size)
+    }
+}
+
+/// Who takes an interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IrqWorld {
+    /// A PD may claim it.
+    Secure,
+    /// Linux's: no PD may claim it.
+    Normal,
+    /// seL4's own (its scheduler timer).
+    Kernel,
+    /// The EL3 monitor's.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interrupt {
+    pub name: String,
+    /// GIC interrupt id.
+    pub intid: u64,
+    pub world: IrqWorld,
+    pub trigger: crate::model::Trigger,
+    pub about: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cores {
+    pub secure: Vec<u32>,
+    pub normal: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub normal_facing: Vec<String>,
+    pub secret_holders: Vec<String>,
+    pub realtime: Vec<String>,
+    pub smc: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    pub name: String,
+    pub cores: Cores,
+    #[serde(rename = "range")]
+    pub ranges: Vec<Range>,
+    #[serde(rename = "interrupt")]
+    pub interrupts: Vec<Interrupt>,
+    pub policy: Policy,
+}
+
+impl Platform {
+    /// Reads and checks a platform description. `path` is only used in messages.
+    pub fn parse(path: &str, text: &str) -> Result<Platform, Diagnostic> {
+        let platform: Platform = toml::from_str(text).map_err(|e| {
+            let pos = e.span().map(|span| pos_of(text, span.start)).unwrap_or(Pos { line: 1, col: 1 });
+            Diagnostic::at(path, pos, e.message().to_owned())
+        })?;
+        platform.check().map_err(|message| Diagnostic::file(path, message))?;
+        Ok(platform)
+    }
+
+    /// The built-in QEMU virt description.
+    pub fn qemu_virt() -> Platform {
+        Platform::parse(QEMU_VIRT_PATH, QEMU_VIRT).expect("the built-in platform description is checked by tests")
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let secure: HashSet<_> = self.cores.secure.iter().collect();
+        if let Some(core) = self.cores.normal.iter().find(|c| secure.contains(c)) {
+            return Err(format!("core {core} is listed as both secure and normal"));
+        }
+        if self.cores.secure.is_empty() {
+            return Err("at least one core must be secure".into());
+        }
+        for (i, range) in self.ranges.iter().enumerate() {
+            if range.size == 0 || range.base.checked_add(range.size).is_none() {
+                return Err(format!("range '{}' is empty or wraps the address space", range.name));
+            }
+            if range.base % 0x1000 != 0 || range.size % 0x1000 != 0 {
+                return Err(format!("range '{}' is not 4 KiB aligned", range.name));
+            }
+            if let Some(other) = self.ranges[..i].iter().find(|o| o.overlaps(range.base, range.size)) {
+                return Err(format!("range '{}' overlaps range '{}'", range.name, other.name));
+            }
+            if self.ranges[..i].iter().any(|o| o.name == range.name) {
+                return Err(format!("duplicate range name '{}'", range.name));
+            }
+            let world_fits = match range.use_ {
+                RangeUse::Monitor | RangeUse::Kernel | RangeUse::Secret => range.world == World::Secure,
+                RangeUse::Shared | RangeUse::Linux => range.world == World::Normal,
+                RangeUse::Device => true,
+            };
+            if !world_fits {
+                return Err(format!("range '{}' cannot be used as {:?} by the {:?} world", range.name, range.use_, range.world));
+            }
+        }
+        for (i, irq) in self.interrupts.iter().enumerate() {
+            if let Some(other) = self.interrupts[..i].iter().find(|o| o.intid == irq.intid) {
+                return Err(format!("interrupt {} is given to both '{}' and '{}'", irq.intid, other.name, irq.name));
+            }
+            if self.interrupts[..i].iter().any(|o| o.name == irq.name) {
+                return Err(format!("duplicate interrupt name '{}'", irq.name));
+            }
+            if irq.intid < 16 {
+                return Err(format!("interrupt '{}' ({}) is an SGI; PDs cannot own SGIs", irq.name, irq.intid));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn range_containing(&self, base: u64, size: u64) -> Option<&Range> {
+        self.ranges.iter().find(|r| r.contains(base, size))
+    }
+
+    pub fn ranges_overlapping(&self, base: u64, size: u64) -> impl Iterator<Item = &Range> {
+        self.ranges.iter().filter(move |r| r.overlaps(base, size))
+    }
+
+    pub fn interrupt(&self, intid: u64) -> Option<&Interrupt> {
+        self.interrupts.iter().find(|i| i.intid == intid)
+    }
+
+    pub fn interrupt_named(&self, name: &str) -> Option<&Interrupt> {
+        self.interrupts.iter().find(|i| i.name == name)
+    }
+
+    pub fn range_named(&self, name: &str) -> Option<&Range> {
+        self.ranges.iter().find(|r| r.name == name)
+    }
+}
+
+fn pos_of(text: &str, offset: usize) -> Pos {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() as u32 + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+    Pos { line, col }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_description_is_valid() {
+        let p = Platform::qemu_virt();
+        assert_eq!(p.cores.secure, vec![0]);
+        assert_eq!(p.interrupt_named("kick").map(|i| i.world), Some(IrqWorld::Secure));
+        assert_eq!(p.range_named("shared-window").map(|r| r.world), Some(World::Normal));
+    }
+
+    #[test]
+    fn overlapping_ranges_are_refused() {
+        let text = QEMU_VIRT.replace("base = 0x0e80_0000", "base = 0x0e70_0000");
+        let err = Platform::parse("p.toml", &text).unwrap_err();
+        assert_eq!(err.to_string(), "p.toml: range 'secure-pd-ram' overlaps range 'monitor-ram'");
+    }
+
+    #[test]
+    fn unknown_keys_get_a_position() {
+        let text = format!("{QEMU_VIRT}\n[extra]\nx = 1\n");
+        let err = Platform::parse("p.toml", &text).unwrap_err();
+        assert!(err.to_string().starts_with("p.toml:"), "{err}");
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+}
