@@ -39,9 +39,9 @@ pub fn reachable_by_normal_world(platform: &Platform, mr: &MemoryRegion) -> bool
         Placement::Allocated => false,
         Placement::In(range) => range.world == World::Normal,
         // Conservative: a region straddling ranges may reach normal memory.
-        Placement::Unplaced => platform
-            .ranges_overlapping(mr.phys_addr.unwrap_or(0), mr.size)
-            .any(|r| r.world == World::Normal),
+        Placement::Unplaced => {
+            platform.ranges_overlapping(mr.phys_addr.unwrap_or(0), mr.size).any(|r| r.world == World::Normal)
+        }
     }
 }
 
@@ -193,24 +193,29 @@ pub fn audit(system: &System, platform: &Platform) -> Vec<Violation> {
                         "claims interrupt {} ('{}'), which belongs to the normal world",
                         irq.irq, known.name
                     )),
-                    IrqWorld::Kernel => Some(format!(
-                        "claims interrupt {} ('{}'), which seL4 itself uses",
-                        irq.irq, known.name
-                    )),
+                    IrqWorld::Kernel => {
+                        Some(format!("claims interrupt {} ('{}'), which seL4 itself uses", irq.irq, known.name))
+                    }
                     IrqWorld::Monitor => Some(format!(
                         "claims interrupt {} ('{}'), which belongs to the EL3 monitor",
                         irq.irq, known.name
                     )),
-                    IrqWorld::Secure if known.trigger != irq.trigger => Some(format!(
-                        "claims interrupt {} ('{}') as {:?}-triggered, but it is {:?}-triggered",
-                        irq.irq, known.name, irq.trigger, known.trigger
-                    )
-                    .to_lowercase()),
+                    IrqWorld::Secure if known.trigger != irq.trigger => Some(
+                        format!(
+                            "claims interrupt {} ('{}') as {:?}-triggered, but it is {:?}-triggered",
+                            irq.irq, known.name, irq.trigger, known.trigger
+                        )
+                        .to_lowercase(),
+                    ),
                     IrqWorld::Secure => None,
                 },
             };
             if let Some(problem) = problem {
-                out.push(Violation { rule: "irq-ownership", pos: irq.pos, message: format!("'{}' {problem}", pd.name) });
+                out.push(Violation {
+                    rule: "irq-ownership",
+                    pos: irq.pos,
+                    message: format!("'{}' {problem}", pd.name),
+                });
             }
         }
     }
@@ -232,7 +237,11 @@ pub fn audit(system: &System, platform: &Platform) -> Vec<Violation> {
                     rt.priority,
                     other.name,
                     other.priority,
-                    if chain.len() == 1 { "it faces the normal world".to_owned() } else { format!("via {}", chain.join(" -> ")) }
+                    if chain.len() == 1 {
+                        "it faces the normal world".to_owned()
+                    } else {
+                        format!("via {}", chain.join(" -> "))
+                    }
                 ),
             });
         }

@@ -68,8 +68,8 @@ impl std::error::Error for LoadError {}
 /// Reads and parses a system description from a file.
 pub fn load_system(path: &Path) -> Result<System, LoadError> {
     let name = path.display().to_string();
-    let text = std::fs::read(path)
-        .map_err(|e| LoadError::Unreadable(Diagnostic::file(&name, format!("cannot read: {e}"))))?;
+    let text =
+        std::fs::read(path).map_err(|e| LoadError::Unreadable(Diagnostic::file(&name, format!("cannot read: {e}"))))?;
     let text = String::from_utf8(text)
         .map_err(|e| LoadError::Unreadable(Diagnostic::file(&name, format!("not UTF-8 text: {e}"))))?;
     parse_system(&name, &text)

@@ -65,10 +65,7 @@ impl<'a, 'input> Reader<'a, 'input> {
     }
 
     fn attr_error(&self, node: &Node, attribute: &str, message: impl std::fmt::Display) -> Diagnostic {
-        self.error(
-            self.attr_pos(node, attribute),
-            format!("{message} on element '{}'", node.tag_name().name()),
-        )
+        self.error(self.attr_pos(node, attribute), format!("{message} on element '{}'", node.tag_name().name()))
     }
 
     fn check_attributes(&self, node: &Node, allowed: &[&str]) -> Result<()> {
@@ -91,10 +88,7 @@ impl<'a, 'input> Reader<'a, 'input> {
         node.attribute(attribute).ok_or_else(|| {
             self.error(
                 self.pos(node),
-                format!(
-                    "missing required attribute '{attribute}' on element '{}'",
-                    node.tag_name().name()
-                ),
+                format!("missing required attribute '{attribute}' on element '{}'", node.tag_name().name()),
             )
         })
     }
@@ -107,11 +101,7 @@ impl<'a, 'input> Reader<'a, 'input> {
             None => digits.parse::<u64>(),
         };
         parsed.map_err(|_| {
-            self.attr_error(
-                node,
-                attribute,
-                format!("'{attribute}' must be a non-negative integer, not '{text}'"),
-            )
+            self.attr_error(node, attribute, format!("'{attribute}' must be a non-negative integer, not '{text}'"))
         })
     }
 
@@ -152,10 +142,8 @@ impl<'a, 'input> Reader<'a, 'input> {
     fn no_text(&self, node: &Node) -> Result<()> {
         for child in node.children() {
             if child.is_text() && !child.text().unwrap_or("").trim().is_empty() {
-                return Err(self.error(
-                    self.pos(&child),
-                    format!("unexpected text inside element '{}'", node.tag_name().name()),
-                ));
+                return Err(self
+                    .error(self.pos(&child), format!("unexpected text inside element '{}'", node.tag_name().name())));
             }
             if child.is_element() {
                 self.no_text(&child)?;
@@ -174,10 +162,8 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
     let reader = Reader { path, doc: &doc };
     let root = doc.root_element();
     if root.tag_name().name() != "system" {
-        return Err(reader.error(
-            reader.pos(&root),
-            format!("the root element must be 'system', not '{}'", root.tag_name().name()),
-        ));
+        return Err(reader
+            .error(reader.pos(&root), format!("the root element must be 'system', not '{}'", root.tag_name().name())));
     }
     reader.check_attributes(&root, &[])?;
     reader.no_text(&root)?;
@@ -191,16 +177,12 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
             "memory_region" => regions.push(parse_region(&reader, &child)?),
             "channel" => channel_nodes.push(child),
             "virtual_machine" => {
-                return Err(reader.error(
-                    reader.pos(&child),
-                    "virtual machine must be a child of a protection domain",
-                ))
+                return Err(reader.error(reader.pos(&child), "virtual machine must be a child of a protection domain"))
             }
             "io_address_space" => {
-                return Err(reader.error(
-                    reader.pos(&child),
-                    "io address space requires seL4 to be built with IOMMU support",
-                ))
+                return Err(
+                    reader.error(reader.pos(&child), "io address space requires seL4 to be built with IOMMU support")
+                )
             }
             "domains" => {
                 return Err(reader.error(
@@ -208,9 +190,7 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
                     "tzmk does not use the domain scheduler: element 'domains' is not supported",
                 ))
             }
-            other => {
-                return Err(reader.error(reader.pos(&child), format!("invalid XML element '{other}'")))
-            }
+            other => return Err(reader.error(reader.pos(&child), format!("invalid XML element '{other}'"))),
         }
     }
 
@@ -238,10 +218,8 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
     let mut seen = HashMap::new();
     for mr in &regions {
         if let Some(first) = seen.insert(mr.name.as_str(), mr.pos) {
-            return Err(reader.error(
-                mr.pos,
-                format!("duplicate memory region name '{}' (first at line {})", mr.name, first.line),
-            ));
+            return Err(reader
+                .error(mr.pos, format!("duplicate memory region name '{}' (first at line {})", mr.name, first.line)));
         }
     }
 
@@ -273,7 +251,10 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
             if let Some(owner) = irq_owner.insert(irq.irq, &pd.name) {
                 return Err(reader.error(
                     irq.pos,
-                    format!("duplicate irq: {} in protection domain '{}' (already claimed by '{owner}')", irq.irq, pd.name),
+                    format!(
+                        "duplicate irq: {} in protection domain '{}' (already claimed by '{owner}')",
+                        irq.irq, pd.name
+                    ),
                 ));
             }
         }
@@ -282,10 +263,8 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
     for (index, pd) in pds.iter().enumerate() {
         for irq in &pd.irqs {
             if !ids[index].insert(irq.id) {
-                return Err(reader.error(
-                    irq.pos,
-                    format!("duplicate channel id: {} in protection domain '{}'", irq.id, pd.name),
-                ));
+                return Err(reader
+                    .error(irq.pos, format!("duplicate channel id: {} in protection domain '{}'", irq.id, pd.name)));
             }
         }
     }
@@ -348,7 +327,9 @@ pub fn parse(path: &str, xml: &str) -> Result<System> {
             }
             if let SetVarValue::Paddr { region } = &setvar.value {
                 if !regions.iter().any(|mr| &mr.name == region) {
-                    return Err(reader.error(pd.pos, format!("setvar region_paddr names unknown memory region '{region}'")));
+                    return Err(
+                        reader.error(pd.pos, format!("setvar region_paddr names unknown memory region '{region}'"))
+                    );
                 }
             }
         }
@@ -366,9 +347,8 @@ fn add_setvar(reader: &Reader, pos: Pos, setvars: &mut Vec<SetVar>, setvar: SetV
 }
 
 fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<ProtectionDomain>) -> Result<()> {
-    let mut allowed = vec![
-        "name", "priority", "budget", "period", "passive", "stack_size", "smc", "cpu", "domain", "fpu",
-    ];
+    let mut allowed =
+        vec!["name", "priority", "budget", "period", "passive", "stack_size", "smc", "cpu", "domain", "fpu"];
     if parent.is_some() {
         allowed.extend(["id", "setvar_id"]);
     }
@@ -384,10 +364,9 @@ fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<P
     let budget = reader.optional_number(node, "budget", DEFAULT_BUDGET)?;
     let period = reader.optional_number(node, "period", budget)?;
     if budget > period {
-        return Err(reader.element_error(
-            node,
-            format!("budget ({budget}) must be less than, or equal to, period ({period})"),
-        ));
+        return Err(
+            reader.element_error(node, format!("budget ({budget}) must be less than, or equal to, period ({period})"))
+        );
     }
     let passive = reader.boolean(node, "passive", false)?;
     let smc = reader.boolean(node, "smc", false)?;
@@ -443,7 +422,12 @@ fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<P
     });
     if let (Some(parent), Some(id), Some(symbol)) = (parent, child_id, node.attribute("setvar_id")) {
         let pos = reader.pos(node);
-        add_setvar(reader, pos, &mut pds[parent].setvars, SetVar { symbol: symbol.to_owned(), value: SetVarValue::Id { id } })?;
+        add_setvar(
+            reader,
+            pos,
+            &mut pds[parent].setvars,
+            SetVar { symbol: symbol.to_owned(), value: SetVarValue::Id { id } },
+        )?;
     }
 
     let mut program_image = None;
@@ -466,16 +450,23 @@ fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<P
                 )?;
                 let map = parse_map(reader, &child, max_vaddr)?;
                 if let Some(symbol) = child.attribute("setvar_vaddr") {
-                    add_setvar(reader, pos, &mut pds[index].setvars, SetVar {
-                        symbol: symbol.to_owned(),
-                        value: SetVarValue::Vaddr { address: map.vaddr },
-                    })?;
+                    add_setvar(
+                        reader,
+                        pos,
+                        &mut pds[index].setvars,
+                        SetVar { symbol: symbol.to_owned(), value: SetVarValue::Vaddr { address: map.vaddr } },
+                    )?;
                 }
                 if let Some(symbol) = child.attribute("setvar_size") {
-                    add_setvar(reader, pos, &mut pds[index].setvars, SetVar {
-                        symbol: symbol.to_owned(),
-                        value: SetVarValue::Size { region: map.mr.clone(), size: 0 },
-                    })?;
+                    add_setvar(
+                        reader,
+                        pos,
+                        &mut pds[index].setvars,
+                        SetVar {
+                            symbol: symbol.to_owned(),
+                            value: SetVarValue::Size { region: map.mr.clone(), size: 0 },
+                        },
+                    )?;
                 }
                 if child.attribute("setvar_prefill_size").is_some() {
                     return Err(reader.attr_error(
@@ -504,10 +495,12 @@ fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<P
                     }
                 };
                 if let Some(symbol) = child.attribute("setvar_id") {
-                    add_setvar(reader, pos, &mut pds[index].setvars, SetVar {
-                        symbol: symbol.to_owned(),
-                        value: SetVarValue::Id { id },
-                    })?;
+                    add_setvar(
+                        reader,
+                        pos,
+                        &mut pds[index].setvars,
+                        SetVar { symbol: symbol.to_owned(), value: SetVarValue::Id { id } },
+                    )?;
                 }
                 pds[index].irqs.push(Irq { irq, id, trigger, pos });
             }
@@ -515,20 +508,25 @@ fn parse_pd(reader: &Reader, node: &Node, parent: Option<usize>, pds: &mut Vec<P
                 reader.check_attributes(&child, &["symbol", "region_paddr"])?;
                 let symbol = reader.required(&child, "symbol")?.to_owned();
                 let region = reader.required(&child, "region_paddr")?.to_owned();
-                add_setvar(reader, pos, &mut pds[index].setvars, SetVar { symbol, value: SetVarValue::Paddr { region } })?;
+                add_setvar(
+                    reader,
+                    pos,
+                    &mut pds[index].setvars,
+                    SetVar { symbol, value: SetVarValue::Paddr { region } },
+                )?;
             }
             "protection_domain" => {
                 let id = reader.id(&child)?;
                 if !child_ids.insert(id) {
-                    return Err(reader.error(
-                        pos,
-                        format!("duplicate id: {id} in protection domain: '{}'", pds[index].name),
-                    ));
+                    return Err(
+                        reader.error(pos, format!("duplicate id: {id} in protection domain: '{}'", pds[index].name))
+                    );
                 }
                 parse_pd(reader, &child, Some(index), pds)?;
             }
             "virtual_machine" => {
-                return Err(reader.element_error(node, "seL4 has not been built as a hypervisor, virtual machines are disabled"))
+                return Err(reader
+                    .element_error(node, "seL4 has not been built as a hypervisor, virtual machines are disabled"))
             }
             "ioport" => return Err(reader.element_error(&child, "I/O Ports are only available on x86")),
             "cspace" => {
@@ -648,7 +646,10 @@ fn check_maps(reader: &Reader, regions: &[MemoryRegion], pd: &ProtectionDomain) 
         if map.vaddr % mr.page_size != 0 {
             return Err(reader.error(
                 map.pos,
-                format!("invalid vaddr alignment on 'map': {:#x} is not a multiple of the page size {:#x}", map.vaddr, mr.page_size),
+                format!(
+                    "invalid vaddr alignment on 'map': {:#x} is not a multiple of the page size {:#x}",
+                    map.vaddr, mr.page_size
+                ),
             ));
         }
         let start = map.vaddr;

@@ -160,7 +160,10 @@ impl Platform {
                 RangeUse::Device => true,
             };
             if !world_fits {
-                return Err(format!("range '{}' cannot be used as {:?} by the {:?} world", range.name, range.use_, range.world));
+                return Err(format!(
+                    "range '{}' cannot be used as {:?} by the {:?} world",
+                    range.name, range.use_, range.world
+                ));
             }
         }
         for (i, irq) in self.interrupts.iter().enumerate() {

@@ -226,11 +226,19 @@ pub fn to_dot(system: &System, platform: &Platform) -> String {
     let mut out = String::new();
     let id = |s: &str| s.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let _ = writeln!(out, "digraph tzmk {{");
-    let _ = writeln!(out, "  graph [rankdir=LR, fontname=\"Helvetica\", label=\"tzmk: system.xml on {}\", labelloc=t];", platform.name);
+    let _ = writeln!(
+        out,
+        "  graph [rankdir=LR, fontname=\"Helvetica\", label=\"tzmk: system.xml on {}\", labelloc=t];",
+        platform.name
+    );
     let _ = writeln!(out, "  node [fontname=\"Helvetica\", fontsize=11];");
     let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=9];");
     let _ = writeln!(out, "  subgraph cluster_secure {{");
-    let _ = writeln!(out, "    label=\"secure world (seL4, cores {:?})\"; style=filled; color=\"#dfe8f5\";", platform.cores.secure);
+    let _ = writeln!(
+        out,
+        "    label=\"secure world (seL4, cores {:?})\"; style=filled; color=\"#dfe8f5\";",
+        platform.cores.secure
+    );
     for pd in &system.protection_domains {
         let _ = writeln!(
             out,
@@ -248,7 +256,11 @@ pub fn to_dot(system: &System, platform: &Platform) -> String {
     }
     let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "  subgraph cluster_normal {{");
-    let _ = writeln!(out, "    label=\"normal world (Linux, cores {:?})\"; style=filled; color=\"#f5e3df\";", platform.cores.normal);
+    let _ = writeln!(
+        out,
+        "    label=\"normal world (Linux, cores {:?})\"; style=filled; color=\"#f5e3df\";",
+        platform.cores.normal
+    );
     let _ = writeln!(out, "    linux [shape=box, style=\"rounded,filled\", fillcolor=white, label=\"Linux\"];");
     for mr in system.memory_regions.iter().filter(|mr| reachable_by_normal_world(platform, mr)) {
         let _ = writeln!(
@@ -264,7 +276,13 @@ pub fn to_dot(system: &System, platform: &Platform) -> String {
     let _ = writeln!(out, "  }}");
     for pd in &system.protection_domains {
         for map in &pd.maps {
-            let _ = writeln!(out, "  pd_{} -> mr_{} [dir=both, arrowtail=none, label=\"{}\"];", id(&pd.name), id(&map.mr), map.perms);
+            let _ = writeln!(
+                out,
+                "  pd_{} -> mr_{} [dir=both, arrowtail=none, label=\"{}\"];",
+                id(&pd.name),
+                id(&map.mr),
+                map.perms
+            );
         }
         for irq in &pd.irqs {
             let name = platform.interrupt(irq.irq).map_or_else(|| irq.irq.to_string(), |i| i.name.clone());

@@ -67,7 +67,12 @@ pub fn run(args: &Args) -> ExitCode {
         } else {
             print!("{}", authority.to_text());
             match violations.len() {
-                0 => println!("{file}: clean: {} PDs, {} regions, {} channels", system.protection_domains.len(), system.memory_regions.len(), system.channels.len()),
+                0 => println!(
+                    "{file}: clean: {} PDs, {} regions, {} channels",
+                    system.protection_domains.len(),
+                    system.memory_regions.len(),
+                    system.channels.len()
+                ),
                 n => println!("{file}: {n} isolation violation(s)"),
             }
         }

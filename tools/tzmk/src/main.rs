@@ -33,6 +33,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit(args) => audit::run(&args),
-        Command::Demo { system } => audit::run(&audit::Args { system, platform: None, json: false, dot: None, quiet: false }),
+        Command::Demo { system } => {
+            audit::run(&audit::Args { system, platform: None, json: false, dot: None, quiet: false })
+        }
     }
 }

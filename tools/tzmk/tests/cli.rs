@@ -1,0 +1,63 @@
+//! `tzmk audit` as a reviewer runs it: exit codes, JSON and the Graphviz picture.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tzmk(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tzmk")).args(args).current_dir(root()).output().expect("tzmk runs")
+}
+
+#[test]
+fn clean_system_exits_zero_and_prints_authority() {
+    let out = tzmk(&["audit", "system.xml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("system.xml: clean: 3 PDs"), "{stdout}");
+    assert!(stdout.contains("irq      0  interrupt 144 'kick'"), "{stdout}");
+}
+
+#[test]
+fn violations_exit_one() {
+    let out = tzmk(&["audit", "tests/audit/bad/smc-on-rt-task.xml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[smc-not-allowed]"));
+}
+
+#[test]
+fn unreadable_input_exits_two() {
+    let out = tzmk(&["audit", "no/such/system.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("no/such/system.xml: cannot read"));
+    let out = tzmk(&["audit", "--platform", "no/such/platform.toml", "system.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tzmk(&["audit", "tests/audit/bad/not-xml.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_report_names_every_right() {
+    let out = tzmk(&["audit", "--json", "system.xml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = String::from_utf8_lossy(&out.stdout);
+    for needle in ["\"name\": \"comm-pd\"", "\"normal_world_reachable\": true", "\"calls_peer\": true", "\"smc\": true"]
+    {
+        assert!(json.contains(needle), "{needle} missing from {json}");
+    }
+}
+
+#[test]
+fn dot_picture_draws_the_world_boundary() {
+    let dir = std::env::temp_dir().join(format!("tzmk-dot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dot = dir.join("system.dot");
+    let out = tzmk(&["audit", "-q", "--dot", dot.to_str().unwrap(), "system.xml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&dot).unwrap();
+    assert!(text.contains("cluster_secure") && text.contains("cluster_normal"), "{text}");
+    assert!(text.contains("pd_comm_pd -> pd_attestation_pd [style=bold, label=\"pp\"]"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
