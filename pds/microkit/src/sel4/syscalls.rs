@@ -90,6 +90,8 @@ pub(super) unsafe fn call(dest: Cptr, info: u64, mrs: &mut [u64; 4]) -> Received
 }
 
 /// `seL4_Recv` (MCS): waits on `src`, leaving the reply capability for a caller in `reply`.
+/// x2..x5 go in unchanged so that a wake-up without a message (a notification, which the kernel
+/// delivers without touching them) leaves MR0..3 as they were.
 ///
 /// # Safety
 /// As for [`call`]: the kernel writes the received message into the IPC buffer.
@@ -102,10 +104,10 @@ pub(super) unsafe fn recv(src: Cptr, reply: Cptr, mrs: &mut [u64; 4]) -> Receive
             "svc #0",
             inout("x0") src.bits() => badge,
             lateout("x1") info,
-            lateout("x2") mrs[0],
-            lateout("x3") mrs[1],
-            lateout("x4") mrs[2],
-            lateout("x5") mrs[3],
+            inout("x2") mrs[0],
+            inout("x3") mrs[1],
+            inout("x4") mrs[2],
+            inout("x5") mrs[3],
             in("x6") reply.bits(),
             in("x7") Syscall::Recv as isize,
             options(nostack),
