@@ -28,6 +28,41 @@ pub use backend::sim;
 
 pub mod logger;
 
+/// The counter and the EL1 physical timer (Arm ARM D11, "The Generic Timer"), which seL4 exports
+/// to PDs on the qemu_virt boards. A PD that claims `<irq irq="30">` gets the timer's interrupt
+/// on the channel system.xml gives it; in the simulator the timer is modelled by the kernel.
+pub mod timer {
+    /// The counter (`CNTPCT_EL0`), in ticks of [`frequency`].
+    pub fn now() -> u64 {
+        crate::backend::timer_now()
+    }
+
+    /// Ticks per second (`CNTFRQ_EL0`; 62.5 MHz on QEMU virt).
+    pub fn frequency() -> u64 {
+        crate::backend::timer_frequency()
+    }
+
+    /// Raises the timer interrupt once the counter reaches `deadline` (in ticks).
+    pub fn set_deadline(deadline: u64) {
+        crate::backend::timer_set(Some(deadline))
+    }
+
+    /// Disarms the timer.
+    pub fn cancel() {
+        crate::backend::timer_set(None)
+    }
+
+    /// Converts microseconds to ticks.
+    pub fn ticks_from_micros(micros: u64) -> u64 {
+        (u128::from(micros) * u128::from(frequency()) / 1_000_000) as u64
+    }
+
+    /// Converts ticks to nanoseconds.
+    pub fn nanos_from_ticks(ticks: u64) -> u64 {
+        (u128::from(ticks) * 1_000_000_000 / u128::from(frequency().max(1))) as u64
+    }
+}
+
 /// Channel and IRQ ids are 0..=61 (Microkit's `PD_MAX_ID`).
 pub const MAX_CHANNEL_ID: usize = 61;
 /// Message registers in an IPC buffer (`seL4_MsgMaxLength`).
@@ -201,20 +236,12 @@ pub trait Handler {
     }
 
     /// A protected procedure call arrived on `channel`; the return value is the reply.
-    fn protected(
-        &mut self,
-        channel: Channel,
-        msg_info: MessageInfo,
-    ) -> Result<MessageInfo, Self::Error> {
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
         panic!("unexpected protected procedure call on {channel:?} with {msg_info:?}")
     }
 
     /// A child faulted. `Some(reply)` resumes it.
-    fn fault(
-        &mut self,
-        child: Child,
-        msg_info: MessageInfo,
-    ) -> Result<Option<MessageInfo>, Self::Error> {
+    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         panic!("unexpected fault from {child:?} with {msg_info:?}")
     }
 }
@@ -304,6 +331,89 @@ impl MemoryRegion {
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
     }
+
+    fn check(&self, offset: usize, len: usize, align: usize) -> Result<*mut u8, OutOfBounds> {
+        let end = offset.checked_add(len).ok_or(OutOfBounds { offset, len, size: self.size })?;
+        if end > self.size || !(self.base.as_ptr() as usize + offset).is_multiple_of(align) {
+            return Err(OutOfBounds { offset, len, size: self.size });
+        }
+        Ok(self.base.as_ptr().wrapping_add(offset))
+    }
+
+    /// Copies `out.len()` bytes from `offset`, each read exactly once (volatile): the other side may
+    /// change the memory at any time, so callers validate the private copy, never the region.
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfBounds> {
+        let src = self.check(offset, out.len(), 1)?;
+        for (i, byte) in out.iter_mut().enumerate() {
+            // SAFETY: `check` put src..src+len inside the mapped region; volatile because another
+            // PD or world writes it concurrently.
+            *byte = unsafe { src.add(i).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` with volatile writes.
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        let dst = self.check(offset, data.len(), 1)?;
+        for (i, byte) in data.iter().enumerate() {
+            // SAFETY: as in `read_bytes`; the mapping is writable for PDs that call this (a write to
+            // a read-only mapping is a fault of this PD, not undefined behaviour of the program).
+            unsafe { dst.add(i).write_volatile(*byte) };
+        }
+        Ok(())
+    }
+
+    /// The 8-byte-aligned word at `offset`, as an atomic shared with the other side.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&core::sync::atomic::AtomicU64, OutOfBounds> {
+        let ptr = self.check(offset, 8, 8)?;
+        // SAFETY: `check` proved the word lies in the mapped region and is 8-byte aligned; the
+        // mapping lives as long as the PD (so as long as `self`), and all accesses by either side
+        // are atomic or volatile word accesses.
+        Ok(unsafe { core::sync::atomic::AtomicU64::from_ptr(ptr.cast()) })
+    }
+
+    /// Publishes `data` at `offset` under the sequence lock whose word is at `sequence`: the word is
+    /// odd while the bytes change, and one more than before once they are whole. One writer only.
+    pub fn publish(&self, sequence: usize, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        use core::sync::atomic::{fence, Ordering};
+        let word = self.atomic_u64(sequence)?;
+        self.check(offset, data.len(), 1)?;
+        let start = word.load(Ordering::Relaxed) | 1;
+        word.store(start, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.write_bytes(offset, data)?;
+        word.store(start.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads a block published with [`publish`](Self::publish) into `out`; `Ok(false)` when the
+    /// writer was busy or changed it meanwhile (try again).
+    pub fn snapshot(&self, sequence: usize, offset: usize, out: &mut [u8]) -> Result<bool, OutOfBounds> {
+        use core::sync::atomic::{fence, Ordering};
+        let word = self.atomic_u64(sequence)?;
+        let before = word.load(Ordering::Acquire);
+        self.read_bytes(offset, out)?;
+        fence(Ordering::Acquire);
+        Ok(before & 1 == 0 && word.load(Ordering::Relaxed) == before)
+    }
+}
+
+/// An access outside a [`MemoryRegion`] (or misaligned for an atomic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds {
+    pub offset: usize,
+    pub len: usize,
+    pub size: usize,
+}
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "access of {} bytes at offset {:#x} is outside a region of {:#x} bytes (or misaligned)",
+            self.len, self.offset, self.size
+        )
+    }
 }
 
 #[doc(hidden)]
@@ -363,16 +473,10 @@ macro_rules! memory_region {
         let size = $crate::var!($size);
         assert!(
             vaddr != u64::MAX && size != u64::MAX && size != 0,
-            concat!(
-                "setvar symbols `",
-                stringify!($vaddr),
-                "`/`",
-                stringify!($size),
-                "` are not set by system.xml"
-            )
+            concat!("setvar symbols `", stringify!($vaddr), "`/`", stringify!($size), "` are not set by system.xml")
         );
-        let base = core::ptr::NonNull::new(vaddr as usize as *mut u8)
-            .expect("a mapped region never starts at address 0");
+        let base =
+            core::ptr::NonNull::new(vaddr as usize as *mut u8).expect("a mapped region never starts at address 0");
         // SAFETY: the microkit tool (or the simulator) maps `size` bytes at `vaddr` into this PD
         // before it starts, for its whole life.
         unsafe { $crate::MemoryRegion::new(base, size as usize) }

@@ -45,7 +45,7 @@ impl log::Log for Logger {
         }
         let mut line = Line { buf: [0; 256], len: 0 };
         // Line never fails; a truncated line is still worth printing.
-        let _ = write!(line, "{}: {}: {}\n", crate::pd_name(), record.level(), record.args());
+        let _ = writeln!(line, "{}: {}: {}", crate::pd_name(), record.level(), record.args());
         crate::backend::debug_write(&line.buf[..line.len]);
     }
 

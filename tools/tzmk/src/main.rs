@@ -1,13 +1,15 @@
 //! `tzmk`: the host tool of the tzmk secure world.
 //!
 //! - `tzmk audit [system.xml]`: what a security reviewer runs (see tools/README.md).
+//! - `tzmk sim [system.xml]`: the secure world in the host simulator, for a normal-world process.
 //! - `tzmk demo`: the README's main job.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod audit;
+mod demo;
+mod sim;
 
 #[derive(Parser, Debug)]
 #[command(name = "tzmk", version, about = "tzmk: an seL4 Microkit secure world for Arm TrustZone")]
@@ -21,20 +23,19 @@ enum Command {
     /// Check system.xml against Microkit 2.3.0 and tzmk's isolation rules, and print each PD's
     /// authority. Exit codes: 0 clean, 1 violations, 2 unreadable input.
     Audit(audit::Args),
-    /// The main job: audit the project's system.xml and show every PD's authority.
-    Demo {
-        /// The system description.
-        #[arg(default_value = "system.xml")]
-        system: PathBuf,
-    },
+    /// Run system.xml in the host simulator (PDs as threads, regions as shared memory) until
+    /// SIGINT/SIGTERM; prints `tzmk-sim: ready <run-dir>` once every PD is ready.
+    Sim(sim::Args),
+    /// The main job: start the simulator, attach as the normal world, kick the secure world and
+    /// print what it answers.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit(args) => audit::run(&args),
-        Command::Demo { system } => {
-            audit::run(&audit::Args { system, platform: None, json: false, dot: None, quiet: false })
-        }
+        Command::Sim(args) => sim::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

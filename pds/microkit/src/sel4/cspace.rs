@@ -6,7 +6,7 @@
 
 /// A capability address in this PD's CSpace (`seL4_CPtr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Cptr(u64);
+pub(crate) struct Cptr(u64);
 
 impl Cptr {
     pub const fn bits(self) -> u64 {

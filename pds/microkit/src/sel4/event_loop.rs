@@ -48,9 +48,7 @@ pub fn run_main<H: Handler>(init: impl FnOnce() -> H) -> ! {
             }
             (None, Some(send)) => ipc_buffer::transfer(|mrs| {
                 // SAFETY: `transfer` holds the IPC buffer exclusively for the call.
-                unsafe {
-                    syscalls::nb_send_recv(send.cap, send.info.into_word(), cspace::INPUT, cspace::REPLY, mrs)
-                }
+                unsafe { syscalls::nb_send_recv(send.cap, send.info.into_word(), cspace::INPUT, cspace::REPLY, mrs) }
             }),
             (None, None) => ipc_buffer::transfer(|mrs| {
                 // SAFETY: `transfer` holds the IPC buffer exclusively for the call.
@@ -80,4 +78,3 @@ pub fn run_main<H: Handler>(init: impl FnOnce() -> H) -> ! {
 fn or_die<T, E: Display>(result: Result<T, E>) -> T {
     result.unwrap_or_else(|error| panic!("handler failed: {error}"))
 }
-

@@ -40,7 +40,7 @@ struct IpcBuffer {
 
 const _: () = assert!(size_of::<IpcBuffer>() <= PAGE_SIZE);
 const _: () = assert!(offset_of!(IpcBuffer, msg) == 8);
-const _: () = assert!(IPC_BUFFER_ADDRESS % PAGE_SIZE == 0);
+const _: () = assert!(IPC_BUFFER_ADDRESS.is_multiple_of(PAGE_SIZE));
 
 /// Registers x2..x5 of a message transfer (`seL4_FastMessageRegisters`).
 pub(super) const REGISTER_MESSAGE_REGISTERS: usize = 4;
@@ -69,13 +69,6 @@ pub(super) fn with_msg_regs_mut<T>(f: impl FnOnce(&mut [u64; MAX_MESSAGE_REGISTE
     // SAFETY: as in `with_msg_regs`; the exclusive flag rules out any other reference.
     let regs = unsafe { &mut (*ipc_buffer()).msg };
     f(regs)
-}
-
-/// Runs a system call during which the kernel may write the IPC buffer (any invocation answered
-/// by a reply), with no Rust reference into the buffer alive.
-pub(super) fn exclusive<T>(syscall: impl FnOnce() -> T) -> T {
-    let _in_flight = MESSAGE_REGISTERS.get().try_borrow_mut().expect(BORROWED_ACROSS_SYSCALL);
-    syscall()
 }
 
 /// Runs a message-transferring system call: hands it MR0..3 for x2..x5 and stores what the kernel

@@ -21,7 +21,7 @@ enum Syscall {
     Send = -5,
     Recv = -7,
     /// Only in kernels built with `CONFIG_PRINTING` (the SDK's debug configuration).
-    #[cfg_attr(not(feature = "debug-print"), allow(dead_code))]
+    #[cfg_attr(not(feature = "debug"), allow(dead_code))]
     DebugPutChar = -12,
 }
 
@@ -145,13 +145,7 @@ pub(super) unsafe fn reply_recv(src: Cptr, info: u64, reply: Cptr, mrs: &mut [u6
 ///
 /// # Safety
 /// As for [`call`].
-pub(super) unsafe fn nb_send_recv(
-    dest: Cptr,
-    info: u64,
-    src: Cptr,
-    reply: Cptr,
-    mrs: &mut [u64; 4],
-) -> Received {
+pub(super) unsafe fn nb_send_recv(dest: Cptr, info: u64, src: Cptr, reply: Cptr, mrs: &mut [u64; 4]) -> Received {
     let (badge, info_out);
     // SAFETY: libsel4's `arm_sys_nbsend_recv`: source in x0, destination in x8 (the kernel's
     // `nbsendRecvDest`), reply in x6; the caller guarantees the IPC buffer is not borrowed.
@@ -174,7 +168,7 @@ pub(super) unsafe fn nb_send_recv(
 }
 
 /// `seL4_DebugPutChar`: one byte to the kernel's serial console.
-#[cfg(feature = "debug-print")]
+#[cfg(feature = "debug")]
 pub(super) fn debug_put_char(byte: u8) {
     // SAFETY: the kernel reads the byte from x0 and touches no user memory; libsel4 issues this
     // call as a send-receive, so x0..x5 are treated as overwritten.
@@ -201,5 +195,46 @@ pub(super) fn fault_forever() -> ! {
         // SAFETY: `udf` only raises an exception; seL4 suspends the thread and sends the fault to
         // its fault endpoint. Should anyone resume it, the loop faults again.
         unsafe { asm!("udf #0", options(nomem, nostack)) };
+    }
+}
+
+// The EL1 physical timer and the counter (Arm ARM D11, "The Generic Timer in AArch64 state").
+// EL0 may use them because the SDK builds seL4 with KernelArmExportPCNTUser (CNTKCTL_EL1.EL0PCTEN)
+// and KernelArmExportPTMRUser (EL0PTEN) on the qemu_virt boards.
+
+/// `CNTPCT_EL0`, after an `isb` so the read is not hoisted above earlier instructions.
+pub(super) fn counter() -> u64 {
+    let ticks: u64;
+    // SAFETY: reads a system register that seL4 exports to EL0; no memory or stack involved.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) ticks, options(nomem, nostack)) };
+    ticks
+}
+
+/// `CNTFRQ_EL0`: the counter's frequency in Hz, set by firmware.
+pub(super) fn counter_frequency() -> u64 {
+    let hz: u64;
+    // SAFETY: CNTFRQ_EL0 is readable at EL0 whenever the counter is; no memory involved.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) hz, options(nomem, nostack)) };
+    hz
+}
+
+/// Fires the timer interrupt once the counter reaches `deadline` (`CNTP_CVAL_EL0`, then
+/// `CNTP_CTL_EL0` = ENABLE), or disables it (`CNTP_CTL_EL0` = 0).
+pub(super) fn set_physical_timer(deadline: Option<u64>) {
+    const ENABLE: u64 = 1;
+    match deadline {
+        // SAFETY: writes two EL0-exported timer registers; no memory involved.
+        Some(ticks) => unsafe {
+            asm!(
+                "msr cntp_cval_el0, {ticks}",
+                "msr cntp_ctl_el0, {ctl}",
+                "isb",
+                ticks = in(reg) ticks,
+                ctl = in(reg) ENABLE,
+                options(nomem, nostack),
+            )
+        },
+        // SAFETY: as above.
+        None => unsafe { asm!("msr cntp_ctl_el0, xzr", "isb", options(nomem, nostack)) },
     }
 }

@@ -1,0 +1,116 @@
+//! attestation-pd: holds the device secret and the monitor's boot handoff, and answers comm-pd's
+//! protected procedure calls about them.
+//!
+//! It is passive (it runs on its caller's budget) and maps only secure-only memory; `tzmk audit`
+//! checks that no other PD maps the secrets and that it maps nothing the normal world can reach.
+#![cfg_attr(not(test), no_std)]
+
+use microkit::{memory_region, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
+use tzmk_interface::attestation::{
+    BootHandoff, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION, INTERFACE_VERSION, OK,
+    OP_SECURE_MEASUREMENT, OP_VERSION,
+};
+use zerocopy::FromBytes;
+
+/// The handoff as read once at boot: `None` when the monitor left none, or a corrupt one.
+pub fn read_handoff(bytes: &[u8]) -> Option<BootHandoff> {
+    let (handoff, _) = BootHandoff::read_from_prefix(bytes).ok()?;
+    (handoff.magic == HANDOFF_MAGIC && handoff.version == HANDOFF_VERSION).then_some(handoff)
+}
+
+/// An answer: the reply label and its message registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub label: u64,
+    pub words: [u64; 4],
+    pub count: usize,
+}
+
+impl Answer {
+    const fn error(label: u64) -> Self {
+        Self { label, words: [0; 4], count: 0 }
+    }
+}
+
+/// Answers operation `op` (the call's label).
+pub fn answer(op: u64, handoff: Option<&BootHandoff>) -> Answer {
+    match op {
+        OP_VERSION => Answer { label: OK, words: [INTERFACE_VERSION, 0, 0, 0], count: 1 },
+        OP_SECURE_MEASUREMENT => match handoff {
+            Some(h) => {
+                let mut words = [0; 4];
+                for (word, chunk) in words.iter_mut().zip(h.secure_image_sha256.chunks_exact(8)) {
+                    *word = u64::from_be_bytes(chunk.try_into().expect("chunks of 8"));
+                }
+                Answer { label: OK, words, count: 4 }
+            }
+            None => Answer::error(ERR_NO_HANDOFF),
+        },
+        _ => Answer::error(ERR_UNKNOWN_OPERATION),
+    }
+}
+
+#[derive(Debug)]
+pub struct AttestationPd {
+    /// Mapped for the signing service; not read yet by any operation.
+    _secrets: MemoryRegion,
+    handoff: Option<BootHandoff>,
+}
+
+pub fn init() -> AttestationPd {
+    microkit::logger::init(log::LevelFilter::Info);
+    let secrets = memory_region!(secrets_vaddr, secrets_size);
+    let handoff_region = memory_region!(handoff_vaddr, handoff_size);
+    // Bound so the symbol exists for the tool; every call arrives on it.
+    let _comm = microkit::channel!(comm_channel);
+    let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
+    let handoff = handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes));
+    match handoff {
+        Some(_) => log::info!("ready: boot handoff from the monitor is valid"),
+        None => log::info!("ready: no boot handoff from the monitor (measurements unavailable)"),
+    }
+    AttestationPd { _secrets: secrets, handoff }
+}
+
+impl Handler for AttestationPd {
+    type Error = core::convert::Infallible;
+
+    fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let answer = answer(msg_info.label(), self.handoff.as_ref());
+        with_msg_regs_mut(|mrs| mrs[..4].copy_from_slice(&answer.words));
+        Ok(MessageInfo::new(answer.label, answer.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::IntoBytes;
+
+    fn handoff() -> BootHandoff {
+        let mut digest = [0u8; 32];
+        digest.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        BootHandoff { magic: HANDOFF_MAGIC, version: HANDOFF_VERSION, secure_image_sha256: digest }
+    }
+
+    #[test]
+    fn handoff_is_validated() {
+        let good = handoff();
+        assert_eq!(read_handoff(good.as_bytes()), Some(good));
+        assert_eq!(read_handoff(&[0; 40]), None, "zeroed memory is no handoff");
+        let mut bad = good;
+        bad.version = 7;
+        assert_eq!(read_handoff(bad.as_bytes()), None);
+        assert_eq!(read_handoff(&good.as_bytes()[..10]), None, "short input");
+    }
+
+    #[test]
+    fn operations_answer() {
+        assert_eq!(answer(OP_VERSION, None).words[0], INTERFACE_VERSION);
+        assert_eq!(answer(OP_SECURE_MEASUREMENT, None).label, ERR_NO_HANDOFF);
+        let h = handoff();
+        let a = answer(OP_SECURE_MEASUREMENT, Some(&h));
+        assert_eq!((a.label, a.count, a.words[0]), (OK, 4, 0x0001_0203_0405_0607));
+        assert_eq!(answer(99, Some(&h)).label, ERR_UNKNOWN_OPERATION);
+    }
+}

@@ -1,0 +1,5 @@
+//! attestation-pd on seL4: the entry and nothing else; the logic is the `attestation_pd` library.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+microkit::protection_domain!(attestation_pd::init);

@@ -1,0 +1,5 @@
+//! comm-pd on seL4: the entry and nothing else; the logic is the `comm_pd` library.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+microkit::protection_domain!(comm_pd::init);
