@@ -104,10 +104,9 @@ fn forward_kicks(kick: &EventFd, kernel: &Kernel, kick_irq: Option<u64>, stop: &
         if kick.read().is_err() {
             continue;
         }
-        match kick_irq.map(|irq| kernel.raise_irq(irq)) {
-            Some(Ok(())) => {}
-            // No PD claims the kick: the interrupt is pended and nobody takes it, as on hardware.
-            Some(Err(_)) | None => {}
+        if let Some(irq) = kick_irq {
+            // No PD claims the kick: the interrupt stays pending and nobody takes it, as on hardware.
+            let _ = kernel.raise_irq(irq);
         }
     }
 }
