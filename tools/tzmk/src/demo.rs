@@ -77,7 +77,7 @@ fn exchange(simulator: &Simulator, kicks: u32) -> Result<(), String> {
     println!("  kicks taken by comm-pd        {}", status.kicks);
     println!("  attestation-pd interface      v{}", status.attestation_version);
     let rt = status.rt;
-    let mean = if rt.periods > 0 { rt.total_lateness_ns / rt.periods } else { 0 };
+    let mean = rt.total_lateness_ns.checked_div(rt.periods).unwrap_or(0);
     println!(
         "  rt-task                        {} periods of {} us, {} overruns, release lateness mean {} us, max {} us",
         rt.periods,
