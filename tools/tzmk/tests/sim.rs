@@ -1,0 +1,125 @@
+//! `tzmk sim` as a newcomer and linux-side use it: the ready line, the run directory, attaching as
+//! the normal world, a clean stop, and precise refusals of bad input.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tzmk_sim::attach::{self, Attachment};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tzmk-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn spawn_sim(system: &str, run_dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tzmk"))
+        .args(["sim", system, "--run-dir"])
+        .arg(run_dir)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tzmk runs")
+}
+
+#[test]
+fn simulator_runs_system_xml_and_the_normal_world_attaches() {
+    let run_dir = scratch("attach");
+    let mut sim = spawn_sim("system.xml", &run_dir);
+    let mut stdout = BufReader::new(sim.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), format!("tzmk-sim: ready {}", run_dir.display()));
+
+    // Only the regions in the normal world's shared window appear as files, at their sizes.
+    let mut files: Vec<_> = std::fs::read_dir(run_dir.join("regions"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().into_string().unwrap(), e.metadata().unwrap().len())
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files, vec![("port_ctrl".into(), 0x1000), ("port_rx".into(), 0x10_0000), ("port_tx".into(), 0x10_0000)]);
+
+    let attachment = Attachment::connect(&run_dir).expect("attach");
+    let port_ctrl = attach::map_region(&run_dir, "port_ctrl").unwrap();
+    let before = attach::read_status(&port_ctrl).expect("comm-pd wrote the status page at boot");
+    assert_eq!((before.kicks, before.attestation_version), (0, 1));
+    for kick in 1..=3 {
+        attachment.kick().unwrap();
+        assert!(attachment.wait_doorbell(Duration::from_secs(5)), "kick {kick}: no doorbell");
+        assert_eq!(attach::read_status(&port_ctrl).unwrap().kicks, kick);
+    }
+
+    kill(Pid::from_raw(sim.id() as i32), Signal::SIGTERM).unwrap();
+    let status = sim.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut sim.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    for pd in ["comm-pd", "attestation-pd", "rt-task"] {
+        assert!(stderr.contains(&format!("{pd}: INFO: ready")), "{pd} printed no ready line:\n{stderr}");
+    }
+    assert!(!run_dir.exists(), "the simulator left {} behind", run_dir.display());
+}
+
+fn refused(system: &Path, run_dir: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+        .args(["sim"])
+        .arg(system)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_systems_get_the_audit_message() {
+    let run_dir = scratch("bad");
+    let (code, stderr) = refused(Path::new("tests/audit/bad/smc-on-rt-task.xml"), &run_dir);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("[smc-not-allowed]") && stderr.starts_with("tzmk-sim: 1 isolation violation"), "{stderr}");
+    let (code, stderr) = refused(Path::new("tests/audit/bad/duplicate-pd-name.xml"), &run_dir);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("tzmk-sim: tests/audit/bad/duplicate-pd-name.xml:"), "{stderr}");
+    assert!(!run_dir.exists(), "a refused system must not create the run directory");
+}
+
+#[test]
+fn unknown_program_image_is_named() {
+    let dir = scratch("image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = std::fs::read_to_string(root().join("system.xml")).unwrap().replace("rt-task.elf", "rt-taks.elf");
+    let path = dir.join("system.xml");
+    std::fs::write(&path, system).unwrap();
+    let (code, stderr) = refused(&path, &dir.join("run"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("PD 'rt-task' runs program image 'rt-taks.elf', which the simulator does not know"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn busy_run_directory_is_refused() {
+    let dir = scratch("busy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("something"), b"x").unwrap();
+    let (code, stderr) = refused(Path::new("system.xml"), &dir);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("exists and is not empty"), "{stderr}");
+    assert!(dir.join("something").exists(), "the simulator must not touch a directory it refused");
+    std::fs::remove_dir_all(dir).unwrap();
+}
