@@ -13,7 +13,7 @@ CARGO ?= cargo
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit audit picture check-picture
+.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
@@ -27,6 +27,14 @@ help:
 	@echo "  make -f build.mk audit     tzmk audit of system.xml: isolation rules and each PD's authority"
 	@echo "  make -f build.mk picture   regenerate docs/system.dot and docs/system.svg from system.xml"
 	@echo "  make -f build.mk setup     install the rustup targets and (as root) the Debian packages"
+	@echo "  make -f build.mk demo      the README's main job: the secure world in the host simulator"
+	@echo "  make -f build.mk sim       run system.xml in the host simulator until Ctrl-C"
+	@echo "  make -f build.mk pds       build every PD for seL4 (aarch64-unknown-none) and check the images"
+	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
+	@echo
+	@echo "With the Microkit SDK:"
+	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
+	@echo "  make -f build.mk qemu-sel4 boot the image on QEMU and check every PD prints its ready line"
 	@echo
 	@echo "Targets that need the Microkit SDK read MICROKIT_SDK (now $(MICROKIT_SDK)),"
 	@echo "MICROKIT_BOARD (now $(MICROKIT_BOARD)) and MICROKIT_CONFIG (now $(MICROKIT_CONFIG))."
@@ -45,7 +53,7 @@ setup:
 	    fi; \
 	fi
 
-test: setup lint unit audit check-picture
+test: setup lint unit audit check-picture pds demo qemu-sel4
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -71,3 +79,48 @@ check-picture:
 	else \
 	    echo "SKIPPED: no Graphviz dot; docs/system.dot not rendered"; \
 	fi
+
+demo:
+	$(CARGO) run --release --locked -q -p tzmk -- demo --kicks 200
+
+sim:
+	$(CARGO) run --release --locked -q -p tzmk -- sim system.xml
+
+bench-sim:
+	$(CARGO) bench --locked -q -p tzmk-sim --bench round_trips
+
+# PDs for seL4. The SDK's debug configuration needs the runtime's `debug` feature (the kernel
+# prints, and its invocation labels differ: docs/sel4-abi.md).
+space := $() $()
+comma := ,
+PD_CRATES := comm-pd attestation-pd rt-task
+PD_DIR := $(BUILD_DIR)/pds/$(MICROKIT_CONFIG)
+PD_FEATURES := $(if $(filter debug,$(MICROKIT_CONFIG)),--features $(subst $(space),$(comma),$(addsuffix /debug,$(PD_CRATES))))
+
+pds:
+	$(CARGO) build --release --locked --target aarch64-unknown-none $(addprefix -p ,$(PD_CRATES)) $(PD_FEATURES)
+	@mkdir -p $(PD_DIR)
+	@for pd in $(PD_CRATES); do cp target/aarch64-unknown-none/release/$$pd $(PD_DIR)/$$pd.elf; done
+	TZMK_PD_DIR=$(abspath $(PD_DIR)) $(CARGO) test --locked -q -p tzmk-tests --test pd_images
+	@echo "pds: $(PD_DIR)/{$(subst $(space),$(comma),$(addsuffix .elf,$(PD_CRATES)))} checked"
+
+HAVE_SDK = $(wildcard $(MICROKIT_SDK)/bin/microkit)
+SDK_BOARD_DIR = $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+
+check-sdk:
+	@if [ ! -x "$(MICROKIT_SDK)/bin/microkit" ]; then \
+	    echo "error: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK) (set MICROKIT_SDK to an unpacked Microkit 2.3.0 SDK; docs/microkit-sdk.md)" >&2; exit 1; fi
+	@if [ ! -d "$(SDK_BOARD_DIR)" ]; then \
+	    echo "error: the SDK has no board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG): check MICROKIT_BOARD=$(MICROKIT_BOARD) and MICROKIT_CONFIG=$(MICROKIT_CONFIG)" >&2; exit 1; fi
+
+image: check-sdk pds
+	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(PD_DIR) --board $(MICROKIT_BOARD) \
+	    --config $(MICROKIT_CONFIG) -o $(BUILD_DIR)/loader.img -r $(BUILD_DIR)/report.txt
+	@echo "image: $(BUILD_DIR)/loader.img, report $(BUILD_DIR)/report.txt"
+
+# Boots loader.img on QEMU (no monitor yet: the board runs seL4 at EL1 under QEMU's own EL2) and
+# checks every PD of system.xml prints its ready line. PDs print only with the debug kernel.
+qemu-sel4:
+	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): qemu-sel4 not run"; \
+	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
+	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(CARGO) test --locked -q -p tzmk-tests --test qemu_sel4 -- --ignored --nocapture; fi

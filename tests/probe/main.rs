@@ -1,0 +1,2 @@
+//! A host executable for negative tests of the PD image checker (tests/pd_images.rs).
+fn main() {}

@@ -1,0 +1,57 @@
+//! Boots the Microkit image of system.xml on QEMU and waits for every PD's ready line.
+//!
+//! Needs an image built with the Microkit SDK, so it is ignored by plain `cargo test`;
+//! `make -f build.mk qemu-sel4` builds the image and runs it (or says SKIPPED without an SDK).
+//! QEMU: `virt,virtualization=on` with a Cortex-A53, the loader at 0x70000000 started on core 0
+//! (board qemu_virt_aarch64_el1: the loader drops from EL2 to EL1 for seL4).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+#[ignore = "needs a Microkit SDK image: run `make -f build.mk qemu-sel4`"]
+fn every_pd_prints_its_ready_line_on_sel4() {
+    let image = std::env::var("TZMK_LOADER_IMG").expect("TZMK_LOADER_IMG names loader.img");
+    let root = tzmk_tests::workspace_root();
+    let text = std::fs::read_to_string(root.join("system.xml")).unwrap();
+    let system = tzmk_sdf::parse_system("system.xml", &text).expect("system.xml parses");
+    let wanted: Vec<String> = system.protection_domains.iter().map(|pd| format!("{}: INFO: ready", pd.name)).collect();
+
+    let mut qemu = Command::new("qemu-system-aarch64")
+        .args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "2G", "-smp", "1"])
+        .args(["-nographic", "-serial", "stdio", "-monitor", "none"])
+        .arg("-device")
+        .arg(format!("loader,file={image},addr=0x70000000,cpu-num=0"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("qemu-system-aarch64 runs (Debian package qemu-system-arm)");
+    let mut stdout = qemu.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut serial = String::new();
+    while started.elapsed() < BOOT_TIMEOUT && !wanted.iter().all(|w| serial.contains(w.as_str())) {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            serial.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    println!("---- serial ----\n{serial}\n---- end ----");
+    let missing: Vec<_> = wanted.iter().filter(|w| !serial.contains(w.as_str())).collect();
+    assert!(missing.is_empty(), "no ready line within {BOOT_TIMEOUT:?} for: {missing:?}");
+    assert!(!serial.contains("panic"), "a PD panicked");
+}
