@@ -114,6 +114,7 @@ check-sdk:
 	    echo "error: the SDK has no board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG): check MICROKIT_BOARD=$(MICROKIT_BOARD) and MICROKIT_CONFIG=$(MICROKIT_CONFIG)" >&2; exit 1; fi
 
 image: check-sdk pds
+	MICROKIT_SDK=$(MICROKIT_SDK) MICROKIT_BOARD=$(MICROKIT_BOARD) $(CARGO) test --locked -q -p tzmk-tests --test sdk_constants -- --ignored
 	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(PD_DIR) --board $(MICROKIT_BOARD) \
 	    --config $(MICROKIT_CONFIG) -o $(BUILD_DIR)/loader.img -r $(BUILD_DIR)/report.txt
 	@echo "image: $(BUILD_DIR)/loader.img, report $(BUILD_DIR)/report.txt"

@@ -5,17 +5,26 @@
 //! checks that no other PD maps the secrets and that it maps nothing the normal world can reach.
 #![cfg_attr(not(test), no_std)]
 
-use microkit::{memory_region, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
+use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
     BootHandoff, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION, INTERFACE_VERSION, OK,
     OP_SECURE_MEASUREMENT, OP_VERSION,
 };
+use tzmk_interface::smc;
 use zerocopy::FromBytes;
 
 /// The handoff as read once at boot: `None` when the monitor left none, or a corrupt one.
 pub fn read_handoff(bytes: &[u8]) -> Option<BootHandoff> {
     let (handoff, _) = BootHandoff::read_from_prefix(bytes).ok()?;
     (handoff.magic == HANDOFF_MAGIC && handoff.version == HANDOFF_VERSION).then_some(handoff)
+}
+
+/// Whether the EL3 monitor that answers SMCs is tzmk's (its SiP UID), judged from the registers
+/// it returned for `SIP_CALL_UID`. Only tzmk's monitor leaves a boot handoff; without it the
+/// secure-only RAM where the handoff lives may not even be readable (on QEMU without
+/// `secure=on`, a read is a synchronous external abort).
+pub fn is_tzmk_monitor(answer: &microkit::SmcContext) -> bool {
+    answer[..4].iter().zip(smc::TZMK_UID).all(|(&register, word)| register == u64::from(word))
 }
 
 /// An answer: the reply label and its message registers.
@@ -63,12 +72,26 @@ pub fn init() -> AttestationPd {
     let handoff_region = memory_region!(handoff_vaddr, handoff_size);
     // Bound so the symbol exists for the tool; every call arrives on it.
     let _comm = microkit::channel!(comm_channel);
-    let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
-    let handoff = handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes));
-    match handoff {
-        Some(_) => log::info!("ready: boot handoff from the monitor is valid"),
-        None => log::info!("ready: no boot handoff from the monitor (measurements unavailable)"),
-    }
+    let uid = smc_call(&[u64::from(smc::SIP_CALL_UID), 0, 0, 0, 0, 0, 0, 0]);
+    let handoff = match uid {
+        Ok(answer) if is_tzmk_monitor(&answer) => {
+            let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
+            let handoff = handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes));
+            match handoff {
+                Some(_) => log::info!("ready: boot handoff from the monitor is valid"),
+                None => log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)"),
+            }
+            handoff
+        }
+        Ok(answer) => {
+            log::info!("ready: no tzmk monitor (SiP UID call answered {:#x}): measurements unavailable", answer[0]);
+            None
+        }
+        Err(e) => {
+            log::info!("ready: cannot reach the monitor ({e}): measurements unavailable");
+            None
+        }
+    };
     AttestationPd { _secrets: secrets, handoff }
 }
 
@@ -102,6 +125,15 @@ mod tests {
         bad.version = 7;
         assert_eq!(read_handoff(bad.as_bytes()), None);
         assert_eq!(read_handoff(&good.as_bytes()[..10]), None, "short input");
+    }
+
+    #[test]
+    fn only_tzmk_uid_counts_as_the_monitor() {
+        let [a, b, c, d] = smc::TZMK_UID;
+        assert!(is_tzmk_monitor(&[a.into(), b.into(), c.into(), d.into(), 0, 0, 0, 0]));
+        // What QEMU's built-in PSCI answers to an unknown SMC: NOT_SUPPORTED.
+        assert!(!is_tzmk_monitor(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!is_tzmk_monitor(&[a.into(), b.into(), c.into(), 0, 0, 0, 0, 0]));
     }
 
     #[test]

@@ -102,6 +102,15 @@ impl Handler for CommPd {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Error> {
         if channels.contains(self.rt) {
             if let Some(stats) = read_rt_stats(&self.rt_shared) {
+                if self.status.rt.periods == 0 {
+                    log::info!(
+                        "rt-task reports {} periods of {} us, {} overruns, max release lateness {} us",
+                        stats.periods,
+                        stats.period_us,
+                        stats.overruns,
+                        stats.max_lateness_ns / 1000
+                    );
+                }
                 self.status.rt = stats;
             }
         }

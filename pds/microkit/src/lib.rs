@@ -63,6 +63,32 @@ pub mod timer {
     }
 }
 
+/// Numbers of the seL4 ABI that differ between SDK configurations or boards, in one place so that
+/// `make -f build.mk image` can check them against the SDK it uses (tests/sdk_constants.rs).
+/// docs/sel4-abi.md explains each.
+pub mod sel4_abi {
+    /// Invocation labels the runtime sends.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Labels {
+        /// `IRQAckIRQ`, for `irq_ack`.
+        pub irq_ack_irq: u64,
+        /// `ARMSMCCall`, for `smc_call`.
+        pub arm_smc_call: u64,
+    }
+
+    /// The SDK's `release` configuration (MCS, non-SMP).
+    pub const RELEASE: Labels = Labels { irq_ack_irq: 27, arm_smc_call: 43 };
+    /// The SDK's `debug` configuration, which adds `CONFIG_HARDWARE_DEBUG_API`'s four TCB methods.
+    pub const DEBUG: Labels = Labels { irq_ack_irq: 31, arm_smc_call: 47 };
+    /// The labels this build uses (the `debug` feature selects the debug configuration).
+    pub const LABELS: Labels = if cfg!(feature = "debug") { DEBUG } else { RELEASE };
+
+    /// The last user address of seL4 16.0.0 on AArch64 without hypervisor support (board
+    /// qemu_virt_aarch64_el1); the IPC buffer is the page that ends there.
+    pub const USER_TOP: u64 = 0x7fff_ffff_ffff;
+    pub const IPC_BUFFER: u64 = USER_TOP & !0xfff;
+}
+
 /// Channel and IRQ ids are 0..=61 (Microkit's `PD_MAX_ID`).
 pub const MAX_CHANNEL_ID: usize = 61;
 /// Message registers in an IPC buffer (`seL4_MsgMaxLength`).

@@ -17,12 +17,9 @@ const MAX_EXTRA_CAPS: usize = 3;
 /// `seL4_PageBits` on AArch64.
 const PAGE_SIZE: usize = 4096;
 
-/// The top page of user memory: Microkit 2.3.0 `Config::pd_ipc_buffer` (tool `sel4.rs`) is
-/// `vspace_user_top & !0xfff`, and libmicrokit's `__sel4_ipc_buffer` is `seL4_UserVSpaceTop &
-/// ~MASK(seL4_PageBits)`. seL4 16.0.0 without hypervisor support gives AArch64 user space 47 bits,
-/// `seL4_UserTop = 0x7fff_ffff_ffff` (the SDK's `address_space_constants.json` for
-/// qemu_virt_aarch64_el1 agrees); a hypervisor (EL2) kernel would put it at 0xff_ffff_f000.
-const IPC_BUFFER_ADDRESS: usize = 0x7fff_ffff_f000;
+/// The top page of user memory (Microkit's `pd_ipc_buffer`, libmicrokit's `__sel4_ipc_buffer`):
+/// see `crate::sel4_abi::IPC_BUFFER`.
+const IPC_BUFFER_ADDRESS: usize = crate::sel4_abi::IPC_BUFFER as usize;
 
 /// seL4's `seL4_IPCBuffer` (`libsel4/include/sel4/shared_types.h`). Only `msg` is used here; the
 /// other fields are spelled out so the layout is checkably seL4's.

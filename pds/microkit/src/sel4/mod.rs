@@ -36,21 +36,10 @@ impl<T> PdLocal<T> {
     }
 }
 
-/// seL4 invocation labels (`enum invocation_label`, generated from seL4 16.0.0's
-/// `libsel4/include/interfaces/object-api.xml` and the AArch64/Arm `object-api-*.xml`). Methods
-/// behind a `<condition>` are numbered only when the condition holds, so the numbers depend on the
-/// kernel configuration: every Microkit configuration is MCS and non-SMP; the SDK's `debug`
-/// configuration also sets `CONFIG_HARDWARE_DEBUG_API`, which adds four TCB methods before them.
-/// docs/sel4-abi.md shows the count.
+/// Invocation labels of this build's SDK configuration (see `crate::sel4_abi`).
 mod label {
-    #[cfg(not(feature = "debug"))]
-    pub const IRQ_ACK_IRQ: u64 = 27;
-    #[cfg(feature = "debug")]
-    pub const IRQ_ACK_IRQ: u64 = 31;
-    #[cfg(not(feature = "debug"))]
-    pub const ARM_SMC_CALL: u64 = 43;
-    #[cfg(feature = "debug")]
-    pub const ARM_SMC_CALL: u64 = 47;
+    pub const IRQ_ACK_IRQ: u64 = crate::sel4_abi::LABELS.irq_ack_irq;
+    pub const ARM_SMC_CALL: u64 = crate::sel4_abi::LABELS.arm_smc_call;
 }
 
 /// A send the event loop fuses with its next wait (`microkit_signal_cap`/`microkit_signal_msg`).
