@@ -1,0 +1,435 @@
+//! A single-producer single-consumer ring of variable-length messages in memory shared between two
+//! parties that do not trust each other (the normal and the secure world).
+//!
+//! Layout (docs/ring-protocol.md has the picture), at a 64-byte aligned address:
+//! - cache line 0, written only by the producer: `producer`, a free-running byte index (u32);
+//! - cache line 1, written only by the consumer: `consumer`, likewise;
+//! - cache line 2, written by both: `consumer_signalled` (sDDF's flag; see below);
+//! - the data area, `capacity` bytes, a power of two.
+//!
+//! A message is a record: an 8-byte header (`length: u32`, `reserved: u32` = 0) and the payload,
+//! padded to 8 bytes. A record never wraps: when it does not fit before the end of the data
+//! area, the producer writes a *pad* header (`length = PAD`) and continues at offset 0. Messages are
+//! at most [`RingLayout::max_message`] bytes (a quarter of the capacity), so a record always fits.
+//!
+//! Each side keeps its own index in private memory and only ever *writes* it to the ring; the
+//! other side's index, record headers and payloads are allegations, read once (volatile), copied,
+//! then checked. A peer that lies gets [`PeerMisbehaviour`] and nothing outside the ring's bytes
+//! is touched.
+//!
+//! Signalling follows the sDDF queues: after consuming everything, the consumer clears
+//! `consumer_signalled` ([`Consumer::request_signal`]) and re-checks for data; the producer, after
+//! publishing, notifies only if the flag is clear and sets it ([`Producer::publish`] returns
+//! whether to notify). No wake-up is lost and a busy consumer costs no notifications.
+#![no_std]
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+
+/// Record header length field of a pad record.
+pub const PAD: u32 = u32::MAX;
+/// Bytes of a record header.
+pub const RECORD_HEADER: usize = 8;
+/// Bytes of the ring header (three cache lines).
+pub const HEADER_SIZE: usize = 3 * CACHE_LINE;
+const CACHE_LINE: usize = 64;
+const PRODUCER_OFFSET: usize = 0;
+const CONSUMER_OFFSET: usize = CACHE_LINE;
+const SIGNALLED_OFFSET: usize = 2 * CACHE_LINE;
+
+/// Where a ring lives and how big it is: both sides derive it from configuration, never from the
+/// shared memory itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    capacity: u32,
+}
+
+/// A layout that cannot be a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Capacity not a power of two, or below 64 bytes, or above 2^30.
+    BadCapacity(u64),
+    /// The memory given is smaller than header plus capacity.
+    TooSmall { needed: usize, given: usize },
+    /// The memory does not start at a 64-byte boundary.
+    Misaligned,
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutError::BadCapacity(c) => write!(f, "ring capacity {c} is not a power of two in 64..=2^30"),
+            LayoutError::TooSmall { needed, given } => write!(f, "a ring needs {needed} bytes, {given} given"),
+            LayoutError::Misaligned => f.write_str("a ring must start at a 64-byte boundary"),
+        }
+    }
+}
+
+impl RingLayout {
+    pub const fn new(capacity: u64) -> Result<Self, LayoutError> {
+        if capacity < 64 || capacity > (1 << 30) || !capacity.is_power_of_two() {
+            return Err(LayoutError::BadCapacity(capacity));
+        }
+        Ok(Self { capacity: capacity as u32 })
+    }
+
+    pub const fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Header plus data: the bytes the ring occupies.
+    pub const fn size(&self) -> usize {
+        HEADER_SIZE + self.capacity as usize
+    }
+
+    /// The largest message payload.
+    pub const fn max_message(&self) -> usize {
+        self.capacity as usize / 4 - RECORD_HEADER
+    }
+}
+
+/// What a lying peer did. The ring is unusable after any of these until both sides reset it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PeerMisbehaviour {
+    /// The peer's index is more than a capacity away from ours.
+    IndexOutOfRange = 1,
+    /// The peer's index went backwards.
+    IndexMovedBackwards = 2,
+    /// A record claims more bytes than a message may have, or than the producer published.
+    BadLength = 3,
+    /// A pad record where the data area does not end, or with a nonzero reserved field.
+    BadRecord = 4,
+}
+
+impl fmt::Display for PeerMisbehaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerMisbehaviour::IndexOutOfRange => "the peer's ring index is out of range",
+            PeerMisbehaviour::IndexMovedBackwards => "the peer's ring index moved backwards",
+            PeerMisbehaviour::BadLength => "a ring record has an impossible length",
+            PeerMisbehaviour::BadRecord => "a ring record header is malformed",
+        })
+    }
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Not enough free space now: retry after the consumer has made progress (back-pressure).
+    Full,
+    /// Larger than [`RingLayout::max_message`].
+    TooLarge,
+    Peer(PeerMisbehaviour),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full => f.write_str("the ring is full"),
+            SendError::TooLarge => f.write_str("the message is larger than the ring allows"),
+            SendError::Peer(p) => p.fmt(f),
+        }
+    }
+}
+
+/// Why a message could not be received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvError {
+    /// The buffer is smaller than the next message (which stays in the ring); its length is given.
+    BufferTooSmall(usize),
+    Peer(PeerMisbehaviour),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::BufferTooSmall(n) => write!(f, "the next message has {n} bytes, more than the buffer"),
+            RecvError::Peer(p) => p.fmt(f),
+        }
+    }
+}
+
+/// The shared bytes of one ring. All access is atomic (indices) or volatile (data).
+#[derive(Debug, Clone, Copy)]
+struct Shared {
+    base: NonNull<u8>,
+    layout: RingLayout,
+}
+
+impl Shared {
+    /// # Safety
+    /// `base..base + layout.size()` must stay mapped, readable and writable while the ring is used,
+    /// and be accessed by others only through this protocol or as plain bytes (a hostile peer may
+    /// write anything at any time; that is allowed).
+    unsafe fn new(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, LayoutError> {
+        if !(base.as_ptr() as usize).is_multiple_of(CACHE_LINE) {
+            return Err(LayoutError::Misaligned);
+        }
+        if len < layout.size() {
+            return Err(LayoutError::TooSmall { needed: layout.size(), given: len });
+        }
+        Ok(Self { base, layout })
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: offset is one of the three header words, 4-byte aligned inside the mapped ring
+        // (checked in `new`); the memory outlives `self` by the contract of `new`.
+        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast()) }
+    }
+
+    fn data(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset <= self.layout.capacity());
+        self.base.as_ptr().wrapping_add(HEADER_SIZE + offset)
+    }
+
+    /// Copies `out.len()` bytes from data offset `at` (which must not run past the data area).
+    fn read(&self, at: usize, out: &mut [u8]) {
+        assert!(at + out.len() <= self.layout.capacity(), "read past the ring's data area");
+        let src = self.data(at);
+        for (i, byte) in out.iter_mut().enumerate() {
+            // SAFETY: inside the data area (asserted above), which is mapped by `new`'s contract.
+            *byte = unsafe { src.add(i).read_volatile() };
+        }
+    }
+
+    fn write(&self, at: usize, data: &[u8]) {
+        assert!(at + data.len() <= self.layout.capacity(), "write past the ring's data area");
+        let dst = self.data(at);
+        for (i, byte) in data.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { dst.add(i).write_volatile(*byte) };
+        }
+    }
+
+    fn read_header(&self, at: usize) -> (u32, u32) {
+        let mut bytes = [0u8; RECORD_HEADER];
+        self.read(at, &mut bytes);
+        let length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let reserved = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        (length, reserved)
+    }
+
+    fn write_header(&self, at: usize, length: u32) {
+        let mut bytes = [0u8; RECORD_HEADER];
+        bytes[..4].copy_from_slice(&length.to_le_bytes());
+        self.write(at, &bytes);
+    }
+}
+
+const fn padded(length: usize) -> usize {
+    (length + 7) & !7
+}
+
+/// The producing end. Keeps its index privately; reads the consumer's as an allegation.
+#[derive(Debug)]
+pub struct Producer {
+    shared: Shared,
+    producer: u32,
+    /// The consumer index last seen, to refuse it moving backwards.
+    consumer_seen: u32,
+    /// The index last made visible to the consumer.
+    published: u32,
+}
+
+// SAFETY: a Producer is the only writer of its index and of the free data area; moving it to
+// another thread moves that role with it.
+unsafe impl Send for Producer {}
+
+impl Producer {
+    /// Takes the producing end of the ring at `base` and resets it to empty.
+    ///
+    /// # Safety
+    /// As for the shared memory of a ring: `base..base + len` stays mapped while the producer
+    /// lives, and nobody else in this program produces into it.
+    pub unsafe fn new(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded contract.
+        let shared = unsafe { Shared::new(base, len, layout) }?;
+        shared.word(PRODUCER_OFFSET).store(0, Ordering::Release);
+        shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
+        shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
+        Ok(Self { shared, producer: 0, consumer_seen: 0, published: 0 })
+    }
+
+    /// The consumer's index, checked: at most a capacity behind ours and never backwards.
+    fn consumer(&mut self) -> Result<u32, PeerMisbehaviour> {
+        let consumer = self.shared.word(CONSUMER_OFFSET).load(Ordering::Acquire);
+        let used = self.producer.wrapping_sub(consumer);
+        if used > self.shared.layout.capacity {
+            return Err(PeerMisbehaviour::IndexOutOfRange);
+        }
+        if consumer.wrapping_sub(self.consumer_seen) > self.producer.wrapping_sub(self.consumer_seen) {
+            return Err(PeerMisbehaviour::IndexMovedBackwards);
+        }
+        self.consumer_seen = consumer;
+        Ok(consumer)
+    }
+
+    /// Free bytes now (as the consumer claims).
+    pub fn free(&mut self) -> Result<usize, PeerMisbehaviour> {
+        let consumer = self.consumer()?;
+        Ok(self.shared.layout.capacity() - self.producer.wrapping_sub(consumer) as usize)
+    }
+
+    /// Appends one message; it becomes visible to the consumer at the next [`publish`](Self::publish).
+    pub fn try_send(&mut self, message: &[u8]) -> Result<(), SendError> {
+        let layout = self.shared.layout;
+        if message.len() > layout.max_message() {
+            return Err(SendError::TooLarge);
+        }
+        let record = RECORD_HEADER + padded(message.len());
+        let capacity = layout.capacity();
+        let at = self.producer as usize & (capacity - 1);
+        let to_end = capacity - at;
+        let needed = if record <= to_end { record } else { to_end + record };
+        if self.free().map_err(SendError::Peer)? < needed {
+            return Err(SendError::Full);
+        }
+        let mut at = at;
+        if record > to_end {
+            // A pad header needs 8 bytes; records are 8-aligned, so to_end >= 8 always.
+            self.shared.write_header(at, PAD);
+            self.producer = self.producer.wrapping_add(to_end as u32);
+            at = 0;
+        }
+        self.shared.write(at + RECORD_HEADER, message);
+        self.shared.write_header(at, message.len() as u32);
+        self.producer = self.producer.wrapping_add(record as u32);
+        Ok(())
+    }
+
+    /// Makes everything sent so far visible. Returns whether the consumer must be notified (it
+    /// asked for a signal and nobody has sent one since).
+    pub fn publish(&mut self) -> bool {
+        if self.published == self.producer {
+            return false;
+        }
+        self.published = self.producer;
+        self.shared.word(PRODUCER_OFFSET).store(self.producer, Ordering::Release);
+        // The flag is read after the index is visible: a consumer that clears the flag and then
+        // re-checks the index sees our message, or we see its cleared flag (sDDF's argument).
+        fence(Ordering::SeqCst);
+        let signalled = self.shared.word(SIGNALLED_OFFSET);
+        if signalled.load(Ordering::Relaxed) == 0 {
+            signalled.store(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The consuming end. Keeps its index privately; reads the producer's and every record as an
+/// allegation.
+#[derive(Debug)]
+pub struct Consumer {
+    shared: Shared,
+    consumer: u32,
+    /// The producer index last seen, to refuse it moving backwards.
+    producer_seen: u32,
+}
+
+// SAFETY: as for Producer: the role moves with the value.
+unsafe impl Send for Consumer {}
+
+impl Consumer {
+    /// Takes the consuming end of a ring whose producer has reset it (or will, before producing).
+    ///
+    /// # Safety
+    /// As for [`Producer::new`].
+    pub unsafe fn new(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded contract.
+        let shared = unsafe { Shared::new(base, len, layout) }?;
+        Ok(Self { shared, consumer: 0, producer_seen: 0 })
+    }
+
+    /// The producer's index, checked: at most a capacity ahead of ours and never backwards.
+    fn producer(&mut self) -> Result<u32, PeerMisbehaviour> {
+        let producer = self.shared.word(PRODUCER_OFFSET).load(Ordering::Acquire);
+        if producer.wrapping_sub(self.consumer) > self.shared.layout.capacity {
+            return Err(if self.producer_seen.wrapping_sub(producer) <= self.shared.layout.capacity {
+                PeerMisbehaviour::IndexMovedBackwards
+            } else {
+                PeerMisbehaviour::IndexOutOfRange
+            });
+        }
+        if producer.wrapping_sub(self.consumer) < self.producer_seen.wrapping_sub(self.consumer) {
+            return Err(PeerMisbehaviour::IndexMovedBackwards);
+        }
+        self.producer_seen = producer;
+        Ok(producer)
+    }
+
+    /// Bytes published and not yet consumed (as the producer claims).
+    pub fn pending(&mut self) -> Result<usize, PeerMisbehaviour> {
+        Ok(self.producer()?.wrapping_sub(self.consumer) as usize)
+    }
+
+    /// Copies the next message into `out`: `Ok(Some(length))`, or `Ok(None)` when the ring is empty.
+    /// The message leaves the ring at the next [`release`](Self::release).
+    pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        let layout = self.shared.layout;
+        let capacity = layout.capacity();
+        loop {
+            let available = self.pending().map_err(RecvError::Peer)?;
+            if available == 0 {
+                return Ok(None);
+            }
+            if available < RECORD_HEADER {
+                return Err(RecvError::Peer(PeerMisbehaviour::BadLength));
+            }
+            let at = self.consumer as usize & (capacity - 1);
+            // Records start 8-aligned, so the header never straddles the end of the data area,
+            // unless the peer misaligned the indices.
+            if !at.is_multiple_of(RECORD_HEADER) {
+                return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
+            }
+            let (length, reserved) = self.shared.read_header(at);
+            if length == PAD {
+                let to_end = capacity - at;
+                if reserved != 0 || available < to_end {
+                    return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
+                }
+                self.consumer = self.consumer.wrapping_add(to_end as u32);
+                continue;
+            }
+            let length = length as usize;
+            if reserved != 0 {
+                return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
+            }
+            let record = RECORD_HEADER + padded(length);
+            if length > layout.max_message() || record > available || record > capacity - at {
+                return Err(RecvError::Peer(PeerMisbehaviour::BadLength));
+            }
+            if length > out.len() {
+                return Err(RecvError::BufferTooSmall(length));
+            }
+            self.shared.read(at + RECORD_HEADER, &mut out[..length]);
+            self.consumer = self.consumer.wrapping_add(record as u32);
+            return Ok(Some(length));
+        }
+    }
+
+    /// Hands the consumed space back to the producer.
+    pub fn release(&mut self) {
+        self.shared.word(CONSUMER_OFFSET).store(self.consumer, Ordering::Release);
+    }
+
+    /// Before waiting: asks the producer to notify on its next publish. Returns `true` when data
+    /// arrived meanwhile, in which case the consumer must go on consuming instead of waiting (and
+    /// the request is withdrawn).
+    pub fn request_signal(&mut self) -> Result<bool, PeerMisbehaviour> {
+        let shared = self.shared;
+        shared.word(SIGNALLED_OFFSET).store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.pending()? > 0 {
+            shared.word(SIGNALLED_OFFSET).store(1, Ordering::Relaxed);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests;

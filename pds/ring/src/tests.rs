@@ -1,0 +1,263 @@
+//! Host tests of the ring: a model-checked round trip, the signalling rules, and hostile peers.
+
+extern crate std;
+
+use super::*;
+use proptest::prelude::*;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
+
+/// 64-byte aligned, zeroed memory for one ring.
+struct Memory {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Memory {
+    fn new(size: usize) -> Self {
+        let layout = Layout::from_size_align(size, 64).unwrap();
+        // SAFETY: the layout has a nonzero size.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+
+    fn poke(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.layout.size());
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: inside the allocation (asserted).
+            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*b) };
+        }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+fn ring(capacity: u64) -> (Memory, Producer, Consumer) {
+    let layout = RingLayout::new(capacity).unwrap();
+    let memory = Memory::new(layout.size());
+    // SAFETY: the memory outlives both ends within each test (dropped last by declaration order
+    // of the returned tuple's users).
+    let producer = unsafe { Producer::new(memory.ptr, layout.size(), layout) }.unwrap();
+    // SAFETY: as above.
+    let consumer = unsafe { Consumer::new(memory.ptr, layout.size(), layout) }.unwrap();
+    (memory, producer, consumer)
+}
+
+#[test]
+fn layouts_are_checked() {
+    assert_eq!(RingLayout::new(100), Err(LayoutError::BadCapacity(100)));
+    assert_eq!(RingLayout::new(32), Err(LayoutError::BadCapacity(32)));
+    let layout = RingLayout::new(4096).unwrap();
+    assert_eq!((layout.size(), layout.max_message()), (4096 + 192, 1016));
+    let memory = Memory::new(layout.size() + 64);
+    // SAFETY: inside the allocation.
+    let misaligned = unsafe { NonNull::new_unchecked(memory.ptr.as_ptr().add(8)) };
+    // SAFETY: the memory is valid; only the layout check is exercised.
+    assert_eq!(unsafe { Producer::new(misaligned, layout.size(), layout) }.unwrap_err(), LayoutError::Misaligned);
+    // SAFETY: as above.
+    let short = unsafe { Consumer::new(memory.ptr, 100, layout) }.unwrap_err();
+    assert_eq!(short, LayoutError::TooSmall { needed: 4288, given: 100 });
+}
+
+#[test]
+fn messages_arrive_whole_and_in_order_across_the_wrap() {
+    let (_memory, mut producer, mut consumer) = ring(256);
+    let mut out = [0u8; 64];
+    for round in 0u8..100 {
+        let message: Vec<u8> = (0..(round % 50)).map(|i| i ^ round).collect();
+        producer.try_send(&message).unwrap();
+        producer.publish();
+        assert_eq!(consumer.try_recv(&mut out), Ok(Some(message.len())));
+        assert_eq!(&out[..message.len()], &message[..]);
+        consumer.release();
+        assert_eq!(consumer.try_recv(&mut out), Ok(None));
+    }
+}
+
+#[test]
+fn full_ring_refuses_and_recovers() {
+    let (_memory, mut producer, mut consumer) = ring(128);
+    let message = [7u8; 24]; // 32-byte records
+    for _ in 0..4 {
+        producer.try_send(&message).unwrap();
+    }
+    assert_eq!(producer.try_send(&message), Err(SendError::Full));
+    assert_eq!(producer.try_send(&[0; 100]), Err(SendError::TooLarge));
+    producer.publish();
+    let mut out = [0u8; 24];
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(24)));
+    assert_eq!(producer.try_send(&message), Err(SendError::Full), "space returns only on release");
+    consumer.release();
+    producer.try_send(&message).unwrap();
+}
+
+#[test]
+fn small_buffer_leaves_the_message_in_the_ring() {
+    let (_memory, mut producer, mut consumer) = ring(256);
+    producer.try_send(&[1; 20]).unwrap();
+    producer.publish();
+    assert_eq!(consumer.try_recv(&mut [0; 10]), Err(RecvError::BufferTooSmall(20)));
+    assert_eq!(consumer.try_recv(&mut [0; 20]), Ok(Some(20)));
+}
+
+#[test]
+fn signalling_notifies_only_a_waiting_consumer() {
+    let (_memory, mut producer, mut consumer) = ring(256);
+    // A fresh ring: the consumer has not asked; the first publish signals (flag clear at reset).
+    producer.try_send(b"a").unwrap();
+    assert!(producer.publish());
+    producer.try_send(b"b").unwrap();
+    assert!(!producer.publish(), "a consumer already signalled is not signalled again");
+    // The consumer drains, then asks; data arrived meanwhile? No: it may wait.
+    let mut out = [0u8; 8];
+    while consumer.try_recv(&mut out).unwrap().is_some() {}
+    consumer.release();
+    assert_eq!(consumer.request_signal(), Ok(false));
+    producer.try_send(b"c").unwrap();
+    assert!(producer.publish(), "a waiting consumer is signalled");
+    // Asking while data is pending withdraws the request: the consumer must not sleep.
+    assert_eq!(consumer.request_signal(), Ok(true));
+    producer.try_send(b"d").unwrap();
+    assert!(!producer.publish());
+}
+
+#[test]
+fn lying_producer_index_is_refused() {
+    let (memory, mut producer, mut consumer) = ring(256);
+    producer.try_send(&[1; 16]).unwrap();
+    producer.publish();
+    let mut out = [0u8; 64];
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(16)));
+    // Beyond a capacity ahead.
+    memory.poke(PRODUCER_OFFSET, &1000u32.to_le_bytes());
+    assert_eq!(consumer.pending(), Err(PeerMisbehaviour::IndexOutOfRange));
+    // Backwards (behind what was already seen).
+    memory.poke(PRODUCER_OFFSET, &8u32.to_le_bytes());
+    assert_eq!(consumer.pending(), Err(PeerMisbehaviour::IndexMovedBackwards));
+}
+
+#[test]
+fn lying_records_are_refused() {
+    let (memory, mut producer, mut consumer) = ring(256);
+    producer.try_send(&[1; 16]).unwrap();
+    producer.publish();
+    let mut out = [0u8; 256];
+    // A length beyond what was published.
+    memory.poke(HEADER_SIZE, &200u32.to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Err(RecvError::Peer(PeerMisbehaviour::BadLength)));
+    // A pad where the data area does not end.
+    memory.poke(HEADER_SIZE, &PAD.to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Err(RecvError::Peer(PeerMisbehaviour::BadRecord)));
+    // A nonzero reserved field.
+    memory.poke(HEADER_SIZE, &16u32.to_le_bytes());
+    memory.poke(HEADER_SIZE + 4, &1u32.to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Err(RecvError::Peer(PeerMisbehaviour::BadRecord)));
+}
+
+#[test]
+fn lying_consumer_index_is_refused() {
+    let (memory, mut producer, _consumer) = ring(256);
+    producer.try_send(&[1; 16]).unwrap();
+    producer.publish();
+    // The consumer claims to have consumed more than was produced.
+    memory.poke(CONSUMER_OFFSET, &100u32.to_le_bytes());
+    assert_eq!(producer.free(), Err(PeerMisbehaviour::IndexOutOfRange));
+    assert_eq!(producer.try_send(b"x"), Err(SendError::Peer(PeerMisbehaviour::IndexOutOfRange)));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send(usize),
+    Recv,
+    Release,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![(0usize..70).prop_map(Op::Send), Just(Op::Recv), Just(Op::Release)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Against a model queue: every message sent is received once, whole, in order; `Full` only
+    /// when the model has no room.
+    #[test]
+    fn ring_behaves_as_a_queue(ops in proptest::collection::vec(op(), 1..300)) {
+        let (_memory, mut producer, mut consumer) = ring(256);
+        let mut in_flight: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut counter = 0u8;
+        let mut out = [0u8; 64];
+        for op in ops {
+            match op {
+                Op::Send(len) => {
+                    let len = len.min(RingLayout::new(256).unwrap().max_message());
+                    counter = counter.wrapping_add(1);
+                    let message = vec![counter; len];
+                    match producer.try_send(&message) {
+                        Ok(()) => in_flight.push_back(message),
+                        Err(SendError::Full) => {}
+                        Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                    }
+                    producer.publish();
+                }
+                Op::Recv => match consumer.try_recv(&mut out) {
+                    Ok(Some(n)) => {
+                        let want = in_flight.pop_front().expect("received a message never sent");
+                        prop_assert_eq!(&out[..n], &want[..]);
+                    }
+                    Ok(None) => prop_assert!(in_flight.is_empty()),
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                },
+                Op::Release => consumer.release(),
+            }
+        }
+    }
+
+    /// Whatever a hostile producer writes anywhere in the ring, the consumer never panics, never
+    /// reads outside the ring (the internal asserts would fire), and hands out at most a buffer.
+    #[test]
+    fn hostile_bytes_never_break_the_consumer(
+        honest in proptest::collection::vec(0usize..60, 0..10),
+        scribbles in proptest::collection::vec((0usize..(HEADER_SIZE + 256), any::<u8>()), 1..40),
+    ) {
+        let (memory, mut producer, mut consumer) = ring(256);
+        for len in honest {
+            let _ = producer.try_send(&vec![0xab; len]);
+        }
+        producer.publish();
+        for (offset, byte) in scribbles {
+            memory.poke(offset, &[byte]);
+        }
+        let mut out = [0u8; 64];
+        for _ in 0..20 {
+            match consumer.try_recv(&mut out) {
+                Ok(Some(n)) => prop_assert!(n <= out.len()),
+                Ok(None) | Err(_) => break,
+            }
+            consumer.release();
+        }
+    }
+
+    /// Whatever a hostile consumer writes, the producer never panics nor writes outside the ring.
+    #[test]
+    fn hostile_bytes_never_break_the_producer(
+        scribbles in proptest::collection::vec((0usize..HEADER_SIZE, any::<u8>()), 1..20),
+        sends in proptest::collection::vec(0usize..60, 1..20),
+    ) {
+        let (memory, mut producer, _consumer) = ring(256);
+        for (offset, byte) in scribbles {
+            memory.poke(offset, &[byte]);
+        }
+        for len in sends {
+            let _ = producer.try_send(&vec![1; len]);
+            let _ = producer.publish();
+        }
+    }
+}
