@@ -1,6 +1,5 @@
 //! The host backend's kernel model gives PDs seL4's semantics: these tests run small PDs on it.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +10,7 @@ use microkit::{Channel, ChannelSet, Handler, MessageInfo, SmcContext};
 const WAIT: Duration = Duration::from_secs(5);
 
 fn pd(name: &str, priority: u8) -> PdConfig {
-    PdConfig {
-        name: name.into(),
-        priority,
-        passive: false,
-        smc: false,
-        setvars: HashMap::new(),
-        channels: vec![],
-        irqs: vec![],
-    }
+    PdConfig::new(name, priority)
 }
 
 fn link(configs: &mut [PdConfig], a: usize, a_id: u8, b: usize, b_id: u8, pp_a_to_b: bool) {

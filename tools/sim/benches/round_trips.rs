@@ -4,7 +4,6 @@
 //!
 //! `make -f build.mk bench-sim` (or `cargo bench -p tzmk-sim --bench round_trips`).
 
-use std::collections::HashMap;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -26,15 +25,7 @@ impl Monitor for NoMonitor {
 }
 
 fn config(name: &str, priority: u8) -> PdConfig {
-    PdConfig {
-        name: name.into(),
-        priority,
-        passive: false,
-        smc: false,
-        setvars: HashMap::new(),
-        channels: vec![],
-        irqs: vec![],
-    }
+    PdConfig::new(name, priority)
 }
 
 /// Two PDs joined by channel 0 at both ends (`pp` from the first to the second when asked);

@@ -63,6 +63,21 @@ pub struct PdConfig {
     pub irqs: Vec<IrqConfig>,
 }
 
+impl PdConfig {
+    /// An active PD with no channels, IRQs, setvars or SMC right.
+    pub fn new(name: &str, priority: u8) -> Self {
+        Self {
+            name: name.to_owned(),
+            priority,
+            passive: false,
+            smc: false,
+            setvars: HashMap::new(),
+            channels: Vec::new(),
+            irqs: Vec::new(),
+        }
+    }
+}
+
 /// What a PD's `smc_call` reaches: the simulator's model of the EL3 monitor.
 pub trait Monitor: Send + Sync + 'static {
     /// Handles an SMC from PD `caller` (which system.xml allows to make SMCs).
