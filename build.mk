@@ -109,7 +109,7 @@ SDK_BOARD_DIR = $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 
 check-sdk:
 	@if [ ! -x "$(MICROKIT_SDK)/bin/microkit" ]; then \
-	    echo "error: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK) (set MICROKIT_SDK to an unpacked Microkit 2.3.0 SDK; docs/microkit-sdk.md)" >&2; exit 1; fi
+	    echo "error: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): set MICROKIT_SDK to an unpacked Microkit 2.3.0 SDK with board MICROKIT_BOARD=$(MICROKIT_BOARD), config MICROKIT_CONFIG=$(MICROKIT_CONFIG) (docs/microkit-sdk.md)" >&2; exit 1; fi
 	@if [ ! -d "$(SDK_BOARD_DIR)" ]; then \
 	    echo "error: the SDK has no board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG): check MICROKIT_BOARD=$(MICROKIT_BOARD) and MICROKIT_CONFIG=$(MICROKIT_CONFIG)" >&2; exit 1; fi
 
