@@ -4,7 +4,8 @@
 //! Layout (docs/ring-protocol.md has the picture), at a 64-byte aligned address:
 //! - cache line 0, written only by the producer: `producer`, a free-running byte index (u32);
 //! - cache line 1, written only by the consumer: `consumer`, likewise;
-//! - cache line 2, written by both: `consumer_signalled` (sDDF's flag; see below);
+//! - cache line 2, written by both, only around a wait: `consumer_signalled` (sDDF's flag) and
+//!   `producer_waiting` (the same protocol for free space; see below);
 //! - the data area, `capacity` bytes, a power of two.
 //!
 //! A message is a record: an 8-byte header (`length: u32`, `reserved: u32` = 0) and the payload,
@@ -21,6 +22,13 @@
 //! `consumer_signalled` ([`Consumer::request_signal`]) and re-checks for data; the producer, after
 //! publishing, notifies only if the flag is clear and sets it ([`Producer::publish`] returns
 //! whether to notify). No wake-up is lost and a busy consumer costs no notifications.
+//! Back-pressure is the mirror image: a producer that finds the ring full sets `producer_waiting`
+//! and re-checks the free space ([`Producer::request_space_signal`]); the consumer, after
+//! releasing space, notifies only if that flag is set and clears it ([`Consumer::release`]).
+//!
+//! Who resets: the secure world owns every ring's life. It takes its end with `new` (which resets
+//! the ring to empty); the normal world takes the other end with `attach` (at the indices it
+//! finds, which it validates like everything else).
 #![no_std]
 
 use core::fmt;
@@ -37,6 +45,7 @@ const CACHE_LINE: usize = 64;
 const PRODUCER_OFFSET: usize = 0;
 const CONSUMER_OFFSET: usize = CACHE_LINE;
 const SIGNALLED_OFFSET: usize = 2 * CACHE_LINE;
+const PRODUCER_WAITING_OFFSET: usize = 2 * CACHE_LINE + 4;
 
 /// Where a ring lives and how big it is: both sides derive it from configuration, never from the
 /// shared memory itself.
@@ -151,6 +160,34 @@ impl fmt::Display for RecvError {
     }
 }
 
+/// Why [`Producer::attach`] or [`Consumer::attach`] refused a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMisbehaviourOrLayout {
+    Layout(LayoutError),
+    Peer(PeerMisbehaviour),
+}
+
+impl From<LayoutError> for PeerMisbehaviourOrLayout {
+    fn from(e: LayoutError) -> Self {
+        Self::Layout(e)
+    }
+}
+
+impl From<PeerMisbehaviour> for PeerMisbehaviourOrLayout {
+    fn from(e: PeerMisbehaviour) -> Self {
+        Self::Peer(e)
+    }
+}
+
+impl fmt::Display for PeerMisbehaviourOrLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Layout(e) => e.fmt(f),
+            Self::Peer(e) => e.fmt(f),
+        }
+    }
+}
+
 /// The shared bytes of one ring. All access is atomic (indices) or volatile (data).
 #[derive(Debug, Clone, Copy)]
 struct Shared {
@@ -185,21 +222,52 @@ impl Shared {
     }
 
     /// Copies `out.len()` bytes from data offset `at` (which must not run past the data area).
+    ///
+    /// Word-wise volatile loads: the peer may change the bytes while we copy (we then copy garbage,
+    /// which is validated like any other), and the compiler must neither elide nor repeat a load.
+    /// A hand-written loop because `core` has no stable volatile memcpy.
     fn read(&self, at: usize, out: &mut [u8]) {
         assert!(at + out.len() <= self.layout.capacity(), "read past the ring's data area");
         let src = self.data(at);
-        for (i, byte) in out.iter_mut().enumerate() {
+        let aligned = src as usize % 8 == 0;
+        let mut words = out.chunks_exact_mut(8);
+        let mut i = 0;
+        if aligned {
+            for chunk in &mut words {
+                // SAFETY: 8 bytes inside the data area (asserted above), 8-aligned (checked).
+                let word = unsafe { src.add(i).cast::<u64>().read_volatile() };
+                chunk.copy_from_slice(&word.to_ne_bytes());
+                i += 8;
+            }
+        }
+        let rest = if aligned { words.into_remainder() } else { out };
+        for byte in rest.iter_mut() {
             // SAFETY: inside the data area (asserted above), which is mapped by `new`'s contract.
             *byte = unsafe { src.add(i).read_volatile() };
+            i += 1;
         }
     }
 
+    /// Copies `data` to data offset `at`, word-wise like [`read`](Self::read).
     fn write(&self, at: usize, data: &[u8]) {
         assert!(at + data.len() <= self.layout.capacity(), "write past the ring's data area");
         let dst = self.data(at);
-        for (i, byte) in data.iter().enumerate() {
+        let aligned = dst as usize % 8 == 0;
+        let mut words = data.chunks_exact(8);
+        let mut i = 0;
+        if aligned {
+            for chunk in &mut words {
+                let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
+                // SAFETY: as in `read`.
+                unsafe { dst.add(i).cast::<u64>().write_volatile(word) };
+                i += 8;
+            }
+        }
+        let rest = if aligned { words.remainder() } else { data };
+        for byte in rest {
             // SAFETY: as in `read`.
             unsafe { dst.add(i).write_volatile(*byte) };
+            i += 1;
         }
     }
 
@@ -249,7 +317,23 @@ impl Producer {
         shared.word(PRODUCER_OFFSET).store(0, Ordering::Release);
         shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
+        shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
         Ok(Self { shared, producer: 0, consumer_seen: 0, published: 0 })
+    }
+
+    /// Takes the producing end of a ring the other side has reset, at the indices found in it.
+    ///
+    /// # Safety
+    /// As for [`Producer::new`].
+    pub unsafe fn attach(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, PeerMisbehaviourOrLayout> {
+        // SAFETY: forwarded contract.
+        let shared = unsafe { Shared::new(base, len, layout) }?;
+        let producer = shared.word(PRODUCER_OFFSET).load(Ordering::Acquire);
+        let consumer = shared.word(CONSUMER_OFFSET).load(Ordering::Acquire);
+        if producer.wrapping_sub(consumer) > layout.capacity || producer % RECORD_HEADER as u32 != 0 {
+            return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
+        }
+        Ok(Self { shared, producer, consumer_seen: consumer, published: producer })
     }
 
     /// The consumer's index, checked: at most a capacity behind ours and never backwards.
@@ -272,6 +356,37 @@ impl Producer {
         Ok(self.shared.layout.capacity() - self.producer.wrapping_sub(consumer) as usize)
     }
 
+    /// Whether a message of `length` bytes could be sent now.
+    pub fn fits(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
+        Ok(length <= self.shared.layout.max_message() && self.free()? >= self.needed(length))
+    }
+
+    /// Ring bytes a message of `length` bytes takes at the current position, pad included.
+    fn needed(&self, length: usize) -> usize {
+        let capacity = self.shared.layout.capacity();
+        let record = RECORD_HEADER + padded(length);
+        let to_end = capacity - (self.producer as usize & (capacity - 1));
+        if record <= to_end {
+            record
+        } else {
+            to_end + record
+        }
+    }
+
+    /// Before waiting for free space: asks the consumer to notify when it releases some. Returns
+    /// `true` when a message of `length` bytes fits meanwhile, in which case the producer must
+    /// go on instead of waiting (and the request is withdrawn).
+    pub fn request_space_signal(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
+        let shared = self.shared;
+        shared.word(PRODUCER_WAITING_OFFSET).store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.fits(length)? {
+            shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Relaxed);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Appends one message; it becomes visible to the consumer at the next [`publish`](Self::publish).
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), SendError> {
         let layout = self.shared.layout;
@@ -282,8 +397,7 @@ impl Producer {
         let capacity = layout.capacity();
         let at = self.producer as usize & (capacity - 1);
         let to_end = capacity - at;
-        let needed = if record <= to_end { record } else { to_end + record };
-        if self.free().map_err(SendError::Peer)? < needed {
+        if self.free().map_err(SendError::Peer)? < self.needed(message.len()) {
             return Err(SendError::Full);
         }
         let mut at = at;
@@ -328,20 +442,42 @@ pub struct Consumer {
     consumer: u32,
     /// The producer index last seen, to refuse it moving backwards.
     producer_seen: u32,
+    /// Where the consumer index goes when the message last [`peek`](Self::peek)ed is consumed.
+    peeked: Option<u32>,
 }
 
 // SAFETY: as for Producer: the role moves with the value.
 unsafe impl Send for Consumer {}
 
 impl Consumer {
-    /// Takes the consuming end of a ring whose producer has reset it (or will, before producing).
+    /// Takes the consuming end of the ring at `base` and resets it to empty.
     ///
     /// # Safety
     /// As for [`Producer::new`].
     pub unsafe fn new(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, LayoutError> {
         // SAFETY: forwarded contract.
         let shared = unsafe { Shared::new(base, len, layout) }?;
-        Ok(Self { shared, consumer: 0, producer_seen: 0 })
+        shared.word(PRODUCER_OFFSET).store(0, Ordering::Release);
+        shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
+        shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
+        shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
+        Ok(Self { shared, consumer: 0, producer_seen: 0, peeked: None })
+    }
+
+    /// Takes the consuming end of a ring the other side has reset, at the indices found in it.
+    ///
+    /// # Safety
+    /// As for [`Producer::new`].
+    pub unsafe fn attach(base: NonNull<u8>, len: usize, layout: RingLayout) -> Result<Self, PeerMisbehaviourOrLayout> {
+        // SAFETY: forwarded contract.
+        let shared = unsafe { Shared::new(base, len, layout) }?;
+        let consumer = shared.word(CONSUMER_OFFSET).load(Ordering::Acquire);
+        if consumer % RECORD_HEADER as u32 != 0 {
+            return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
+        }
+        let mut this = Self { shared, consumer, producer_seen: consumer, peeked: None };
+        this.pending()?;
+        Ok(this)
     }
 
     /// The producer's index, checked: at most a capacity ahead of ours and never backwards.
@@ -369,17 +505,30 @@ impl Consumer {
     /// Copies the next message into `out`: `Ok(Some(length))`, or `Ok(None)` when the ring is empty.
     /// The message leaves the ring at the next [`release`](Self::release).
     pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        let length = self.peek(out)?;
+        self.consume();
+        Ok(length)
+    }
+
+    /// Copies the next message into `out` without consuming it: the next `peek` or `try_recv`
+    /// copies (and checks) it again, unless [`consume`](Self::consume) is called first. For a
+    /// consumer that can only take a message when it has somewhere to put the answer.
+    pub fn peek(&mut self, out: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        self.peeked = None;
         let layout = self.shared.layout;
         let capacity = layout.capacity();
+        let mut consumer = self.consumer;
         loop {
-            let available = self.pending().map_err(RecvError::Peer)?;
+            let skipped = consumer.wrapping_sub(self.consumer) as usize;
+            let available = self.pending().map_err(RecvError::Peer)?.checked_sub(skipped);
+            let available = available.ok_or(RecvError::Peer(PeerMisbehaviour::IndexMovedBackwards))?;
             if available == 0 {
                 return Ok(None);
             }
             if available < RECORD_HEADER {
                 return Err(RecvError::Peer(PeerMisbehaviour::BadLength));
             }
-            let at = self.consumer as usize & (capacity - 1);
+            let at = consumer as usize & (capacity - 1);
             // Records start 8-aligned, so the header never straddles the end of the data area,
             // unless the peer misaligned the indices.
             if !at.is_multiple_of(RECORD_HEADER) {
@@ -388,10 +537,10 @@ impl Consumer {
             let (length, reserved) = self.shared.read_header(at);
             if length == PAD {
                 let to_end = capacity - at;
-                if reserved != 0 || available < to_end {
+                if reserved != 0 || available < to_end || consumer != self.consumer {
                     return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
                 }
-                self.consumer = self.consumer.wrapping_add(to_end as u32);
+                consumer = consumer.wrapping_add(to_end as u32);
                 continue;
             }
             let length = length as usize;
@@ -406,14 +555,31 @@ impl Consumer {
                 return Err(RecvError::BufferTooSmall(length));
             }
             self.shared.read(at + RECORD_HEADER, &mut out[..length]);
-            self.consumer = self.consumer.wrapping_add(record as u32);
+            self.peeked = Some(consumer.wrapping_add(record as u32));
             return Ok(Some(length));
         }
     }
 
-    /// Hands the consumed space back to the producer.
-    pub fn release(&mut self) {
+    /// Consumes the message last [`peek`](Self::peek)ed (nothing if there is none).
+    pub fn consume(&mut self) {
+        if let Some(next) = self.peeked.take() {
+            self.consumer = next;
+        }
+    }
+
+    /// Hands the consumed space back to the producer. Returns whether the producer must be
+    /// notified (it is waiting for space).
+    pub fn release(&mut self) -> bool {
         self.shared.word(CONSUMER_OFFSET).store(self.consumer, Ordering::Release);
+        // As in `Producer::publish`: the producer sets its flag and then re-checks our index.
+        fence(Ordering::SeqCst);
+        let waiting = self.shared.word(PRODUCER_WAITING_OFFSET);
+        if waiting.load(Ordering::Relaxed) != 0 {
+            waiting.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 
     /// Before waiting: asks the producer to notify on its next publish. Returns `true` when data

@@ -129,6 +129,76 @@ fn signalling_notifies_only_a_waiting_consumer() {
 }
 
 #[test]
+fn a_full_producer_is_signalled_once_space_is_released() {
+    let (_memory, mut producer, mut consumer) = ring(256);
+    while producer.try_send(&[7; 56]).is_ok() {}
+    producer.publish();
+    assert_eq!(producer.fits(56), Ok(false));
+    // Nobody waits yet: releasing costs no notification.
+    let mut out = [0u8; 64];
+    consumer.try_recv(&mut out).unwrap();
+    assert!(!consumer.release());
+    while producer.try_send(&[7; 56]).is_ok() {}
+    producer.publish();
+    // The producer asks; no space meanwhile, so it may wait.
+    assert_eq!(producer.request_space_signal(56), Ok(false));
+    // Releasing nothing new still notifies a waiting producer at most once.
+    consumer.try_recv(&mut out).unwrap();
+    assert!(consumer.release(), "a waiting producer is signalled");
+    assert!(!consumer.release(), "and only once");
+    // Asking while space is free withdraws the request: the producer must not sleep.
+    assert_eq!(producer.request_space_signal(56), Ok(true));
+    consumer.try_recv(&mut out).unwrap();
+    assert!(!consumer.release());
+}
+
+#[test]
+fn peeked_messages_stay_until_consumed() {
+    let (_memory, mut producer, mut consumer) = ring(256);
+    producer.try_send(b"first").unwrap();
+    producer.try_send(b"second").unwrap();
+    producer.publish();
+    let mut out = [0u8; 16];
+    assert_eq!(consumer.peek(&mut out), Ok(Some(5)));
+    assert_eq!(consumer.peek(&mut out), Ok(Some(5)), "a peek does not consume");
+    consumer.consume();
+    assert_eq!(consumer.peek(&mut out), Ok(Some(6)));
+    assert_eq!(&out[..6], b"second");
+    consumer.consume();
+    consumer.consume();
+    assert_eq!(consumer.try_recv(&mut out), Ok(None));
+}
+
+#[test]
+fn the_other_side_attaches_at_the_current_indices() {
+    let layout = RingLayout::new(256).unwrap();
+    let memory = Memory::new(layout.size());
+    // SAFETY: the memory outlives both ends.
+    let mut consumer = unsafe { Consumer::new(memory.ptr, layout.size(), layout) }.unwrap();
+    // SAFETY: as above.
+    let mut producer = unsafe { Producer::attach(memory.ptr, layout.size(), layout) }.unwrap();
+    let mut out = [0u8; 16];
+    for round in 0..40u8 {
+        producer.try_send(&[round; 9]).unwrap();
+        producer.publish();
+        assert_eq!(consumer.try_recv(&mut out), Ok(Some(9)));
+        consumer.release();
+    }
+    // A second producer (a new process) takes over where the first left off.
+    drop(producer);
+    // SAFETY: as above.
+    let mut producer = unsafe { Producer::attach(memory.ptr, layout.size(), layout) }.unwrap();
+    producer.try_send(b"again").unwrap();
+    producer.publish();
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(5)));
+    // An index that is no record boundary is refused.
+    memory.poke(0, &3u32.to_le_bytes());
+    // SAFETY: as above.
+    let refused = unsafe { Producer::attach(memory.ptr, layout.size(), layout) }.unwrap_err();
+    assert_eq!(refused, PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
+}
+
+#[test]
 fn lying_producer_index_is_refused() {
     let (memory, mut producer, mut consumer) = ring(256);
     producer.try_send(&[1; 16]).unwrap();
@@ -215,7 +285,9 @@ proptest! {
                     Ok(None) => prop_assert!(in_flight.is_empty()),
                     Err(e) => prop_assert!(false, "unexpected {e:?}"),
                 },
-                Op::Release => consumer.release(),
+                Op::Release => {
+                    consumer.release();
+                }
             }
         }
     }
