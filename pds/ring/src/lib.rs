@@ -229,7 +229,7 @@ impl Shared {
     fn read(&self, at: usize, out: &mut [u8]) {
         assert!(at + out.len() <= self.layout.capacity(), "read past the ring's data area");
         let src = self.data(at);
-        let aligned = src as usize % 8 == 0;
+        let aligned = (src as usize).is_multiple_of(8);
         let mut words = out.chunks_exact_mut(8);
         let mut i = 0;
         if aligned {
@@ -252,7 +252,7 @@ impl Shared {
     fn write(&self, at: usize, data: &[u8]) {
         assert!(at + data.len() <= self.layout.capacity(), "write past the ring's data area");
         let dst = self.data(at);
-        let aligned = dst as usize % 8 == 0;
+        let aligned = (dst as usize).is_multiple_of(8);
         let mut words = data.chunks_exact(8);
         let mut i = 0;
         if aligned {
@@ -330,7 +330,7 @@ impl Producer {
         let shared = unsafe { Shared::new(base, len, layout) }?;
         let producer = shared.word(PRODUCER_OFFSET).load(Ordering::Acquire);
         let consumer = shared.word(CONSUMER_OFFSET).load(Ordering::Acquire);
-        if producer.wrapping_sub(consumer) > layout.capacity || producer % RECORD_HEADER as u32 != 0 {
+        if producer.wrapping_sub(consumer) > layout.capacity || !producer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
         Ok(Self { shared, producer, consumer_seen: consumer, published: producer })
@@ -472,7 +472,7 @@ impl Consumer {
         // SAFETY: forwarded contract.
         let shared = unsafe { Shared::new(base, len, layout) }?;
         let consumer = shared.word(CONSUMER_OFFSET).load(Ordering::Acquire);
-        if consumer % RECORD_HEADER as u32 != 0 {
+        if !consumer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
         let mut this = Self { shared, consumer, producer_seen: consumer, peeked: None };

@@ -185,7 +185,7 @@ fn the_other_side_attaches_at_the_current_indices() {
         consumer.release();
     }
     // A second producer (a new process) takes over where the first left off.
-    drop(producer);
+    let _ = producer;
     // SAFETY: as above.
     let mut producer = unsafe { Producer::attach(memory.ptr, layout.size(), layout) }.unwrap();
     producer.try_send(b"again").unwrap();
