@@ -81,7 +81,7 @@ check-picture:
 	fi
 
 demo:
-	$(CARGO) run --release --locked -q -p tzmk -- demo --kicks 200
+	$(CARGO) run --release --locked -q -p tzmk -- demo --count 200
 
 sim:
 	$(CARGO) run --release --locked -q -p tzmk -- sim system.xml

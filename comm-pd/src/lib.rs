@@ -1,20 +1,37 @@
 //! comm-pd: the secure world's face to the normal world.
 //!
-//! It takes the kick interrupt (the monitor pends it when Linux calls `notify_secure`), answers
-//! with the secure world's status page at the start of `port_ctrl`, and rings Linux's doorbell
-//! by SMC (`notify_normal`). It asks attestation-pd for its version by protected procedure call
-//! at boot and keeps rt-task's latest statistics. Communication ports over `port_rx`/`port_tx`
-//! build on this.
+//! It serves the communication ports of ports.toml over the regions system.xml shares with Linux
+//! (`port_ctrl`, `port_rx`, `port_tx`; the engine is [`ports`]), takes the kick interrupt (the
+//! monitor pends it when Linux calls `notify_secure`), keeps the status page at the start of
+//! `port_ctrl`, and rings Linux's doorbell by SMC (`notify_normal`). Behind the ports are the
+//! secure services: echo and sink here, attestation-pd by protected procedure call, rt-task
+//! through its statistics block and channel.
 #![cfg_attr(not(test), no_std)]
+
+pub mod ports;
 
 use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
-use tzmk_interface::attestation::{OK, OP_VERSION};
+use tzmk_interface::attestation::{ERR_MALFORMED, OK, OP_VERSION};
+use tzmk_interface::port::{
+    command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
+};
 use tzmk_interface::rt::{RtStats, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET};
 use tzmk_interface::smc;
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET, STATUS_VERSION};
 use zerocopy::{FromBytes, IntoBytes};
+
+pub use ports::{PortConfig, Ports, Replies, Services};
+
+mod config {
+    use crate::ports::PortConfig;
+    use tzmk_interface::port::Service;
+    include!(concat!(env!("OUT_DIR"), "/ports.rs"));
+}
+
+/// The port table of comm-pd/ports.toml.
+pub use config::PORTS;
 
 /// `notify_normal`'s core argument meaning "the monitor's choice" (the first Linux core).
 pub const ANY_NORMAL_CORE: u64 = u64::MAX;
@@ -48,34 +65,133 @@ impl fmt::Display for Error {
     }
 }
 
+/// The services behind comm-pd's ports.
+#[derive(Debug)]
+pub struct SecureServices {
+    attestation: Channel,
+    rt: Channel,
+    rt_shared: MemoryRegion,
+}
+
+impl SecureServices {
+    fn attestation_call(&self, operation: u64) -> AttestationReply {
+        let reply = self.attestation.pp_call(MessageInfo::new(operation, 0));
+        let mut words = [0u64; 4];
+        for (i, word) in words.iter_mut().enumerate().take(reply.count()) {
+            *word = microkit::get_mr(i);
+        }
+        AttestationReply { label: reply.label(), words }
+    }
+}
+
+fn put(output: &mut [u8], bytes: &[u8]) -> Result<usize, ControlError> {
+    output.get_mut(..bytes.len()).ok_or(ControlError::ServiceUnavailable)?.copy_from_slice(bytes);
+    Ok(bytes.len())
+}
+
+impl Services for SecureServices {
+    fn reply_room(&self, service: Service, length: usize) -> usize {
+        match service {
+            Service::Echo => length,
+            Service::Sink => 0,
+            Service::Attestation => core::mem::size_of::<AttestationReply>(),
+            Service::RealTime => core::mem::size_of::<RtStats>(),
+        }
+    }
+
+    fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>) {
+        let sent = match port.service {
+            Service::Echo => replies.send(message),
+            Service::Sink => Ok(()),
+            Service::Attestation => {
+                let reply = match AttestationRequest::read_from_bytes(message) {
+                    Ok(request) => self.attestation_call(request.operation),
+                    Err(_) => AttestationReply { label: ERR_MALFORMED, words: [0; 4] },
+                };
+                replies.send(reply.as_bytes())
+            }
+            Service::RealTime => replies.send(read_rt_stats(&self.rt_shared).unwrap_or_default().as_bytes()),
+        };
+        if let Err(e) = sent {
+            log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
+        }
+    }
+
+    fn call(
+        &mut self,
+        port: &PortConfig,
+        status: &PortStatus,
+        command: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, ControlError> {
+        let totals = SinkTotals { messages: status.messages_in, bytes: status.bytes_in };
+        match (port.service, command) {
+            (Service::Sink, command::SINK_TOTALS) | (Service::Echo, command::ECHO_TOTALS) => {
+                put(output, totals.as_bytes())
+            }
+            (Service::Attestation, command::ATTESTATION_VERSION) => {
+                let reply = self.attestation_call(OP_VERSION);
+                if reply.label != OK {
+                    return Err(ControlError::ServiceUnavailable);
+                }
+                put(output, reply.words[0].as_bytes())
+            }
+            (Service::RealTime, command::RT_STATS) => {
+                let stats = read_rt_stats(&self.rt_shared).ok_or(ControlError::ServiceUnavailable)?;
+                put(output, stats.as_bytes())
+            }
+            (Service::RealTime, command::RT_REFRESH) => {
+                if !input.is_empty() {
+                    return Err(ControlError::BadArgument);
+                }
+                self.rt.notify();
+                Ok(0)
+            }
+            _ => Err(ControlError::UnknownCommand),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct CommPd {
     port_ctrl: MemoryRegion,
-    rt_shared: MemoryRegion,
     kick: Channel,
-    rt: Channel,
     status: StatusPage,
+    ports: Ports,
+    services: SecureServices,
 }
 
 pub fn init() -> CommPd {
     microkit::logger::init(log::LevelFilter::Info);
     let port_ctrl = memory_region!(port_ctrl_vaddr, port_ctrl_size);
-    // The data rings; bound here so their symbols exist for the tool.
-    let _port_rx = memory_region!(port_rx_vaddr, port_rx_size);
-    let _port_tx = memory_region!(port_tx_vaddr, port_tx_size);
+    let port_rx = memory_region!(port_rx_vaddr, port_rx_size);
+    let port_tx = memory_region!(port_tx_vaddr, port_tx_size);
+    let scratch = memory_region!(scratch_vaddr, scratch_size);
     let rt_shared = memory_region!(rt_shared_vaddr, rt_shared_size);
     let kick = channel!(kick_irq);
     let attestation = channel!(attestation_channel);
     let rt = channel!(rt_channel);
 
-    let reply = attestation.pp_call(MessageInfo::new(OP_VERSION, 0));
-    let attestation_version = if reply.label() == OK { microkit::get_mr(0) } else { 0 };
+    // SAFETY: system.xml maps comm_scratch into comm-pd only (`tzmk audit` reports a region
+    // mapped twice), and every region stays mapped for the PD's life.
+    let ports = match unsafe { Ports::new(&PORTS, port_ctrl, port_rx, port_tx, scratch) } {
+        Ok(ports) => ports,
+        Err(e) => panic!("port table: {e}"),
+    };
+    let services = SecureServices { attestation, rt, rt_shared };
+    let version = services.attestation_call(OP_VERSION);
+    let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };
-    let pd = CommPd { port_ctrl, rt_shared, kick, rt, status };
+    let pd = CommPd { port_ctrl, kick, status, ports, services };
     if let Err(e) = pd.publish() {
         panic!("{e}");
     }
-    log::info!("ready: attestation-pd interface v{attestation_version}, kick on channel {}", kick.index());
+    log::info!(
+        "ready: {} ports, attestation-pd interface v{attestation_version}, kick on channel {}",
+        PORTS.len(),
+        kick.index()
+    );
     pd
 }
 
@@ -94,14 +210,18 @@ impl CommPd {
             Err(e) => log::warn!("notify_normal: {e}"),
         }
     }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
 }
 
 impl Handler for CommPd {
     type Error = Error;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Error> {
-        if channels.contains(self.rt) {
-            if let Some(stats) = read_rt_stats(&self.rt_shared) {
+        if channels.contains(self.services.rt) {
+            if let Some(stats) = read_rt_stats(&self.services.rt_shared) {
                 if self.status.rt.periods == 0 {
                     log::info!(
                         "rt-task reports {} periods of {} us, {} overruns, max release lateness {} us",
@@ -116,7 +236,7 @@ impl Handler for CommPd {
         }
         if channels.contains(self.kick) {
             self.status.kicks += 1;
-            if let Some(stats) = read_rt_stats(&self.rt_shared) {
+            if let Some(stats) = read_rt_stats(&self.services.rt_shared) {
                 self.status.rt = stats;
             }
             self.publish()?;
@@ -124,7 +244,12 @@ impl Handler for CommPd {
             if self.kick.defer_irq_ack().is_err() {
                 let _ = self.kick.irq_ack();
             }
-            self.ring_doorbell();
+            let poll = self.ports.poll(&mut self.services);
+            // A kick that carried no port traffic asks for the status page: answer it too.
+            let bare = poll.requests == 0 && poll.messages == 0 && poll.faults == 0;
+            if poll.doorbell || bare {
+                self.ring_doorbell();
+            }
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ pub const OK: u64 = 0;
 pub const ERR_UNKNOWN_OPERATION: u64 = 1;
 /// The monitor left no valid boot handoff (booted without tzmk's monitor, or it was corrupted).
 pub const ERR_NO_HANDOFF: u64 = 2;
+/// comm-pd's answer on the attestation port to a request that is no `AttestationRequest`.
+pub const ERR_MALFORMED: u64 = 3;
 
 /// `BootHandoff::magic`: "TZBH".
 pub const HANDOFF_MAGIC: u32 = 0x545a_4248;

@@ -350,6 +350,10 @@ impl Producer {
         Ok(consumer)
     }
 
+    pub fn layout(&self) -> RingLayout {
+        self.shared.layout
+    }
+
     /// Free bytes now (as the consumer claims).
     pub fn free(&mut self) -> Result<usize, PeerMisbehaviour> {
         let consumer = self.consumer()?;
@@ -495,6 +499,10 @@ impl Consumer {
         }
         self.producer_seen = producer;
         Ok(producer)
+    }
+
+    pub fn layout(&self) -> RingLayout {
+        self.shared.layout
     }
 
     /// Bytes published and not yet consumed (as the producer claims).

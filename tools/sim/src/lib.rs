@@ -129,10 +129,10 @@ impl Simulator {
         let configs = pd_configs(&system, &regions);
 
         let kick_irq = platform.interrupt_named("kick").map(|i| i.intid);
-        let (monitor, doorbell) = monitor::SimMonitor::new()?;
+        let (monitor, doorbells) = monitor::SimMonitor::new();
         let (sender, events) = mpsc::channel();
         let kernel = Kernel::new(configs, monitor, sender).map_err(|e| SimError::Kernel(e.to_string()))?;
-        let attach = attach::Server::start(&run_dir, kernel.clone(), kick_irq, doorbell)?;
+        let attach = attach::Server::start(&run_dir, kernel.clone(), kick_irq, doorbells)?;
 
         for (index, image) in images.into_iter().enumerate() {
             image(&kernel, index);

@@ -68,6 +68,7 @@ impl RunDir {
 impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = fs::remove_file(self.socket());
+        let _ = fs::remove_file(self.path.join(crate::attach::CONTROL_LOCK));
         let _ = fs::remove_dir_all(self.regions());
         if self.created_dir {
             let _ = fs::remove_dir(&self.path);

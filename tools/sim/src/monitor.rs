@@ -1,27 +1,26 @@
 //! The simulator's model of the EL3 monitor's SiP service, as seen by smc-capable PDs.
 //!
-//! `notify_normal` rings the doorbell eventfd that attached normal-world processes poll; every
+//! `notify_normal` rings the doorbell eventfds that attached normal-world processes poll; every
 //! other id answers as the monitor will (tzmk_interface::smc), unknown ones `NOT_SUPPORTED`.
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use crate::attach::Doorbells;
 
 use microkit::sim::Monitor;
 use microkit::SmcContext;
 use tzmk_interface::smc;
 
 pub(crate) struct SimMonitor {
-    doorbell: Arc<EventFd>,
+    doorbells: Arc<Doorbells>,
     go: AtomicBool,
 }
 
 impl SimMonitor {
-    pub(crate) fn new() -> Result<(SimMonitor, Arc<EventFd>), crate::SimError> {
-        let doorbell = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map(Arc::new)
-            .map_err(|e| crate::SimError::Host(format!("eventfd for the doorbell: {e}")))?;
-        Ok((SimMonitor { doorbell: doorbell.clone(), go: AtomicBool::new(false) }, doorbell))
+    pub(crate) fn new() -> (SimMonitor, Arc<Doorbells>) {
+        let doorbells = Arc::new(Doorbells::default());
+        (SimMonitor { doorbells: doorbells.clone(), go: AtomicBool::new(false) }, doorbells)
     }
 }
 
@@ -41,8 +40,7 @@ impl Monitor for SimMonitor {
             smc::SIP_REVISION => [smc::REVISION.0.into(), smc::REVISION.1.into(), 0, 0, 0, 0, 0, 0],
             smc::SIP_CALL_COUNT => status(3),
             smc::NOTIFY_NORMAL => {
-                // The doorbell counter saturates rather than fails: a ring is a ring.
-                let _ = self.doorbell.write(1);
+                self.doorbells.ring();
                 status(smc::SUCCESS)
             }
             smc::GO => {

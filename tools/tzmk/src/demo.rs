@@ -1,21 +1,28 @@
 //! `tzmk demo`: the README's main job. Starts the secure world of system.xml in the host simulator,
-//! attaches as the normal world would, kicks it and reads its answers, and prints a summary.
+//! attaches as a normal-world application would (linux-side's `tzcomm`), and uses the ports:
+//! echo with checksums on several ports, an attestation request, a control call to the real-time
+//! task, a stream into the sink; then prints a summary with the figures.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tzmk_sim::attach::{self, Attachment};
+use tzcomm::pattern::{checksum, pattern};
+use tzcomm::{command, Tz};
+use tzmk_interface::attestation::{OK, OP_VERSION};
+use tzmk_interface::port::{AttestationReply, AttestationRequest, SinkTotals};
+use tzmk_interface::rt::RtStats;
 use tzmk_sim::{Options, Simulator};
+use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The system description.
     #[arg(default_value = "system.xml")]
     pub system: PathBuf,
-    /// Kick -> doorbell round trips to make.
+    /// Echo round trips per echo port.
     #[arg(long, default_value_t = 2000)]
-    pub kicks: u32,
+    pub count: u64,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -32,7 +39,7 @@ pub fn run(args: Args) -> ExitCode {
     let boot = booted.elapsed();
     let names: Vec<&str> = simulator.kernel().pds().iter().map(|pd| pd.name()).collect();
     println!("tzmk demo: {} PDs ready in the host simulator in {boot:.1?}: {}", names.len(), names.join(", "));
-    let result = exchange(&simulator, args.kicks);
+    let result = exchange(&simulator, args.count);
     simulator.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,55 +50,100 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn exchange(simulator: &Simulator, kicks: u32) -> Result<(), String> {
-    let run_dir = simulator.run_dir();
-    let attachment = Attachment::connect(run_dir).map_err(|e| format!("attaching to {}: {e}", run_dir.display()))?;
-    let port_ctrl = attach::map_region(run_dir, "port_ctrl").map_err(|e| format!("mapping port_ctrl: {e}"))?;
-    println!("tzmk demo: attached as the normal world through {}", run_dir.join(attach::SOCKET_NAME).display());
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-    let mut round_trips = Vec::with_capacity(kicks as usize);
-    for kick in 0..kicks {
+/// Echo round trips of `size` bytes on `port`, each reply checked: (median, 99th percentile).
+fn echo(tz: &Tz, port: &str, count: u64, size: usize) -> Result<(Duration, Duration)> {
+    let mut port = tz.open(port)?;
+    port.set_timeout(Some(Duration::from_secs(10)));
+    let (mut message, mut reply) = (Vec::new(), vec![0u8; size]);
+    let mut times = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        pattern(index, size, &mut message);
         let sent = Instant::now();
-        attachment.kick().map_err(|e| format!("kick: {e}"))?;
-        if !attachment.wait_doorbell(Duration::from_secs(2)) {
-            return Err(format!("kick {kick}: comm-pd did not ring the doorbell within 2 s"));
+        port.write(&message)?;
+        let n = port.read(&mut reply)?;
+        times.push(sent.elapsed());
+        if n != size || checksum(&reply[..n]) != checksum(&message) {
+            return Err(format!("port '{}': reply {index} does not match what was sent", port.name()).into());
         }
-        round_trips.push(sent.elapsed());
     }
-    // Let rt-task publish a second of statistics and comm-pd pick them up on one more kick.
-    std::thread::sleep(Duration::from_millis(1100));
-    attachment.kick().map_err(|e| format!("kick: {e}"))?;
-    attachment.wait_doorbell(Duration::from_secs(2));
-    let status = attach::read_status(&port_ctrl).ok_or("port_ctrl holds no valid status page")?;
+    let totals = SinkTotals::read_from_bytes(&port.call(command::ECHO_TOTALS, &[])?).map_err(|_| "totals")?;
+    if totals.messages != count || totals.bytes != count * size as u64 {
+        return Err(format!("port '{}': the secure side counted {totals:?}", port.name()).into());
+    }
+    port.close()?;
+    times.sort();
+    Ok((times[times.len() / 2], times[(times.len() - 1) * 99 / 100]))
+}
 
-    round_trips.sort();
-    let percentile = |p: usize| round_trips[(round_trips.len() - 1) * p / 100];
+fn exchange(simulator: &Simulator, count: u64) -> Result<()> {
+    let run_dir = simulator.run_dir();
+    let tz = Tz::sim(run_dir)?;
+    println!("tzmk demo: attached as the normal world through {}", run_dir.display());
     println!();
-    println!("| kick -> comm-pd -> doorbell ({kicks} round trips) | {:>10} |", "");
-    println!("| --- | ---: |");
-    println!("| median | {:>10.1?} |", percentile(50));
-    println!("| 99th percentile | {:>10.1?} |", percentile(99));
-    println!("| max | {:>10.1?} |", percentile(100));
-    println!();
-    println!("status page written by comm-pd in port_ctrl:");
-    println!("  kicks taken by comm-pd        {}", status.kicks);
-    println!("  attestation-pd interface      v{}", status.attestation_version);
-    let rt = status.rt;
-    let mean = rt.total_lateness_ns.checked_div(rt.periods).unwrap_or(0);
-    println!(
-        "  rt-task                        {} periods of {} us, {} overruns, release lateness mean {} us, max {} us",
-        rt.periods,
-        rt.period_us,
-        rt.overruns,
-        mean / 1000,
-        rt.max_lateness_ns / 1000
-    );
-    if status.kicks != u64::from(kicks) + 1 {
-        return Err(format!("comm-pd counted {} kicks, the demo sent {}", status.kicks, kicks + 1));
+    println!("| port | service | messages | size | checksums | median round trip | p99 |");
+    println!("| --- | --- | ---: | ---: | --- | ---: | ---: |");
+    for (port, size) in [("echo", 64), ("echo-small", 512), ("echo", 4096), ("echo-bulk", 65536)] {
+        let count = if size >= 65536 { count / 10 } else { count };
+        let (median, p99) = echo(&tz, port, count, size)?;
+        println!("| {port} | echo | {count} | {size} B | all match | {median:.1?} | {p99:.1?} |");
     }
-    if rt.periods == 0 {
+
+    let mut attestation = tz.open("attestation")?;
+    attestation.set_timeout(Some(Duration::from_secs(5)));
+    attestation.write(AttestationRequest { operation: OP_VERSION }.as_bytes())?;
+    let mut buf = [0u8; 64];
+    let n = attestation.read(&mut buf)?;
+    let reply = AttestationReply::read_from_bytes(&buf[..n]).map_err(|_| "an attestation reply of the wrong size")?;
+    if reply.label != OK {
+        return Err(format!("attestation-pd answered label {}", reply.label).into());
+    }
+    println!(
+        "| attestation | request/response (pp call to attestation-pd) | 1 | 8 B | interface v{} | | |",
+        reply.words[0]
+    );
+
+    // Stream into the sink: one way, back-pressure on a full ring, nothing dropped.
+    let mut sink = tz.open("sink")?;
+    sink.set_timeout(Some(Duration::from_secs(30)));
+    let (size, messages) = (4096usize, 16_384u64);
+    let block = vec![0xa5u8; size];
+    let started = Instant::now();
+    for _ in 0..messages {
+        sink.write(&block)?;
+    }
+    sink.flush()?;
+    let elapsed = started.elapsed();
+    let totals = SinkTotals::read_from_bytes(&sink.call(command::SINK_TOTALS, &[])?).map_err(|_| "totals")?;
+    if totals.messages != messages {
+        return Err(format!("the sink took {} of {messages} messages", totals.messages).into());
+    }
+    let rate = (messages * size as u64) as f64 / elapsed.as_secs_f64() / f64::from(1 << 20);
+    println!("| sink | stream, back-pressure | {messages} | {size} B | all taken | {rate:.0} MiB/s | |");
+
+    // The real-time task through a control call, after a second of periods.
+    std::thread::sleep(Duration::from_millis(1100));
+    let rt = tz.open("rt")?;
+    let stats = RtStats::read_from_bytes(&rt.call(command::RT_STATS, &[])?).map_err(|_| "rt statistics")?;
+    let mean = stats.total_lateness_ns.checked_div(stats.periods).unwrap_or(0);
+    println!(
+        "| rt | control call RT_STATS | 1 | | {} periods of {} us, {} overruns | lateness mean {} us | max {} us |",
+        stats.periods,
+        stats.period_us,
+        stats.overruns,
+        mean / 1000,
+        stats.max_lateness_ns / 1000
+    );
+    if stats.periods == 0 {
         return Err("rt-task has not completed a period".into());
     }
+    let page = tz.refresh()?;
+    println!();
+    println!(
+        "status page: {} kicks taken by comm-pd, attestation-pd interface v{}",
+        page.kicks, page.attestation_version
+    );
     println!("\ntzmk demo: ok");
     Ok(())
 }

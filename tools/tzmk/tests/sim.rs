@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tzmk_sim::attach::{self, Attachment};
+use tzcomm::{PortService, Tz};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -49,17 +49,26 @@ fn simulator_runs_system_xml_and_the_normal_world_attaches() {
         })
         .collect();
     files.sort();
-    assert_eq!(files, vec![("port_ctrl".into(), 0x1000), ("port_rx".into(), 0x10_0000), ("port_tx".into(), 0x10_0000)]);
+    assert_eq!(files, vec![("port_ctrl".into(), 0x1000), ("port_rx".into(), 0x20_0000), ("port_tx".into(), 0x20_0000)]);
 
-    let attachment = Attachment::connect(&run_dir).expect("attach");
-    let port_ctrl = attach::map_region(&run_dir, "port_ctrl").unwrap();
-    let before = attach::read_status(&port_ctrl).expect("comm-pd wrote the status page at boot");
+    // A bare kick is answered with the doorbell and a fresh status page.
+    let tz = Tz::sim(&run_dir).expect("attach");
+    let before = tz.status_page().expect("comm-pd wrote the status page at boot");
     assert_eq!((before.kicks, before.attestation_version), (0, 1));
     for kick in 1..=3 {
-        attachment.kick().unwrap();
-        assert!(attachment.wait_doorbell(Duration::from_secs(5)), "kick {kick}: no doorbell");
-        assert_eq!(attach::read_status(&port_ctrl).unwrap().kicks, kick);
+        assert_eq!(tz.refresh().unwrap().kicks, kick);
     }
+    // The ports of comm-pd/ports.toml, and one round trip through another process's secure world.
+    let ports = tz.ports().unwrap();
+    let names: Vec<_> = ports.iter().map(|p| (p.id, p.name.as_str(), p.service)).collect();
+    assert_eq!(names[0], (1, "echo", Some(PortService::Echo)));
+    assert_eq!(names.len(), 6, "{names:?}");
+    let mut echo = tz.open("echo").unwrap();
+    echo.set_timeout(Some(Duration::from_secs(5)));
+    echo.write(b"through the simulator").unwrap();
+    let mut reply = [0u8; 64];
+    let n = echo.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"through the simulator");
 
     kill(Pid::from_raw(sim.id() as i32), Signal::SIGTERM).unwrap();
     let status = sim.wait().unwrap();

@@ -1,0 +1,520 @@
+//! The port engine: comm-pd's port table over the shared regions, the control mailbox, and the
+//! callbacks of the secure services.
+//!
+//! Everything here treats the normal world as hostile. Its control requests are copied once out
+//! of `port_ctrl` and then parsed; its rings are read through `tzmk-ring`, which checks every
+//! index and record. A port whose ring lies is reset and marked faulted in the directory; every
+//! other port keeps being served. Nothing is dropped: a message whose reply does not fit in the
+//! port's tx ring stays in the rx ring until the normal world has made room (back-pressure).
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+use microkit::MemoryRegion;
+use tzmk_interface::port::ring::{Consumer, PeerMisbehaviour, Producer, RecvError, RingLayout, SendError};
+use tzmk_interface::port::{
+    encode_name, ControlError, Directory, Operation, PortEntry, PortFault, PortState, PortStatus, Reply, Request,
+    Service, DIRECTORY_MAGIC, DIRECTORY_OFFSET, DIRECTORY_SEQUENCE_OFFSET, MAX_CONTROL_MESSAGE, MAX_CONTROL_PAYLOAD,
+    MAX_PORTS, PORT_CTRL_SIZE, REPLY_OFFSET, REQUEST_OFFSET,
+};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+/// One port of comm-pd's configuration (ports.toml, turned into a table by build.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortConfig {
+    pub id: u16,
+    pub name: &'static str,
+    pub service: Service,
+    /// Data capacity of the normal -> secure ring (a power of two).
+    pub rx_capacity: u32,
+    /// Data capacity of the secure -> normal ring.
+    pub tx_capacity: u32,
+}
+
+/// Messages taken from one port before the others get their turn.
+const MESSAGES_PER_TURN: usize = 64;
+
+/// Why the port table cannot be served from the regions system.xml maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableError {
+    TooManyPorts(usize),
+    /// A capacity that is no ring capacity (build.rs refuses these; kept for hand-made tables).
+    BadCapacity {
+        port: &'static str,
+    },
+    /// `region` holds `size` bytes, the rings need `needed`.
+    RegionTooSmall {
+        region: &'static str,
+        needed: usize,
+        size: usize,
+    },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::TooManyPorts(n) => write!(f, "{n} ports configured, at most {MAX_PORTS} fit in the directory"),
+            TableError::BadCapacity { port } => {
+                write!(f, "port '{port}': ring capacity is not a power of two in 64..=2^30")
+            }
+            TableError::RegionTooSmall { region, needed, size } => {
+                write!(f, "system.xml maps {size:#x} bytes of {region}; the ports of ports.toml need {needed:#x}")
+            }
+        }
+    }
+}
+
+/// Where one port's rings are in `port_rx` and `port_tx`.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    rx_offset: usize,
+    rx: RingLayout,
+    tx_offset: usize,
+    tx: RingLayout,
+}
+
+fn layouts(port: &PortConfig) -> Result<(RingLayout, RingLayout), TableError> {
+    let bad = TableError::BadCapacity { port: port.name };
+    Ok((
+        RingLayout::new(port.rx_capacity.into()).map_err(|_| bad)?,
+        RingLayout::new(port.tx_capacity.into()).map_err(|_| bad)?,
+    ))
+}
+
+/// The rings of `table[index]`: in table order, back to back (each ring's size is a multiple of
+/// 64, so each starts 64-byte aligned). With `index == table.len()`, the bytes all rings need.
+fn place(table: &[PortConfig], index: usize) -> Result<(usize, usize, Option<Place>), TableError> {
+    let (mut rx_offset, mut tx_offset) = (0, 0);
+    for (i, port) in table.iter().enumerate() {
+        let (rx, tx) = layouts(port)?;
+        if i == index {
+            return Ok((rx_offset, tx_offset, Some(Place { rx_offset, rx, tx_offset, tx })));
+        }
+        rx_offset += rx.size();
+        tx_offset += tx.size();
+    }
+    Ok((rx_offset, tx_offset, None))
+}
+
+/// Checks that the table fits the regions and the scratch buffer: comm-pd refuses to start
+/// otherwise, naming the region.
+pub fn check_table(
+    table: &[PortConfig],
+    rx_size: usize,
+    tx_size: usize,
+    scratch_size: usize,
+    ctrl_size: usize,
+) -> Result<(), TableError> {
+    if table.len() > MAX_PORTS {
+        return Err(TableError::TooManyPorts(table.len()));
+    }
+    if ctrl_size < PORT_CTRL_SIZE {
+        return Err(TableError::RegionTooSmall { region: "port_ctrl", needed: PORT_CTRL_SIZE, size: ctrl_size });
+    }
+    let (rx_end, tx_end, _) = place(table, table.len())?;
+    if rx_end > rx_size {
+        return Err(TableError::RegionTooSmall { region: "port_rx", needed: rx_end, size: rx_size });
+    }
+    if tx_end > tx_size {
+        return Err(TableError::RegionTooSmall { region: "port_tx", needed: tx_end, size: tx_size });
+    }
+    let largest = table
+        .iter()
+        .filter_map(|p| RingLayout::new(p.rx_capacity.into()).ok())
+        .map(|l| l.max_message())
+        .max()
+        .unwrap_or(0)
+        .max(MAX_CONTROL_MESSAGE);
+    if largest > scratch_size {
+        return Err(TableError::RegionTooSmall { region: "comm_scratch", needed: largest, size: scratch_size });
+    }
+    Ok(())
+}
+
+/// Where a secure service puts its answers to one message: the port's tx ring.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    producer: &'a mut Producer,
+    status: &'a mut PortStatus,
+}
+
+impl Replies<'_> {
+    /// Sends one message to the normal world. The engine made sure the room the service asked
+    /// for ([`Services::reply_room`]) is free, so within that a send cannot be refused.
+    pub fn send(&mut self, message: &[u8]) -> Result<(), SendError> {
+        self.producer.try_send(message)?;
+        self.status.messages_out += 1;
+        self.status.bytes_out += message.len() as u64;
+        Ok(())
+    }
+}
+
+/// The secure services behind the ports: comm-pd calls them back on data and on control calls.
+pub trait Services {
+    /// Bytes of tx ring a reply to a `length`-byte message may need; 0 if the service never
+    /// answers. The message waits in the rx ring until that much is free.
+    fn reply_room(&self, service: Service, length: usize) -> usize;
+    /// A message arrived on `port`.
+    fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
+    /// An ioctl-style call on `port`: writes its output into `output` and returns its length.
+    fn call(
+        &mut self,
+        port: &PortConfig,
+        status: &PortStatus,
+        command: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, ControlError>;
+}
+
+/// One port's live state.
+#[derive(Debug)]
+struct Slot {
+    rx: Option<Consumer>,
+    tx: Option<Producer>,
+    status: PortStatus,
+}
+
+/// What [`Ports::poll`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// The normal world must be told (a reply, data, or space it waits for).
+    pub doorbell: bool,
+    /// Control requests handled.
+    pub requests: u32,
+    /// Ports reset because the normal world broke the protocol.
+    pub faults: u32,
+    /// Messages taken from rx rings.
+    pub messages: u64,
+}
+
+#[derive(Debug)]
+pub struct Ports {
+    table: &'static [PortConfig],
+    ctrl: MemoryRegion,
+    rx: MemoryRegion,
+    tx: MemoryRegion,
+    scratch: MemoryRegion,
+    slots: [Slot; MAX_PORTS],
+    directory: Directory,
+    last_request: u32,
+}
+
+impl Ports {
+    /// Serves `table` over the regions; publishes the directory with every port closed.
+    ///
+    /// # Safety
+    /// `scratch` must be mapped into this PD only (no other PD or world can write it), and the
+    /// other regions must be mapped read-write for as long as `Ports` lives.
+    pub unsafe fn new(
+        table: &'static [PortConfig],
+        ctrl: MemoryRegion,
+        rx: MemoryRegion,
+        tx: MemoryRegion,
+        scratch: MemoryRegion,
+    ) -> Result<Self, TableError> {
+        check_table(table, rx.size(), tx.size(), scratch.size(), ctrl.size())?;
+        let mut directory = Directory::new_zeroed();
+        directory.magic = DIRECTORY_MAGIC;
+        directory.count = table.len() as u32;
+        for (i, port) in table.iter().enumerate() {
+            let Place { rx_offset, rx: rx_layout, tx_offset, tx: tx_layout } =
+                place(table, i)?.2.ok_or(TableError::TooManyPorts(i))?;
+            directory.ports[i] = PortEntry {
+                id: port.id,
+                state: PortState::Closed as u8,
+                service: port.service as u8,
+                name: encode_name(port.name).ok_or(TableError::BadCapacity { port: port.name })?,
+                rx_offset: rx_offset as u32,
+                rx_capacity: rx_layout.capacity() as u32,
+                tx_offset: tx_offset as u32,
+                tx_capacity: tx_layout.capacity() as u32,
+                ..Default::default()
+            };
+        }
+        let slots = core::array::from_fn(|i| Slot {
+            rx: None,
+            tx: None,
+            status: PortStatus {
+                id: table.get(i).map_or(0, |p| p.id),
+                service: table.get(i).map_or(0, |p| p.service as u8),
+                ..Default::default()
+            },
+        });
+        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0 };
+        // The request slot may hold anything at boot: only a sequence number different from the
+        // one found now is a request.
+        let mut ports = ports;
+        ports.last_request = ports.request_header().0;
+        ports.publish_directory();
+        Ok(ports)
+    }
+
+    pub fn table(&self) -> &'static [PortConfig] {
+        self.table
+    }
+
+    /// A port's counters.
+    pub fn status(&self, id: u16) -> Option<PortStatus> {
+        self.index_of(id).map(|i| self.slots[i].status)
+    }
+
+    fn index_of(&self, id: u16) -> Option<usize> {
+        self.table.iter().position(|p| p.id == id)
+    }
+
+    fn publish_directory(&mut self) {
+        for (i, slot) in self.slots.iter().enumerate().take(self.table.len()) {
+            let entry = &mut self.directory.ports[i];
+            entry.state = slot.status.state;
+            entry.session = slot.status.session;
+            entry.faults = slot.status.faults;
+            entry.last_fault = slot.status.last_fault;
+        }
+        // Bounds were checked in `new` (PORT_CTRL_SIZE).
+        let _ = self.ctrl.publish(DIRECTORY_SEQUENCE_OFFSET, DIRECTORY_OFFSET, self.directory.as_bytes());
+    }
+
+    /// The request slot's header word: (sequence, length). One atomic load: a copy.
+    fn request_header(&self) -> (u32, u32) {
+        let word = self.ctrl.atomic_u64(REQUEST_OFFSET).map_or(0, |w| w.load(Ordering::Acquire));
+        (word as u32, (word >> 32) as u32)
+    }
+
+    /// Handles a new control request (if any), then serves every open port. Call it on every kick
+    /// and whenever a service may have room again.
+    pub fn poll(&mut self, services: &mut impl Services) -> Poll {
+        let mut poll = Poll::default();
+        loop {
+            if self.control(services) {
+                poll.requests += 1;
+                poll.doorbell = true;
+            }
+            let mut more = false;
+            for index in 0..self.table.len() {
+                match self.serve(index, services) {
+                    Ok(turn) => {
+                        poll.doorbell |= turn.doorbell;
+                        poll.messages += turn.messages;
+                        more |= turn.more;
+                    }
+                    Err(fault) => {
+                        self.fault(index, fault);
+                        poll.faults += 1;
+                        poll.doorbell = true;
+                    }
+                }
+            }
+            if !more {
+                return poll;
+            }
+        }
+    }
+
+    fn fault(&mut self, index: usize, fault: PortFault) {
+        let slot = &mut self.slots[index];
+        slot.rx = None;
+        slot.tx = None;
+        slot.status.state = PortState::Faulted as u8;
+        slot.status.faults += 1;
+        slot.status.last_fault = fault.0;
+        log::warn!("port '{}' reset: the normal world broke the {fault}", self.table[index].name);
+        self.publish_directory();
+    }
+
+    /// One turn of one port: take up to [`MESSAGES_PER_TURN`] messages whose replies fit.
+    fn serve(&mut self, index: usize, services: &mut impl Services) -> Result<Turn, PortFault> {
+        let port = &self.table[index];
+        let slot = &mut self.slots[index];
+        let (Some(rx), Some(tx)) = (slot.rx.as_mut(), slot.tx.as_mut()) else { return Ok(Turn::default()) };
+        let rx_fault = |m: PeerMisbehaviour| PortFault::new(PortFault::RX, m);
+        let tx_fault = |m: PeerMisbehaviour| PortFault::new(PortFault::TX, m);
+        // SAFETY: `new`'s contract: the scratch region is this PD's alone, so no one else writes
+        // it while the slice lives (until the end of this turn).
+        let scratch = unsafe { core::slice::from_raw_parts_mut(self.scratch.as_ptr(), self.scratch.size()) };
+        let mut turn = Turn::default();
+        let mut blocked = false;
+        let mut taken = 0;
+        while taken < MESSAGES_PER_TURN {
+            let length = match rx.peek(scratch) {
+                Ok(Some(length)) => length,
+                Ok(None) => break,
+                Err(RecvError::Peer(m)) => return Err(rx_fault(m)),
+                // `check_table` made the scratch region hold the largest message of every ring.
+                Err(RecvError::BufferTooSmall(_)) => return Err(rx_fault(PeerMisbehaviour::BadLength)),
+            };
+            let room = services.reply_room(port.service, length);
+            if room > 0 && !tx.fits(room).map_err(tx_fault)? {
+                if tx.request_space_signal(room).map_err(tx_fault)? {
+                    continue;
+                }
+                slot.status.stalls += 1;
+                blocked = true;
+                break;
+            }
+            rx.consume();
+            taken += 1;
+            slot.status.messages_in += 1;
+            slot.status.bytes_in += length as u64;
+            services.message(port, &scratch[..length], &mut Replies { producer: tx, status: &mut slot.status });
+        }
+        turn.messages = taken as u64;
+        turn.doorbell |= rx.release();
+        turn.doorbell |= tx.publish();
+        if taken == MESSAGES_PER_TURN {
+            turn.more = true;
+        } else if !blocked {
+            // Drained: ask for a kick on the next message, unless one arrived meanwhile.
+            turn.more = rx.request_signal().map_err(rx_fault)?;
+        }
+        Ok(turn)
+    }
+
+    /// Handles the request in the mailbox if it is new; `true` if it was.
+    fn control(&mut self, services: &mut impl Services) -> bool {
+        let (sequence, length) = self.request_header();
+        if sequence == self.last_request {
+            return false;
+        }
+        self.last_request = sequence;
+        let mut message = [0u8; MAX_CONTROL_MESSAGE];
+        let mut reply = [0u8; MAX_CONTROL_MESSAGE];
+        let (head, body) = reply.split_at_mut(core::mem::size_of::<Reply>());
+        let header = match self.copy_request(length as usize, &mut message) {
+            Some((request, payload)) => {
+                let payload = &message[core::mem::size_of::<Request>()..][..payload];
+                match self.handle(services, &request, payload, body) {
+                    Ok((value, length)) => Reply { error: 0, port: request.port, value, length: length as u32 },
+                    Err(e) => Reply { error: e as u32, port: request.port, value: 0, length: 0 },
+                }
+            }
+            None => Reply { error: ControlError::Malformed as u32, ..Default::default() },
+        };
+        head.copy_from_slice(header.as_bytes());
+        let length = head.len() + header.length as usize;
+        // Body first, then the header word with the request's sequence: the normal world sees the
+        // sequence only once the reply is whole.
+        let _ = self.ctrl.write_bytes(REPLY_OFFSET + 8, &reply[..length]);
+        if let Ok(word) = self.ctrl.atomic_u64(REPLY_OFFSET) {
+            word.store(u64::from(sequence) | (length as u64) << 32, Ordering::Release);
+        }
+        true
+    }
+
+    /// Copies the request out of the mailbox (once) and checks its framing: the request header
+    /// and the payload length it claims.
+    fn copy_request(&self, length: usize, message: &mut [u8; MAX_CONTROL_MESSAGE]) -> Option<(Request, usize)> {
+        let header_size = core::mem::size_of::<Request>();
+        if !(header_size..=MAX_CONTROL_MESSAGE).contains(&length) {
+            return None;
+        }
+        self.ctrl.read_bytes(REQUEST_OFFSET + 8, &mut message[..length]).ok()?;
+        let request = Request::read_from_bytes(&message[..header_size]).ok()?;
+        let payload = request.length as usize;
+        (payload == length - header_size && payload <= MAX_CONTROL_PAYLOAD).then_some((request, payload))
+    }
+
+    /// One checked control request: `(value, payload length)` of the reply.
+    fn handle(
+        &mut self,
+        services: &mut impl Services,
+        request: &Request,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<(u32, usize), ControlError> {
+        let operation = Operation::from_u32(request.operation).ok_or(ControlError::Malformed)?;
+        let index = match operation {
+            Operation::OpenName => {
+                let name = core::str::from_utf8(payload).map_err(|_| ControlError::Malformed)?;
+                self.table.iter().position(|p| p.name == name).ok_or(ControlError::NoSuchPort)?
+            }
+            _ => {
+                let id = u16::try_from(request.port).map_err(|_| ControlError::NoSuchPort)?;
+                self.index_of(id).ok_or(ControlError::NoSuchPort)?
+            }
+        };
+        match operation {
+            Operation::OpenId | Operation::OpenName => {
+                self.open(index)?;
+                let entry = self.directory.ports[index];
+                out[..entry.as_bytes().len()].copy_from_slice(entry.as_bytes());
+                Ok((entry.session, entry.as_bytes().len()))
+            }
+            Operation::Close => {
+                let slot = &mut self.slots[index];
+                if slot.status.state != PortState::Open as u8 {
+                    return Err(ControlError::NotOpen);
+                }
+                slot.rx = None;
+                slot.tx = None;
+                slot.status.state = PortState::Closed as u8;
+                self.publish_directory();
+                Ok((0, 0))
+            }
+            Operation::Status => {
+                let status = self.slots[index].status;
+                out[..status.as_bytes().len()].copy_from_slice(status.as_bytes());
+                Ok((status.session, status.as_bytes().len()))
+            }
+            Operation::Call => {
+                let slot = &self.slots[index];
+                if slot.status.state != PortState::Open as u8 {
+                    return Err(ControlError::NotOpen);
+                }
+                let out = &mut out[..MAX_CONTROL_PAYLOAD];
+                let length = services.call(&self.table[index], &slot.status, request.command, payload, out)?;
+                Ok((0, length.min(MAX_CONTROL_PAYLOAD)))
+            }
+        }
+    }
+
+    /// A new session of port `index`: both rings reset to empty, counters to zero.
+    fn open(&mut self, index: usize) -> Result<(), ControlError> {
+        let place = place(self.table, index).ok().and_then(|(_, _, place)| place);
+        let Place { rx_offset, rx: rx_layout, tx_offset, tx: tx_layout } = place.ok_or(ControlError::NoSuchPort)?;
+        let ring = |region: &MemoryRegion, offset: usize| {
+            NonNull::new(region.as_ptr().wrapping_add(offset)).ok_or(ControlError::NoSuchPort)
+        };
+        let rx_base = ring(&self.rx, rx_offset)?;
+        let tx_base = ring(&self.tx, tx_offset)?;
+        // SAFETY: `check_table` placed both rings inside their regions, 64-byte aligned; the
+        // regions stay mapped while `self` lives (`new`'s contract) and only the port's normal-world
+        // client touches them otherwise, through the ring protocol or as hostile bytes.
+        let rx = unsafe { Consumer::new(rx_base, rx_layout.size(), rx_layout) };
+        // SAFETY: as above.
+        let tx = unsafe { Producer::new(tx_base, tx_layout.size(), tx_layout) };
+        let (Ok(rx), Ok(tx)) = (rx, tx) else { return Err(ControlError::NoSuchPort) };
+        let slot = &mut self.slots[index];
+        let status = &mut slot.status;
+        *status = PortStatus {
+            id: status.id,
+            service: status.service,
+            state: PortState::Open as u8,
+            session: status.session.wrapping_add(1),
+            faults: status.faults,
+            last_fault: status.last_fault,
+            ..Default::default()
+        };
+        slot.rx = Some(rx);
+        slot.tx = Some(tx);
+        self.publish_directory();
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Turn {
+    doorbell: bool,
+    more: bool,
+    messages: u64,
+}
+
+/// For comm-pd's log: why a send the engine made room for failed.
+pub fn describe(error: SendError) -> &'static str {
+    match error {
+        SendError::Full => "the tx ring is full",
+        SendError::TooLarge => "the reply is larger than the tx ring allows",
+        SendError::Peer(_) => "the normal world broke the tx ring",
+    }
+}

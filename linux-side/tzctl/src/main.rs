@@ -1,0 +1,316 @@
+//! tzctl: talk to tzmk's secure world from the normal world.
+//!
+//! `--sim DIR` (or `TZMK_SIM=DIR`) selects a running host simulator (`tzmk sim` prints its
+//! directory). Exit codes: 0 done, 1 the secure world refused or a check failed, 2 bad usage or
+//! no secure world.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tzcomm::pattern::{checksum, pattern};
+use tzcomm::{command, PortService, Tz};
+use tzmk_interface::port::{AttestationReply, AttestationRequest, PortState, SinkTotals};
+use tzmk_interface::rt::RtStats;
+use zerocopy::{FromBytes, IntoBytes};
+
+#[derive(Parser, Debug)]
+#[command(name = "tzctl", version, about = "Talk to tzmk's secure world through its communication ports")]
+struct Cli {
+    /// A host simulator's run directory (default: $TZMK_SIM).
+    #[arg(long, global = true, value_name = "DIR")]
+    sim: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The ports the secure world offers, and their state.
+    List,
+    /// The secure world's status page.
+    Status,
+    /// Sends one message (the argument, or standard input) to a port.
+    Send {
+        port: String,
+        message: Option<String>,
+        /// Then wait for and print one reply.
+        #[arg(long)]
+        reply: bool,
+    },
+    /// Receives messages from a port and writes them to standard output.
+    Recv {
+        port: String,
+        /// Messages to receive.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Give up after this many milliseconds without a message.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Echo round trips with checksums: every reply must be the message sent.
+    Echo {
+        #[arg(default_value = "echo")]
+        port: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// A typed control call: attestation version, rt statistics, sink or echo totals.
+    Call {
+        port: String,
+        /// version | stats | refresh | totals, or a number.
+        command: String,
+    },
+    /// An attestation request on an attestation port (operation 1: version, 2: measurement).
+    Attest {
+        #[arg(default_value = "attestation")]
+        port: String,
+        #[arg(long, default_value_t = 1)]
+        operation: u64,
+    },
+    /// Throughput of one port (one way, to a sink) or round trips (through an echo port).
+    Bench {
+        #[arg(default_value = "sink")]
+        port: String,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        /// Bytes to send in total.
+        #[arg(long, default_value_t = 256 << 20)]
+        bytes: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let tz = match &cli.sim {
+        Some(dir) => Tz::sim(dir),
+        None => Tz::from_env(),
+    };
+    let tz = match tz {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("tzctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&tz, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tzctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run(tz: &Tz, command: Command) -> Result<()> {
+    match command {
+        Command::List => list(tz),
+        Command::Status => {
+            let page = tz.refresh()?;
+            println!("kicks taken by comm-pd      {}", page.kicks);
+            println!("attestation-pd interface    v{}", page.attestation_version);
+            let rt = page.rt;
+            println!(
+                "rt-task                     {} periods of {} us, {} overruns, max release lateness {} us",
+                rt.periods,
+                rt.period_us,
+                rt.overruns,
+                rt.max_lateness_ns / 1000
+            );
+            Ok(())
+        }
+        Command::Send { port, message, reply } => {
+            let mut port = tz.open(&port)?;
+            let bytes = match message {
+                Some(text) => text.into_bytes(),
+                None => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin().read_to_end(&mut bytes)?;
+                    bytes
+                }
+            };
+            port.write(&bytes)?;
+            if reply {
+                port.set_timeout(Some(Duration::from_secs(5)));
+                let mut buf = vec![0u8; port.max_message().max(4096)];
+                let n = port.read(&mut buf)?;
+                std::io::stdout().write_all(&buf[..n])?;
+                println!();
+            }
+            Ok(())
+        }
+        Command::Recv { port, count, timeout_ms } => {
+            let mut port = tz.open(&port)?;
+            port.set_timeout(timeout_ms.map(Duration::from_millis));
+            let mut buf = vec![0u8; 1 << 20];
+            let mut out = std::io::stdout().lock();
+            for _ in 0..count {
+                let n = port.read(&mut buf)?;
+                out.write_all(&buf[..n])?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+        Command::Echo { port, count, size } => echo(tz, &port, count, size),
+        Command::Call { port, command } => call(tz, &port, &command),
+        Command::Attest { port, operation } => {
+            let mut port = tz.open(&port)?;
+            port.set_timeout(Some(Duration::from_secs(5)));
+            port.write(AttestationRequest { operation }.as_bytes())?;
+            let mut buf = [0u8; 64];
+            let n = port.read(&mut buf)?;
+            let reply = AttestationReply::read_from_bytes(&buf[..n]).map_err(|_| format!("a reply of {n} bytes"))?;
+            println!(
+                "label {} words {:#018x} {:#018x} {:#018x} {:#018x}",
+                reply.label, reply.words[0], reply.words[1], reply.words[2], reply.words[3]
+            );
+            Ok(())
+        }
+        Command::Bench { port, size, bytes } => bench(tz, &port, size, bytes),
+    }
+}
+
+fn list(tz: &Tz) -> Result<()> {
+    println!(
+        "{:>5}  {:<24} {:<12} {:<15} {:>8} {:>10} {:>10} {:>7}",
+        "id", "name", "service", "owner", "state", "rx ring", "tx ring", "faults"
+    );
+    for port in tz.ports()? {
+        let state = match port.state {
+            Some(PortState::Open) => "open",
+            Some(PortState::Closed) => "closed",
+            Some(PortState::Faulted) => "faulted",
+            None => "?",
+        };
+        let (service, owner) = port.service.map_or(("?", "?"), |s| (s.name(), s.owner()));
+        let fault = port.last_fault.map(|f| format!(" (last: {f})")).unwrap_or_default();
+        println!(
+            "{:>5}  {:<24} {:<12} {:<15} {:>8} {:>10} {:>10} {:>7}{fault}",
+            port.id, port.name, service, owner, state, port.rx_capacity, port.tx_capacity, port.faults
+        );
+    }
+    Ok(())
+}
+
+fn echo(tz: &Tz, port: &str, count: u64, size: usize) -> Result<()> {
+    let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::Echo) {
+        return Err(format!("port '{}' is not an echo port", port.name()).into());
+    }
+    if size > port.max_message() {
+        return Err(
+            format!("--size {size} is larger than port '{}' carries ({})", port.name(), port.max_message()).into()
+        );
+    }
+    port.set_timeout(Some(Duration::from_secs(10)));
+    let (mut message, mut reply) = (Vec::new(), vec![0u8; size]);
+    let started = Instant::now();
+    let mut mismatches = 0u64;
+    for index in 0..count {
+        pattern(index, size, &mut message);
+        port.write(&message)?;
+        let n = port.read(&mut reply)?;
+        if n != size || checksum(&reply[..n]) != checksum(&message) {
+            mismatches += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let totals = SinkTotals::read_from_bytes(&port.call(command::ECHO_TOTALS, &[])?)
+        .map_err(|_| "a totals reply of the wrong size")?;
+    println!(
+        "echo '{}': {count} messages of {size} B, {mismatches} checksum mismatches; the secure side counted {} messages, {} B; {:.1} us per round trip",
+        port.name(),
+        totals.messages,
+        totals.bytes,
+        elapsed.as_secs_f64() * 1e6 / count.max(1) as f64
+    );
+    if mismatches > 0 || totals.messages != count || totals.bytes != count * size as u64 {
+        return Err("echo check failed".into());
+    }
+    Ok(())
+}
+
+fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {
+    let port = tz.open(port)?;
+    let number = match (port.service(), command) {
+        (Some(PortService::Attestation), "version") => command::ATTESTATION_VERSION,
+        (Some(PortService::RealTime), "stats") => command::RT_STATS,
+        (Some(PortService::RealTime), "refresh") => command::RT_REFRESH,
+        (Some(PortService::Sink), "totals") => command::SINK_TOTALS,
+        (Some(PortService::Echo), "totals") => command::ECHO_TOTALS,
+        (_, number) => number.parse().map_err(|_| format!("port '{}' has no command '{number}'", port.name()))?,
+    };
+    let output = port.call(number, &[])?;
+    match (port.service(), number) {
+        (Some(PortService::RealTime), command::RT_STATS) => {
+            let rt = RtStats::read_from_bytes(&output).map_err(|_| "an rt statistics reply of the wrong size")?;
+            println!(
+                "{} periods of {} us, {} overruns, max release lateness {} us",
+                rt.periods,
+                rt.period_us,
+                rt.overruns,
+                rt.max_lateness_ns / 1000
+            );
+        }
+        (Some(PortService::Sink | PortService::Echo), _) => {
+            let totals = SinkTotals::read_from_bytes(&output).map_err(|_| "a totals reply of the wrong size")?;
+            println!("{} messages, {} bytes", totals.messages, totals.bytes);
+        }
+        (Some(PortService::Attestation), command::ATTESTATION_VERSION) => {
+            let version = u64::read_from_bytes(&output).map_err(|_| "a version reply of the wrong size")?;
+            println!("attestation-pd interface v{version}");
+        }
+        _ => println!("{} bytes: {:02x?}", output.len(), output),
+    }
+    Ok(())
+}
+
+fn bench(tz: &Tz, port: &str, size: usize, bytes: u64) -> Result<()> {
+    let mut port = tz.open(port)?;
+    port.set_timeout(Some(Duration::from_secs(30)));
+    let message = vec![0x5au8; size];
+    let count = (bytes / size.max(1) as u64).max(1);
+    match port.service() {
+        Some(PortService::Sink) => {
+            let started = Instant::now();
+            for _ in 0..count {
+                port.write(&message)?;
+            }
+            port.flush()?;
+            let elapsed = started.elapsed();
+            let totals = SinkTotals::read_from_bytes(&port.call(command::SINK_TOTALS, &[])?)
+                .map_err(|_| "a totals reply of the wrong size")?;
+            if totals.messages != count {
+                return Err(format!("the sink took {} of {count} messages", totals.messages).into());
+            }
+            let rate = (count * size as u64) as f64 / elapsed.as_secs_f64();
+            println!(
+                "{count} messages of {size} B to '{}' in {elapsed:.2?}: {:.1} MiB/s",
+                port.name(),
+                rate / (1 << 20) as f64
+            );
+        }
+        Some(PortService::Echo) => {
+            let mut reply = vec![0u8; size];
+            let started = Instant::now();
+            for _ in 0..count {
+                port.write(&message)?;
+                port.read(&mut reply)?;
+            }
+            let elapsed = started.elapsed();
+            println!(
+                "{count} round trips of {size} B through '{}': {:.2} us each",
+                port.name(),
+                elapsed.as_secs_f64() * 1e6 / count as f64
+            );
+        }
+        _ => return Err(format!("port '{}' is neither a sink nor an echo port", port.name()).into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! Communication ports: what comm-pd and linux-side agree on besides the ring itself.
+//!
+//! Three regions carry the ports (docs/ports.md has the picture):
+//! - `port_ctrl` (4 KiB): the status page, the **port directory** (written by the secure world:
+//!   every configured port, its state and where its rings are) and the **control mailbox**
+//!   (one request slot the normal world writes, one reply slot the secure world writes);
+//! - `port_rx`: one ring per port that the secure world receives on (normal -> secure);
+//! - `port_tx`: one ring per port that the secure world transmits on (secure -> normal).
+//!
+//! Ring offsets and capacities are the secure side's configuration (comm-pd's ports.toml); the
+//! normal world learns them from the directory. Everything the normal world writes (the request
+//! slot, its rings' producer side, its indices) is an allegation the secure side copies once and
+//! validates; a lie gets a typed [`ControlError`] or a port reset with a [`PortFault`].
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub use tzmk_ring as ring;
+
+/// Ports a directory can list.
+pub const MAX_PORTS: usize = 16;
+/// Bytes of a port name, NUL-padded (so at most this many characters).
+pub const NAME_LEN: usize = 24;
+
+/// The directory's sequence word and the [`Directory`] after it, in `port_ctrl`.
+pub const DIRECTORY_SEQUENCE_OFFSET: usize = 0x100;
+pub const DIRECTORY_OFFSET: usize = 0x108;
+/// The control mailbox in `port_ctrl`: request slot, then reply slot.
+pub const REQUEST_OFFSET: usize = 0x600;
+pub const REPLY_OFFSET: usize = 0x800;
+/// Bytes of one mailbox slot: an 8-byte [`SlotHeader`] and the message.
+pub const SLOT_SIZE: usize = 0x200;
+/// The largest control message (request or reply), header included.
+pub const MAX_CONTROL_MESSAGE: usize = SLOT_SIZE - core::mem::size_of::<SlotHeader>();
+/// The largest payload of a control request or reply.
+pub const MAX_CONTROL_PAYLOAD: usize = MAX_CONTROL_MESSAGE - core::mem::size_of::<Request>();
+/// `port_ctrl` must be at least this big.
+pub const PORT_CTRL_SIZE: usize = REPLY_OFFSET + SLOT_SIZE;
+
+/// `Directory::magic`: "TZPD".
+pub const DIRECTORY_MAGIC: u32 = 0x545a_5044;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct Directory {
+    pub magic: u32,
+    /// Valid entries at the start of `ports`.
+    pub count: u32,
+    pub ports: [PortEntry; MAX_PORTS],
+}
+
+/// One port as the secure world describes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PortEntry {
+    pub id: u16,
+    /// A [`PortState`].
+    pub state: u8,
+    /// A [`Service`].
+    pub service: u8,
+    /// Incremented by every open: a client whose session changed under it has lost the port.
+    pub session: u32,
+    pub name: [u8; NAME_LEN],
+    /// The normal -> secure ring: offset in `port_rx` and data capacity.
+    pub rx_offset: u32,
+    pub rx_capacity: u32,
+    /// The secure -> normal ring: offset in `port_tx` and data capacity.
+    pub tx_offset: u32,
+    pub tx_capacity: u32,
+    /// Times the secure side reset the port because the normal world broke the protocol.
+    pub faults: u32,
+    /// The last [`PortFault`] code (0: none).
+    pub last_fault: u32,
+    pub reserved: u64,
+}
+
+impl PortEntry {
+    /// The name, without its padding; `None` if the bytes are not UTF-8.
+    pub fn name(&self) -> Option<&str> {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..end]).ok()
+    }
+}
+
+/// Encodes a port name for [`PortEntry::name`]; `None` if it is empty, too long or holds a NUL.
+pub fn encode_name(name: &str) -> Option<[u8; NAME_LEN]> {
+    if name.is_empty() || name.len() > NAME_LEN || name.bytes().any(|b| b == 0) {
+        return None;
+    }
+    let mut out = [0u8; NAME_LEN];
+    out[..name.len()].copy_from_slice(name.as_bytes());
+    Some(out)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PortState {
+    Closed = 0,
+    Open = 1,
+    /// Reset by the secure side after the normal world broke the protocol; open it again.
+    Faulted = 2,
+}
+
+impl PortState {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        [Self::Closed, Self::Open, Self::Faulted].into_iter().find(|s| *s as u8 == value)
+    }
+}
+
+/// What answers a port in the secure world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Service {
+    /// comm-pd sends every message back unchanged (tests, benchmarks).
+    Echo = 1,
+    /// comm-pd takes every message and counts it (throughput).
+    Sink = 2,
+    /// attestation-pd, by protected procedure call: a request message in, a reply message out.
+    Attestation = 3,
+    /// rt-task: its statistics on request, and control.
+    RealTime = 4,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Service::Echo, Service::Sink, Service::Attestation, Service::RealTime];
+
+    pub fn from_u8(value: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as u8 == value)
+    }
+
+    /// The name ports.toml uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Sink => "sink",
+            Service::Attestation => "attestation",
+            Service::RealTime => "rt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The secure PD that serves it.
+    pub fn owner(self) -> &'static str {
+        match self {
+            Service::Echo | Service::Sink => "comm-pd",
+            Service::Attestation => "attestation-pd",
+            Service::RealTime => "rt-task",
+        }
+    }
+}
+
+/// Why the secure side reset a port (`PortEntry::last_fault`): the ring the normal world broke
+/// (1: its producer side of the rx ring, 2: its consumer side of the tx ring) times 256, plus the
+/// ring's [`ring::PeerMisbehaviour`] code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortFault(pub u32);
+
+impl PortFault {
+    pub const RX: u32 = 1;
+    pub const TX: u32 = 2;
+
+    pub fn new(ring: u32, misbehaviour: ring::PeerMisbehaviour) -> Self {
+        Self(ring << 8 | misbehaviour as u32)
+    }
+
+    pub fn ring(self) -> &'static str {
+        match self.0 >> 8 {
+            Self::RX => "rx",
+            Self::TX => "tx",
+            _ => "?",
+        }
+    }
+
+    pub fn misbehaviour(self) -> Option<ring::PeerMisbehaviour> {
+        use ring::PeerMisbehaviour::*;
+        [IndexOutOfRange, IndexMovedBackwards, BadLength, BadRecord].into_iter().find(|m| *m as u32 == self.0 & 0xff)
+    }
+}
+
+impl core::fmt::Display for PortFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.misbehaviour() {
+            Some(m) => write!(f, "{} ring: {m}", self.ring()),
+            None => write!(f, "fault code {:#x}", self.0),
+        }
+    }
+}
+
+/// A mailbox slot's header: the message follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SlotHeader {
+    /// The request's sequence number; the reply slot echoes it once the reply is complete.
+    pub sequence: u32,
+    /// Bytes of the message after the header.
+    pub length: u32,
+}
+
+/// A control request: this header, then `length` bytes of payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct Request {
+    /// An [`Operation`].
+    pub operation: u32,
+    /// The port id (open by id, close, status, call); 0 for open by name.
+    pub port: u32,
+    /// The command of a [`Operation::Call`].
+    pub command: u32,
+    /// Bytes of payload (the name of an open by name; the input of a call).
+    pub length: u32,
+}
+
+/// A control reply: this header, then `length` bytes of payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct Reply {
+    /// 0, or a [`ControlError`] code.
+    pub error: u32,
+    pub port: u32,
+    /// The session of an open.
+    pub value: u32,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Operation {
+    /// Open the port `port`; reply payload: its [`PortEntry`]. Resets both rings (a new session).
+    OpenId = 1,
+    /// Open the port named by the payload; reply as for `OpenId`.
+    OpenName = 2,
+    /// Close `port`.
+    Close = 3,
+    /// Counters of `port`; reply payload: [`PortStatus`].
+    Status = 4,
+    /// An ioctl-style typed call to the port's service: `command`, input payload, output payload.
+    Call = 5,
+}
+
+impl Operation {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        [Self::OpenId, Self::OpenName, Self::Close, Self::Status, Self::Call].into_iter().find(|o| *o as u32 == value)
+    }
+}
+
+/// Why a control request failed (the reply's `error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ControlError {
+    /// The request is not a well-formed control message (length, operation, reserved bits).
+    Malformed = 1,
+    NoSuchPort = 2,
+    /// The port is not open (or was reset since).
+    NotOpen = 3,
+    /// The service has no such call command.
+    UnknownCommand = 4,
+    /// The call's input is wrong for its command.
+    BadArgument = 5,
+    /// The service could not answer (e.g. attestation-pd has no boot handoff).
+    ServiceUnavailable = 6,
+}
+
+impl ControlError {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        use ControlError::*;
+        [Malformed, NoSuchPort, NotOpen, UnknownCommand, BadArgument, ServiceUnavailable]
+            .into_iter()
+            .find(|e| *e as u32 == value)
+    }
+}
+
+impl core::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ControlError::Malformed => "malformed control request",
+            ControlError::NoSuchPort => "no such port",
+            ControlError::NotOpen => "the port is not open",
+            ControlError::UnknownCommand => "the service has no such command",
+            ControlError::BadArgument => "bad argument for the command",
+            ControlError::ServiceUnavailable => "the service cannot answer now",
+        })
+    }
+}
+
+/// A port's counters ([`Operation::Status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PortStatus {
+    pub id: u16,
+    pub state: u8,
+    pub service: u8,
+    pub session: u32,
+    /// Messages and bytes taken from the rx ring, and sent on the tx ring, this session.
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub bytes_out: u64,
+    /// Times the secure side waited for tx space before taking a message (back-pressure).
+    pub stalls: u64,
+    pub faults: u32,
+    pub last_fault: u32,
+}
+
+/// Call commands of the services.
+pub mod command {
+    /// Sink: totals this session, reply [`super::SinkTotals`].
+    pub const SINK_TOTALS: u32 = 1;
+    /// Real-time: rt-task's latest statistics, reply `rt::RtStats`.
+    pub const RT_STATS: u32 = 1;
+    /// Real-time: ask rt-task to publish its statistics now (a notification).
+    pub const RT_REFRESH: u32 = 2;
+    /// Attestation: attestation-pd's interface version, reply u64.
+    pub const ATTESTATION_VERSION: u32 = 1;
+    /// Echo: messages and bytes echoed this session, reply [`super::SinkTotals`].
+    pub const ECHO_TOTALS: u32 = 1;
+}
+
+/// What the sink (and echo) counted this session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SinkTotals {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// An attestation port's request message: the operation (attestation::OP_*).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct AttestationRequest {
+    pub operation: u64,
+}
+
+/// An attestation port's reply message: attestation-pd's reply label and its message registers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct AttestationReply {
+    pub label: u64,
+    pub words: [u64; 4],
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+
+    #[test]
+    fn the_control_area_fits_in_port_ctrl() {
+        let directory_end = DIRECTORY_OFFSET + core::mem::size_of::<Directory>();
+        assert!(directory_end <= REQUEST_OFFSET, "{directory_end:#x}");
+        assert_eq!(core::mem::size_of::<PortEntry>(), 64);
+        assert!(crate::status::STATUS_OFFSET + core::mem::size_of::<crate::status::StatusPage>() <= 0x100);
+        assert_eq!(PORT_CTRL_SIZE, 0xa00);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let entry = PortEntry { name: encode_name("echo").unwrap(), ..Default::default() };
+        assert_eq!(entry.name(), Some("echo"));
+        assert!(encode_name("").is_none());
+        assert!(encode_name("a-name-longer-than-24-bytes").is_none());
+        assert!(encode_name("nul\0").is_none());
+    }
+
+    #[test]
+    fn faults_name_the_ring_and_the_lie() {
+        let fault = PortFault::new(PortFault::RX, ring::PeerMisbehaviour::BadLength);
+        assert_eq!(fault.misbehaviour(), Some(ring::PeerMisbehaviour::BadLength));
+        assert_eq!(std::format!("{fault}"), "rx ring: a ring record has an impossible length");
+    }
+}
