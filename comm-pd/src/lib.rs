@@ -8,6 +8,8 @@
 //! through its statistics block and channel.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod ports;
 
 use core::fmt;

@@ -176,6 +176,19 @@ struct Slot {
     status: PortStatus,
 }
 
+impl Slot {
+    /// Stops serving the rings and revokes them, so that a client still holding the session
+    /// gets an error on its next read or write instead of waiting on rings nobody serves.
+    fn end_session(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            rx.revoke();
+        }
+        if let Some(tx) = self.tx.take() {
+            tx.revoke();
+        }
+    }
+}
+
 /// What [`Ports::poll`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Poll {
@@ -314,8 +327,7 @@ impl Ports {
 
     fn fault(&mut self, index: usize, fault: PortFault) {
         let slot = &mut self.slots[index];
-        slot.rx = None;
-        slot.tx = None;
+        slot.end_session();
         slot.status.state = PortState::Faulted as u8;
         slot.status.faults += 1;
         slot.status.last_fault = fault.0;
@@ -446,8 +458,7 @@ impl Ports {
                 if slot.status.state != PortState::Open as u8 {
                     return Err(ControlError::NotOpen);
                 }
-                slot.rx = None;
-                slot.tx = None;
+                slot.end_session();
                 slot.status.state = PortState::Closed as u8;
                 self.publish_directory();
                 Ok((0, 0))

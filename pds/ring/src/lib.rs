@@ -42,6 +42,8 @@ pub const RECORD_HEADER: usize = 8;
 /// Bytes of the ring header (three cache lines).
 pub const HEADER_SIZE: usize = 3 * CACHE_LINE;
 const CACHE_LINE: usize = 64;
+/// How far `revoke` moves an index: farther than any capacity (2^30 at most) can explain.
+const REVOKE_DISTANCE: u32 = 1 << 31;
 const PRODUCER_OFFSET: usize = 0;
 const CONSUMER_OFFSET: usize = CACHE_LINE;
 const SIGNALLED_OFFSET: usize = 2 * CACHE_LINE;
@@ -391,6 +393,16 @@ impl Producer {
         Ok(false)
     }
 
+    /// Ends the ring for the consumer (the secure side closing or resetting a session): the
+    /// producer index jumps half the index space ahead, which no consumer can accept, so the
+    /// peer's next receive reports [`PeerMisbehaviour`] instead of waiting on a ring nobody
+    /// serves. (An honest consumer is at most a capacity, at most 2^30, behind our index, so it
+    /// sees at least 2^31 - 2^30 > capacity bytes claimed.)
+    pub fn revoke(self) {
+        let revoked = self.producer.wrapping_add(REVOKE_DISTANCE);
+        self.shared.word(PRODUCER_OFFSET).store(revoked, Ordering::Release);
+    }
+
     /// Appends one message; it becomes visible to the consumer at the next [`publish`](Self::publish).
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), SendError> {
         let layout = self.shared.layout;
@@ -573,6 +585,15 @@ impl Consumer {
         if let Some(next) = self.peeked.take() {
             self.consumer = next;
         }
+    }
+
+    /// Ends the ring for the producer, as [`Producer::revoke`] does for a consumer: the consumer
+    /// index jumps half the index space ahead of ours, so the producer's next send reports
+    /// [`PeerMisbehaviour::IndexOutOfRange`] (an honest producer is at most a capacity ahead of
+    /// us; it sees at least 2^31 - 2^30 bytes in use).
+    pub fn revoke(self) {
+        let revoked = self.consumer.wrapping_add(REVOKE_DISTANCE);
+        self.shared.word(CONSUMER_OFFSET).store(revoked, Ordering::Release);
     }
 
     /// Hands the consumed space back to the producer. Returns whether the producer must be

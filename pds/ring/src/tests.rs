@@ -242,6 +242,37 @@ fn lying_consumer_index_is_refused() {
     assert_eq!(producer.try_send(b"x"), Err(SendError::Peer(PeerMisbehaviour::IndexOutOfRange)));
 }
 
+#[test]
+fn a_revoked_ring_fails_the_peer_instead_of_leaving_it_waiting() {
+    let layout = RingLayout::new(256).unwrap();
+    let memory = Memory::new(layout.size());
+    let mut out = [0u8; 64];
+    // The secure side consumes; the peer produces, and has filled the ring (a capacity ahead).
+    // SAFETY: the memory outlives both ends.
+    let consumer = unsafe { Consumer::new(memory.ptr, layout.size(), layout) }.unwrap();
+    // SAFETY: as above.
+    let mut producer = unsafe { Producer::attach(memory.ptr, layout.size(), layout) }.unwrap();
+    while producer.try_send(&[7; 24]).is_ok() {}
+    producer.publish();
+    consumer.revoke();
+    assert_eq!(producer.try_send(&[7; 24]), Err(SendError::Peer(PeerMisbehaviour::IndexOutOfRange)));
+    assert_eq!(producer.request_space_signal(8), Err(PeerMisbehaviour::IndexOutOfRange));
+    // The secure side produces, after many wraps; the peer consumes, and has read everything.
+    // SAFETY: as above.
+    let mut producer = unsafe { Producer::new(memory.ptr, layout.size(), layout) }.unwrap();
+    // SAFETY: as above.
+    let mut consumer = unsafe { Consumer::attach(memory.ptr, layout.size(), layout) }.unwrap();
+    for round in 0..100u8 {
+        producer.try_send(&[round; 40]).unwrap();
+        producer.publish();
+        assert_eq!(consumer.try_recv(&mut out), Ok(Some(40)));
+        consumer.release();
+    }
+    producer.revoke();
+    assert!(matches!(consumer.try_recv(&mut out), Err(RecvError::Peer(_))));
+    assert!(consumer.request_signal().is_err());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Send(usize),

@@ -121,8 +121,12 @@ fn serve(listener: UnixListener, stop: &AtomicBool, kick: &EventFd, doorbells: &
         };
         let fds = [kick.as_fd().as_raw_fd(), doorbell.as_fd().as_raw_fd()];
         let rights = [ControlMessage::ScmRights(&fds)];
+        // The doorbell is rung from the moment the client can kick: the list stays locked from
+        // before the client has the kick descriptor until its doorbell is in it, or the answer
+        // to its first kick could ring before it is listed and be lost.
+        let mut attached = doorbells.attached.lock().unwrap_or_else(|e| e.into_inner());
         match sendmsg::<()>(stream.as_raw_fd(), &[IoSlice::new(HELLO)], &rights, MsgFlags::empty(), None) {
-            Ok(_) => doorbells.attached.lock().unwrap_or_else(|e| e.into_inner()).push((doorbell, stream)),
+            Ok(_) => attached.push((doorbell, stream)),
             Err(e) => eprintln!("tzmk-sim: a normal-world client could not be attached: {e}"),
         }
     }
