@@ -13,7 +13,7 @@ CARGO ?= cargo
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim
+.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim fuzz-setup fuzz-smoke fuzz
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
@@ -30,6 +30,7 @@ help:
 	@echo "  make -f build.mk demo      the README's main job: the secure world in the host simulator"
 	@echo "  make -f build.mk sim       run system.xml in the host simulator until Ctrl-C"
 	@echo "  make -f build.mk pds       build every PD for seL4 (aarch64-unknown-none) and check the images"
+	@echo "  make -f build.mk fuzz-smoke  a bounded run of comm-pd's fuzz target (fuzz: ten minutes)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
 	@echo
 	@echo "With the Microkit SDK:"
@@ -53,7 +54,7 @@ setup:
 	    fi; \
 	fi
 
-test: setup lint unit audit check-picture pds demo qemu-sel4
+test: setup lint unit audit check-picture pds demo fuzz-smoke qemu-sel4
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -85,6 +86,31 @@ demo:
 
 sim:
 	$(CARGO) run --release --locked -q -p tzmk -- sim system.xml
+
+# The fuzz target of comm-pd's port engine (comm-pd/fuzz). cargo-fuzz needs a nightly compiler for
+# its sanitizers: a dated one, so that a run is reproducible; the workspace itself stays on stable.
+FUZZ_TOOLCHAIN := nightly-2026-05-20
+CARGO_FUZZ_VERSION := 0.13.1
+FUZZ_SECONDS ?= 30
+
+fuzz-setup:
+	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	@cargo fuzz --version 2>/dev/null | grep -q '$(CARGO_FUZZ_VERSION)' || cargo install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+# A bounded run (FUZZ_SECONDS) from an empty corpus; a crash fails the build and leaves its input
+# in comm-pd/fuzz/artifacts/engine/.
+fuzz-smoke: fuzz-setup
+	@mkdir -p $(BUILD_DIR)
+	@log=$(abspath $(BUILD_DIR))/fuzz-engine.log; cd comm-pd/fuzz; \
+	if cargo +$(FUZZ_TOOLCHAIN) fuzz run engine -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 >"$$log" 2>&1; then \
+	    echo "fuzz-smoke: comm-pd's port engine, $(FUZZ_SECONDS) s: $$(grep -E '^Done' "$$log")"; \
+	else \
+	    tail -n 60 "$$log"; \
+	    echo "fuzz-smoke: comm-pd's port engine failed; the input is in comm-pd/fuzz/artifacts/engine/" >&2; exit 1; \
+	fi
+
+fuzz:
+	$(MAKE) -f build.mk fuzz-smoke FUZZ_SECONDS=600
 
 bench-sim:
 	$(CARGO) bench --locked -q -p tzmk-sim --bench round_trips

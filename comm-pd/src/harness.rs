@@ -8,9 +8,12 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 
 use microkit::MemoryRegion;
-use tzmk_interface::port::{command, AttestationReply, ControlError, PortStatus, Service, SinkTotals};
+use tzmk_interface::port::{
+    command, AttestationReply, ControlError, PortStatus, Reply, Request, Service, SinkTotals, REPLY_OFFSET,
+    REQUEST_OFFSET, SLOT_SIZE,
+};
 use tzmk_interface::rt::RtStats;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::ports::{PortConfig, Ports, Replies, Services};
 
@@ -55,10 +58,8 @@ impl Drop for Memory {
     }
 }
 
-/// Sizes as system.xml maps them.
+/// port_ctrl's size as system.xml maps it.
 pub const CTRL_SIZE: usize = 0x1000;
-pub const RING_REGION_SIZE: usize = 0x20_0000;
-pub const SCRATCH_SIZE: usize = 0x4_0000;
 
 /// The port engine over host memory.
 #[derive(Debug)]
@@ -74,11 +75,15 @@ pub struct Harness {
 impl Harness {
     /// The engine serving `table` (comm-pd's own `PORTS`, or a test's).
     pub fn new(table: &'static [PortConfig]) -> Result<Harness, crate::ports::TableError> {
+        // Each region as large as the table needs (whole pages): a scribble past a ring's end
+        // is then past the allocation too, where AddressSanitizer sees it.
+        let (rx_size, tx_size, scratch_size) = crate::ports::needed(table)?;
+        let page = |size: usize| size.max(1).next_multiple_of(4096);
         let (ctrl, rx, tx, scratch) = (
             Memory::new(CTRL_SIZE),
-            Memory::new(RING_REGION_SIZE),
-            Memory::new(RING_REGION_SIZE),
-            Memory::new(SCRATCH_SIZE),
+            Memory::new(page(rx_size)),
+            Memory::new(page(tx_size)),
+            Memory::new(page(scratch_size)),
         );
         // SAFETY: the scratch memory is the harness's alone, and every region lives as long as
         // the harness that owns both it and `Ports`.
@@ -89,6 +94,78 @@ impl Harness {
     pub fn poll(&mut self) -> crate::ports::Poll {
         self.ports.poll(&mut self.services)
     }
+
+    pub fn memory(&self, area: Area) -> &Memory {
+        match area {
+            Area::Ctrl => &self.ctrl,
+            Area::Rx => &self.rx,
+            Area::Tx => &self.tx,
+        }
+    }
+
+    /// Writes `bytes` at `offset` of a shared region, as the normal world may at any time.
+    /// Panics when they do not fit (a harness user's mistake, not the engine's).
+    pub fn scribble(&self, area: Area, offset: usize, bytes: &[u8]) {
+        let memory = self.memory(area);
+        assert!(offset.checked_add(bytes.len()).is_some_and(|end| end <= memory.size()), "scribble outside {area:?}");
+        // SAFETY: inside the region (asserted); the engine is not running (it runs only in `poll`,
+        // which needs `&mut self`), and it reads the regions as hostile bytes anyway.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), memory.base().as_ptr().add(offset), bytes.len()) };
+    }
+
+    /// As `scribble`, for arbitrary input: the offset wraps to the region, the bytes are cut at
+    /// its end.
+    pub fn scribble_anywhere(&self, area: Area, offset: usize, bytes: &[u8]) {
+        let size = self.memory(area).size();
+        let offset = offset % size;
+        self.scribble(area, offset, &bytes[..bytes.len().min(size - offset)]);
+    }
+
+    /// Reads a shared region.
+    pub fn peek(&self, area: Area, offset: usize, out: &mut [u8]) {
+        let memory = self.memory(area);
+        assert!(offset.checked_add(out.len()).is_some_and(|end| end <= memory.size()), "peek outside {area:?}");
+        // SAFETY: as in `scribble`.
+        unsafe { core::ptr::copy_nonoverlapping(memory.base().as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+    }
+
+    /// Puts `message` in the control mailbox with a header claiming `claimed_length` bytes, lets
+    /// the engine run, and returns its reply header, or `None` when it did not answer this
+    /// request (which it always must).
+    pub fn request(&mut self, message: &[u8], claimed_length: u32) -> Option<Reply> {
+        let message = &message[..message.len().min(SLOT_SIZE - 8)];
+        let mut word = [0u8; 8];
+        self.peek(Area::Ctrl, REQUEST_OFFSET, &mut word);
+        let sequence = (u64::from_ne_bytes(word) as u32).wrapping_add(1);
+        self.scribble(Area::Ctrl, REQUEST_OFFSET + 8, message);
+        let header = u64::from(sequence) | u64::from(claimed_length) << 32;
+        self.scribble(Area::Ctrl, REQUEST_OFFSET, &header.to_ne_bytes());
+        if self.poll().requests != 1 {
+            return None;
+        }
+        self.peek(Area::Ctrl, REPLY_OFFSET, &mut word);
+        if u64::from_ne_bytes(word) as u32 != sequence {
+            return None;
+        }
+        let mut reply = [0u8; core::mem::size_of::<Reply>()];
+        self.peek(Area::Ctrl, REPLY_OFFSET + 8, &mut reply);
+        Reply::read_from_bytes(&reply).ok()
+    }
+
+    /// A well-formed control request: header and payload.
+    pub fn control(&mut self, operation: u32, port: u32, command: u32, payload: &[u8]) -> Option<Reply> {
+        let mut message = Request { operation, port, command, length: payload.len() as u32 }.as_bytes().to_vec();
+        message.extend_from_slice(payload);
+        self.request(&message, message.len() as u32)
+    }
+}
+
+/// The shared regions of the ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Ctrl,
+    Rx,
+    Tx,
 }
 
 /// Echo and sink as comm-pd has them; attestation and rt answer canned values (the real ones

@@ -97,6 +97,23 @@ fn place(table: &[PortConfig], index: usize) -> Result<(usize, usize, Option<Pla
     Ok((rx_offset, tx_offset, None))
 }
 
+/// The bytes `table` needs: (`port_rx`, `port_tx`, scratch).
+pub fn needed(table: &[PortConfig]) -> Result<(usize, usize, usize), TableError> {
+    let (rx_end, tx_end, _) = place(table, table.len())?;
+    Ok((rx_end, tx_end, largest_message(table)))
+}
+
+/// The scratch buffer must hold the largest message of any rx ring, and a control message.
+fn largest_message(table: &[PortConfig]) -> usize {
+    table
+        .iter()
+        .filter_map(|p| RingLayout::new(p.rx_capacity.into()).ok())
+        .map(|l| l.max_message())
+        .max()
+        .unwrap_or(0)
+        .max(MAX_CONTROL_MESSAGE)
+}
+
 /// Checks that the table fits the regions and the scratch buffer: comm-pd refuses to start
 /// otherwise, naming the region.
 pub fn check_table(
@@ -119,13 +136,7 @@ pub fn check_table(
     if tx_end > tx_size {
         return Err(TableError::RegionTooSmall { region: "port_tx", needed: tx_end, size: tx_size });
     }
-    let largest = table
-        .iter()
-        .filter_map(|p| RingLayout::new(p.rx_capacity.into()).ok())
-        .map(|l| l.max_message())
-        .max()
-        .unwrap_or(0)
-        .max(MAX_CONTROL_MESSAGE);
+    let largest = largest_message(table);
     if largest > scratch_size {
         return Err(TableError::RegionTooSmall { region: "comm_scratch", needed: largest, size: scratch_size });
     }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use comm_pd::harness::Harness;
+use comm_pd::harness::{Area, Harness};
 use comm_pd::PORTS;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -18,7 +18,6 @@ use tzcomm::{Backend, Error, Mapping, Region, Transport, Tz};
 use tzmk_interface::port::ring::PeerMisbehaviour;
 use tzmk_interface::port::{
     command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, SinkTotals, DIRECTORY_OFFSET,
-    REPLY_OFFSET, REQUEST_OFFSET,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -54,24 +53,15 @@ impl Shared {
         Mapping { base: memory.base(), size: memory.size() }
     }
 
-    /// Bytes of a region, as the hostile normal world writes them.
-    fn scribble(&self, region: Region, offset: usize, bytes: &[u8]) {
-        let mapping = self.mapping(region);
-        assert!(offset + bytes.len() <= mapping.size);
-        // SAFETY: inside the harness's memory (asserted), which lives as long as `self`; the
-        // engine only runs under the harness lock, which `mapping` released, and reads the
-        // regions as hostile bytes.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mapping.base.as_ptr().add(offset), bytes.len()) };
+    fn directory(&self) -> Directory {
+        let mut bytes = vec![0u8; std::mem::size_of::<Directory>()];
+        self.harness().peek(Area::Ctrl, DIRECTORY_OFFSET, &mut bytes);
+        Directory::read_from_bytes(&bytes).unwrap()
     }
 
-    fn directory(&self) -> Directory {
-        let mapping = self.mapping(Region::Ctrl);
-        let mut bytes = vec![0u8; std::mem::size_of::<Directory>()];
-        // SAFETY: inside port_ctrl (the harness maps a whole page) while nobody writes it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(mapping.base.as_ptr().add(DIRECTORY_OFFSET), bytes.as_mut_ptr(), bytes.len())
-        };
-        Directory::read_from_bytes(&bytes).unwrap()
+    /// Bytes of a region, as the hostile normal world writes them.
+    fn scribble(&self, area: Area, offset: usize, bytes: &[u8]) {
+        self.harness().scribble(area, offset, bytes);
     }
 }
 
@@ -229,21 +219,7 @@ fn control_errors_are_typed() {
 
 /// A request written straight into the mailbox, as a hostile client would; the engine's reply.
 fn raw_request(shared: &Shared, message: &[u8], claimed_length: u32) -> Reply {
-    let ctrl = shared.mapping(Region::Ctrl);
-    // SAFETY: 8-aligned words inside port_ctrl.
-    let request_word = unsafe { &*ctrl.base.as_ptr().add(REQUEST_OFFSET).cast::<std::sync::atomic::AtomicU64>() };
-    // SAFETY: as above.
-    let reply_word = unsafe { &*ctrl.base.as_ptr().add(REPLY_OFFSET).cast::<std::sync::atomic::AtomicU64>() };
-    let sequence = (request_word.load(std::sync::atomic::Ordering::Acquire) as u32).wrapping_add(1);
-    shared.scribble(Region::Ctrl, REQUEST_OFFSET + 8, message);
-    request_word.store(u64::from(sequence) | u64::from(claimed_length) << 32, std::sync::atomic::Ordering::Release);
-    assert_eq!(shared.run().requests, 1);
-    let answer = reply_word.load(std::sync::atomic::Ordering::Acquire);
-    assert_eq!(answer as u32, sequence, "the reply answers this request");
-    let mut bytes = [0u8; std::mem::size_of::<Reply>()];
-    // SAFETY: inside port_ctrl.
-    unsafe { std::ptr::copy_nonoverlapping(ctrl.base.as_ptr().add(REPLY_OFFSET + 8), bytes.as_mut_ptr(), bytes.len()) };
-    Reply::read_from_bytes(&bytes).unwrap()
+    shared.harness().request(message, claimed_length).expect("the engine answers every request")
 }
 
 fn request(operation: u32, port: u32, command: u32, payload: &[u8]) -> Vec<u8> {
@@ -303,7 +279,7 @@ fn a_lying_ring_resets_only_its_port() {
     // The producer index of echo-small's rx ring (word 0 of the ring) jumps far past the
     // consumer: more data than the ring can hold.
     let offset = rx_offset(&shared, "echo-small");
-    shared.scribble(Region::Rx, offset, &0x7fff_0000u32.to_ne_bytes());
+    shared.scribble(Area::Rx, offset, &0x7fff_0000u32.to_ne_bytes());
     // Good-port traffic in flight while the engine finds the lie.
     pattern(index, 700, &mut message);
     good.write(&message).unwrap();
@@ -347,11 +323,11 @@ fn a_lying_consumer_index_on_the_tx_ring_is_a_tx_fault() {
     // The client's consumer index of the tx ring (word 0 of its second cache line) goes back by
     // two records (312 bytes each), behind what the engine has already seen.
     let consumer = entry.tx_offset as usize + 64;
-    let tx = shared.mapping(Region::Tx);
-    // SAFETY: an aligned word inside port_tx, read while the engine does not run.
-    let index = unsafe { tx.base.as_ptr().add(consumer).cast::<u32>().read_volatile() };
+    let mut word = [0u8; 4];
+    shared.harness().peek(Area::Tx, consumer, &mut word);
+    let index = u32::from_ne_bytes(word);
     assert!(index >= 624, "20 records were consumed: {index}");
-    shared.scribble(Region::Tx, consumer, &(index - 624).to_ne_bytes());
+    shared.scribble(Area::Tx, consumer, &(index - 624).to_ne_bytes());
     pattern(99, 300, &mut message);
     let _ = port.try_write(&message);
     let status = tz.status("echo-small").unwrap();
@@ -404,9 +380,9 @@ proptest! {
         }
         for s in scribbles {
             match s {
-                Scribble::Ctrl(o, b) => shared.scribble(Region::Ctrl, o, &b),
-                Scribble::Rx(o, b) => shared.scribble(Region::Rx, o, &b),
-                Scribble::Tx(o, b) => shared.scribble(Region::Tx, o, &b),
+                Scribble::Ctrl(o, b) => shared.harness().scribble_anywhere(Area::Ctrl, o, &b),
+                Scribble::Rx(o, b) => shared.harness().scribble_anywhere(Area::Rx, o, &b),
+                Scribble::Tx(o, b) => shared.harness().scribble_anywhere(Area::Tx, o, &b),
                 Scribble::Request(b, l) => { raw_request(&shared, &b, l); }
                 Scribble::Control(o, p, c) => {
                     let message = request(o, p, c, &[]);
