@@ -33,14 +33,14 @@ use std::time::{Duration, Instant};
 
 use tzmk_interface::port::ring::{Consumer, PeerMisbehaviour, Producer, RecvError, RingLayout, SendError};
 use tzmk_interface::port::{
-    ControlError, Directory, Operation, PortEntry, PortFault, PortState, PortStatus, Reply, Request, Service,
-    DIRECTORY_MAGIC, DIRECTORY_OFFSET, DIRECTORY_SEQUENCE_OFFSET, MAX_CONTROL_MESSAGE, MAX_CONTROL_PAYLOAD,
-    PORT_CTRL_SIZE, REPLY_OFFSET, REQUEST_OFFSET,
+    ControlError, Directory, Operation, PortEntry, PortStatus, Reply, Request, Service, DIRECTORY_MAGIC,
+    DIRECTORY_OFFSET, DIRECTORY_SEQUENCE_OFFSET, MAX_CONTROL_MESSAGE, MAX_CONTROL_PAYLOAD, PORT_CTRL_SIZE,
+    REPLY_OFFSET, REQUEST_OFFSET,
 };
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET};
 use zerocopy::{FromBytes, IntoBytes};
 
-pub use tzmk_interface::port::{command, Service as PortService};
+pub use tzmk_interface::port::{command, PortFault, PortState, Service as PortService};
 
 /// The environment variable naming a simulator's run directory.
 pub const SIM_ENV: &str = "TZMK_SIM";
@@ -160,7 +160,10 @@ pub struct PortInfo {
     pub service: Option<Service>,
     pub state: Option<PortState>,
     pub session: u32,
+    /// Where the port's rings are in `port_rx` and `port_tx`, and their data capacities.
+    pub rx_offset: u32,
     pub rx_capacity: u32,
+    pub tx_offset: u32,
     pub tx_capacity: u32,
     pub faults: u32,
     pub last_fault: Option<PortFault>,
@@ -370,7 +373,9 @@ fn info(entry: &PortEntry) -> PortInfo {
         service: Service::from_u8(entry.service),
         state: PortState::from_u8(entry.state),
         session: entry.session,
+        rx_offset: entry.rx_offset,
         rx_capacity: entry.rx_capacity,
+        tx_offset: entry.tx_offset,
         tx_capacity: entry.tx_capacity,
         faults: entry.faults,
         last_fault: (entry.last_fault != 0).then_some(PortFault(entry.last_fault)),
