@@ -13,7 +13,7 @@ CARGO ?= cargo
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim fuzz-setup fuzz-smoke fuzz
+.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim bench-ports fuzz-setup fuzz-smoke fuzz
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
@@ -31,6 +31,7 @@ help:
 	@echo "  make -f build.mk sim       run system.xml in the host simulator until Ctrl-C"
 	@echo "  make -f build.mk pds       build every PD for seL4 (aarch64-unknown-none) and check the images"
 	@echo "  make -f build.mk fuzz-smoke  a bounded run of comm-pd's fuzz target (fuzz: ten minutes)"
+	@echo "  make -f build.mk bench-ports ports against a Unix socket, a pipe, memcpy and eventfd (a table)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
 	@echo
 	@echo "With the Microkit SDK:"
@@ -111,6 +112,9 @@ fuzz-smoke: fuzz-setup
 
 fuzz:
 	$(MAKE) -f build.mk fuzz-smoke FUZZ_SECONDS=600
+
+bench-ports:
+	$(CARGO) bench --locked -q -p tzctl --bench ports
 
 bench-sim:
 	$(CARGO) bench --locked -q -p tzmk-sim --bench round_trips

@@ -166,7 +166,15 @@ pub trait Services {
     /// Bytes of tx ring a reply to a `length`-byte message may need; 0 if the service never
     /// answers. The message waits in the rx ring until that much is free.
     fn reply_room(&self, service: Service, length: usize) -> usize;
-    /// A message arrived on `port`.
+    /// Whether the service looks at message bytes. One that does not (a sink that only counts)
+    /// gets [`message`](Self::message) with an empty slice and the length checked: the bytes are
+    /// never copied out of the ring (zero copy), and never read.
+    fn reads(&self, service: Service) -> bool {
+        let _ = service;
+        true
+    }
+    /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
+    /// empty slice when the service does not [`read`](Self::reads) them.
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
     /// An ioctl-style call on `port`: writes its output into `output` and returns its length.
     fn call(
@@ -359,8 +367,10 @@ impl Ports {
         let mut turn = Turn::default();
         let mut blocked = false;
         let mut taken = 0;
+        let reads = services.reads(port.service);
         while taken < MESSAGES_PER_TURN {
-            let length = match rx.peek(scratch) {
+            let peeked = if reads { rx.peek(scratch) } else { rx.peek_length().map_err(RecvError::Peer) };
+            let length = match peeked {
                 Ok(Some(length)) => length,
                 Ok(None) => break,
                 Err(RecvError::Peer(m)) => return Err(rx_fault(m)),
@@ -380,7 +390,8 @@ impl Ports {
             taken += 1;
             slot.status.messages_in += 1;
             slot.status.bytes_in += length as u64;
-            services.message(port, &scratch[..length], &mut Replies { producer: tx, status: &mut slot.status });
+            let message = if reads { &scratch[..length] } else { &[][..] };
+            services.message(port, message, &mut Replies { producer: tx, status: &mut slot.status });
         }
         turn.messages = taken as u64;
         turn.doorbell |= rx.release();

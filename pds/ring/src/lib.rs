@@ -250,27 +250,16 @@ impl Shared {
         }
     }
 
-    /// Copies `data` to data offset `at`, word-wise like [`read`](Self::read).
+    /// Copies `data` to data offset `at` (which must not run past the data area).
+    ///
+    /// A plain memcpy, unlike [`read`](Self::read): what we write is ours, nothing we do depends
+    /// on the bytes afterwards, and the Release store of our index in `publish` orders the copy
+    /// before the peer may look. A peer that reads early reads garbage of its own making.
     fn write(&self, at: usize, data: &[u8]) {
         assert!(at + data.len() <= self.layout.capacity(), "write past the ring's data area");
-        let dst = self.data(at);
-        let aligned = (dst as usize).is_multiple_of(8);
-        let mut words = data.chunks_exact(8);
-        let mut i = 0;
-        if aligned {
-            for chunk in &mut words {
-                let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
-                // SAFETY: as in `read`.
-                unsafe { dst.add(i).cast::<u64>().write_volatile(word) };
-                i += 8;
-            }
-        }
-        let rest = if aligned { words.remainder() } else { data };
-        for byte in rest {
-            // SAFETY: as in `read`.
-            unsafe { dst.add(i).write_volatile(*byte) };
-            i += 1;
-        }
+        // SAFETY: inside the data area (asserted), mapped by `new`'s contract; `data` is private
+        // memory of the caller, so the two do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.data(at), data.len()) };
     }
 
     fn read_header(&self, at: usize) -> (u32, u32) {
@@ -534,6 +523,21 @@ impl Consumer {
     /// copies (and checks) it again, unless [`consume`](Self::consume) is called first. For a
     /// consumer that can only take a message when it has somewhere to put the answer.
     pub fn peek(&mut self, out: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        self.peek_into(Some(out))
+    }
+
+    /// Checks the next message's record like [`peek`](Self::peek) and returns its length, without
+    /// copying its bytes: for a consumer that only counts messages (zero copy). The bytes stay in
+    /// the ring, where the producer may still change them; never act on them.
+    pub fn peek_length(&mut self) -> Result<Option<usize>, PeerMisbehaviour> {
+        self.peek_into(None).map_err(|e| match e {
+            RecvError::Peer(m) => m,
+            // Not produced without an output buffer.
+            RecvError::BufferTooSmall(_) => PeerMisbehaviour::BadLength,
+        })
+    }
+
+    fn peek_into(&mut self, out: Option<&mut [u8]>) -> Result<Option<usize>, RecvError> {
         self.peeked = None;
         let layout = self.shared.layout;
         let capacity = layout.capacity();
@@ -571,10 +575,12 @@ impl Consumer {
             if length > layout.max_message() || record > available || record > capacity - at {
                 return Err(RecvError::Peer(PeerMisbehaviour::BadLength));
             }
-            if length > out.len() {
-                return Err(RecvError::BufferTooSmall(length));
+            if let Some(out) = out {
+                if length > out.len() {
+                    return Err(RecvError::BufferTooSmall(length));
+                }
+                self.shared.read(at + RECORD_HEADER, &mut out[..length]);
             }
-            self.shared.read(at + RECORD_HEADER, &mut out[..length]);
             self.peeked = Some(consumer.wrapping_add(record as u32));
             return Ok(Some(length));
         }

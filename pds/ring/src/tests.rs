@@ -170,6 +170,26 @@ fn peeked_messages_stay_until_consumed() {
 }
 
 #[test]
+fn lengths_are_checked_without_copying() {
+    let (memory, mut producer, mut consumer) = ring(256);
+    for length in [0usize, 5, 56] {
+        producer.try_send(&vec![1u8; length]).unwrap();
+    }
+    producer.publish();
+    for length in [0usize, 5, 56] {
+        assert_eq!(consumer.peek_length(), Ok(Some(length)));
+        consumer.consume();
+    }
+    assert_eq!(consumer.peek_length(), Ok(None));
+    // A lying record is refused the same way as by `peek`.
+    producer.try_send(&[2; 16]).unwrap();
+    producer.publish();
+    let at = HEADER_SIZE + 8 + 16 + 64;
+    memory.poke(at, &200u32.to_le_bytes());
+    assert_eq!(consumer.peek_length(), Err(PeerMisbehaviour::BadLength));
+}
+
+#[test]
 fn the_other_side_attaches_at_the_current_indices() {
     let layout = RingLayout::new(256).unwrap();
     let memory = Memory::new(layout.size());

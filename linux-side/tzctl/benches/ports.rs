@@ -1,0 +1,237 @@
+//! Communication ports against the host's own transports, all in one run, as a table: one-way
+//! throughput for 64 B, 4 KiB and 64 KiB messages (tzmk's `sink` port through the simulator, a Unix
+//! domain socket, a pipe, and a bare memcpy of the same bytes, the bound), and the round trip of a
+//! 64 B message (tzmk's `echo` port, the socket, the pipe, and a bare eventfd ping-pong, the floor).
+//!
+//! `make -f build.mk bench-ports` (or `cargo bench -p tzctl --bench ports`).
+//!
+//! The secure world runs in this process's threads (the simulator), the client in the main
+//! thread, so every column crosses threads the same way: writer on one core, reader on another.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use tzcomm::Tz;
+use tzmk_sim::{Options, Simulator};
+
+/// Bytes per throughput run, per message size.
+fn volume(size: usize) -> u64 {
+    match size {
+        0..=64 => 32 << 20,
+        _ => 512 << 20,
+    }
+}
+const SIZES: [usize; 3] = [64, 4096, 65536];
+const ROUND_TRIPS: u32 = 20_000;
+const RUNS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// MiB/s of `run`, which moves `bytes` and returns how long it took; the median of RUNS.
+fn throughput(bytes: u64, mut run: impl FnMut() -> Duration) -> f64 {
+    median((0..RUNS).map(|_| bytes as f64 / run().as_secs_f64() / f64::from(1 << 20)).collect())
+}
+
+/// Microseconds per round trip, the median of RUNS.
+fn round_trip(mut run: impl FnMut() -> Duration) -> f64 {
+    median((0..RUNS).map(|_| run().as_secs_f64() * 1e6 / f64::from(ROUND_TRIPS)).collect())
+}
+
+fn tzmk_stream(tz: &Tz, size: usize) -> Duration {
+    let mut sink = tz.open("sink").expect("the sink port");
+    let message = vec![0x5au8; size];
+    let count = volume(size) / size as u64;
+    let started = Instant::now();
+    for _ in 0..count {
+        sink.write(&message).unwrap();
+    }
+    sink.flush().unwrap();
+    let elapsed = started.elapsed();
+    let totals = sink.status().unwrap();
+    assert_eq!(totals.bytes_in, volume(size) / size as u64 * size as u64, "the sink took every byte");
+    elapsed
+}
+
+/// A writer thread writes `count` messages of `size` into `tx`; this thread reads them all.
+fn host_stream<W: Write + Send + 'static, R: Read>(mut tx: W, mut rx: R, size: usize) -> Duration {
+    let count = volume(size) / size as u64;
+    let total = count * size as u64;
+    let started = Instant::now();
+    let writer = thread::spawn(move || {
+        let message = vec![0x5au8; size];
+        for _ in 0..count {
+            tx.write_all(&message).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    while read < total {
+        let n = rx.read(&mut buf).unwrap();
+        assert!(n > 0, "end of stream after {read} of {total} bytes");
+        read += n as u64;
+    }
+    let elapsed = started.elapsed();
+    writer.join().unwrap();
+    elapsed
+}
+
+/// The same bytes copied once, from a message buffer into a 512 KiB ring-sized area, wrapping.
+fn memcpy_stream(size: usize) -> Duration {
+    let message = vec![0x5au8; size];
+    let mut area = vec![0u8; 512 << 10];
+    let count = volume(size) / size as u64;
+    let started = Instant::now();
+    let mut at = 0;
+    for _ in 0..count {
+        if at + size > area.len() {
+            at = 0;
+        }
+        area[at..at + size].copy_from_slice(std::hint::black_box(&message));
+        at += size;
+    }
+    std::hint::black_box(&area);
+    started.elapsed()
+}
+
+fn tzmk_round_trips(tz: &Tz) -> Duration {
+    let mut echo = tz.open("echo").expect("the echo port");
+    let (message, mut reply) = ([0x5au8; 64], [0u8; 64]);
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        echo.write(&message).unwrap();
+        assert_eq!(echo.read(&mut reply).unwrap(), 64);
+    }
+    started.elapsed()
+}
+
+/// A 64 B ping-pong over a duplex byte stream: an echo thread on the far end.
+fn host_round_trips(mut near: impl Read + Write, far: impl Read + Write + Send + 'static) -> Duration {
+    let echo = thread::spawn(move || {
+        let (mut far, mut buf) = (far, [0u8; 64]);
+        for _ in 0..ROUND_TRIPS {
+            far.read_exact(&mut buf).unwrap();
+            far.write_all(&buf).unwrap();
+        }
+    });
+    let (message, mut reply) = ([0x5au8; 64], [0u8; 64]);
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        near.write_all(&message).unwrap();
+        near.read_exact(&mut reply).unwrap();
+    }
+    let elapsed = started.elapsed();
+    echo.join().unwrap();
+    elapsed
+}
+
+fn eventfd_round_trips() -> Duration {
+    let (ping, pong) =
+        (EventFd::from_flags(EfdFlags::EFD_CLOEXEC).unwrap(), EventFd::from_flags(EfdFlags::EFD_CLOEXEC).unwrap());
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..ROUND_TRIPS {
+                ping.read().unwrap();
+                pong.write(1).unwrap();
+            }
+        });
+        let started = Instant::now();
+        for _ in 0..ROUND_TRIPS {
+            ping.write(1).unwrap();
+            pong.read().unwrap();
+        }
+        started.elapsed()
+    })
+}
+
+/// A pipe: its reading and its writing end.
+fn pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    std::io::pipe().expect("a pipe")
+}
+
+/// Two pipes as one duplex stream: reads from one, writes to the other.
+struct Duplex<R, W>(R, W);
+impl<R: Read, W> Read for Duplex<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl<R, W: Write> Write for Duplex<R, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run_dir = std::env::temp_dir().join(format!("tzmk-bench-ports-{}", std::process::id()));
+    let options = Options { system: root.join("system.xml"), platform: None, run_dir };
+    let simulator = Simulator::start(&options).expect("the simulator starts system.xml");
+    let tz = Tz::sim(simulator.run_dir()).expect("attach");
+
+    let mut rows: Vec<(&str, Vec<f64>, f64)> = Vec::new();
+    let tzmk: Vec<f64> = SIZES.iter().map(|&s| throughput(volume(s), || tzmk_stream(&tz, s))).collect();
+    rows.push(("tzmk port (simulator)", tzmk, round_trip(|| tzmk_round_trips(&tz))));
+    let unix: Vec<f64> = SIZES
+        .iter()
+        .map(|&s| {
+            throughput(volume(s), || {
+                let (a, b) = UnixStream::pair().unwrap();
+                host_stream(a, b, s)
+            })
+        })
+        .collect();
+    let unix_rtt = round_trip(|| {
+        let (near, far) = UnixStream::pair().unwrap();
+        host_round_trips(near, far)
+    });
+    rows.push(("Unix domain socket", unix, unix_rtt));
+    let pipes: Vec<f64> = SIZES
+        .iter()
+        .map(|&s| {
+            throughput(volume(s), || {
+                let (r, w) = pipe();
+                host_stream(w, r, s)
+            })
+        })
+        .collect();
+    let pipe_rtt = round_trip(|| {
+        let ((far_reads, near_writes), (near_reads, far_writes)) = (pipe(), pipe());
+        host_round_trips(Duplex(near_reads, near_writes), Duplex(far_reads, far_writes))
+    });
+    rows.push(("pipe", pipes, pipe_rtt));
+    let memcpy: Vec<f64> = SIZES.iter().map(|&s| throughput(volume(s), || memcpy_stream(s))).collect();
+    rows.push(("memcpy (bound) / eventfd (floor)", memcpy, round_trip(eventfd_round_trips)));
+    simulator.shutdown();
+
+    println!(
+        "Throughput (MiB/s, one way, median of {RUNS}) and 64 B round trip (us, median of {RUNS} x {ROUND_TRIPS})"
+    );
+    println!();
+    println!("| transport | 64 B | 4 KiB | 64 KiB | 64 B round trip |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, rates, rtt) in &rows {
+        println!("| {name} | {:.0} | {:.0} | {:.0} | {rtt:.1} |", rates[0], rates[1], rates[2]);
+    }
+    let (tzmk, unix, memcpy) = (&rows[0], &rows[1], &rows[3]);
+    println!();
+    println!("| goal | measured | met |");
+    println!("| --- | ---: | --- |");
+    let goal =
+        |name: &str, value: f64, met: bool| println!("| {name} | {value:.2}x | {} |", if met { "yes" } else { "NO" });
+    let r = tzmk.1[1] / unix.1[1];
+    goal("4 KiB: tzmk >= 2x the Unix socket", r, r >= 2.0);
+    let r = tzmk.1[2] / memcpy.1[2];
+    goal("64 KiB: tzmk >= 0.5x memcpy", r, r >= 0.5);
+    let r = tzmk.2 / memcpy.2;
+    goal("64 B round trip: tzmk <= 2x eventfd", r, r <= 2.0);
+}
