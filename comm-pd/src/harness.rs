@@ -176,20 +176,6 @@ pub struct LocalServices {
 }
 
 impl Services for LocalServices {
-    fn reply_room(&self, service: Service, length: usize) -> usize {
-        match service {
-            Service::Echo => length,
-            Service::Sink => 0,
-            Service::Attestation => core::mem::size_of::<AttestationReply>(),
-            Service::RealTime => core::mem::size_of::<RtStats>(),
-        }
-    }
-
-    /// The sink counts (the engine keeps the counts): its bytes are never copied or read.
-    fn reads(&self, service: Service) -> bool {
-        service != Service::Sink
-    }
-
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>) {
         self.messages += 1;
         let _ = match port.service {

@@ -165,13 +165,16 @@ impl Replies<'_> {
 pub trait Services {
     /// Bytes of tx ring a reply to a `length`-byte message may need; 0 if the service never
     /// answers. The message waits in the rx ring until that much is free.
-    fn reply_room(&self, service: Service, length: usize) -> usize;
+    /// By default, what the service's protocol says (`Service::reply_room`).
+    fn reply_room(&self, service: Service, length: usize) -> usize {
+        service.reply_room(length)
+    }
     /// Whether the service looks at message bytes. One that does not (a sink that only counts)
     /// gets [`message`](Self::message) with an empty slice and the length checked: the bytes are
-    /// never copied out of the ring (zero copy), and never read.
+    /// never copied out of the ring (zero copy), and never read. By default, what the service's
+    /// protocol says (`Service::reads_messages`).
     fn reads(&self, service: Service) -> bool {
-        let _ = service;
-        true
+        service.reads_messages()
     }
     /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
     /// empty slice when the service does not [`read`](Self::reads) them.

@@ -121,6 +121,22 @@ pub enum Service {
 }
 
 impl Service {
+    /// Bytes of the port's tx ring the service's reply to a `length`-byte message may take
+    /// (0: it never answers). comm-pd takes a message only when that much is free.
+    pub const fn reply_room(self, length: usize) -> usize {
+        match self {
+            Service::Echo => length,
+            Service::Sink => 0,
+            Service::Attestation => core::mem::size_of::<AttestationReply>(),
+            Service::RealTime => core::mem::size_of::<crate::rt::RtStats>(),
+        }
+    }
+
+    /// Whether the service looks at message bytes (the sink only counts them).
+    pub const fn reads_messages(self) -> bool {
+        !matches!(self, Service::Sink)
+    }
+
     pub const ALL: [Service; 4] = [Service::Echo, Service::Sink, Service::Attestation, Service::RealTime];
 
     pub fn from_u8(value: u8) -> Option<Self> {
