@@ -20,15 +20,40 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn spawn_sim(system: &str, run_dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tzmk"))
+/// The simulator process; killed if a failed assertion leaves it running.
+struct Sim(Child);
+
+impl std::ops::Deref for Sim {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_sim(system: &str, run_dir: &Path) -> Sim {
+    Sim(Command::new(env!("CARGO_BIN_EXE_tzmk"))
         .args(["sim", system, "--run-dir"])
         .arg(run_dir)
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("tzmk runs")
+        .expect("tzmk runs"))
 }
 
 #[test]
