@@ -98,12 +98,13 @@ fuzz-setup:
 	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
 	@cargo fuzz --version 2>/dev/null | grep -q '$(CARGO_FUZZ_VERSION)' || cargo install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
 
-# A bounded run (FUZZ_SECONDS) from an empty corpus; a crash fails the build and leaves its input
+# A bounded run (FUZZ_SECONDS) from an empty corpus; a crash, or an input that runs over 10 s (a
+# hang), fails the build and leaves its input
 # in comm-pd/fuzz/artifacts/engine/.
 fuzz-smoke: fuzz-setup
 	@mkdir -p $(BUILD_DIR)
 	@log=$(abspath $(BUILD_DIR))/fuzz-engine.log; cd comm-pd/fuzz; \
-	if cargo +$(FUZZ_TOOLCHAIN) fuzz run engine -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 >"$$log" 2>&1; then \
+	if cargo +$(FUZZ_TOOLCHAIN) fuzz run engine -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 >"$$log" 2>&1; then \
 	    echo "fuzz-smoke: comm-pd's port engine, $(FUZZ_SECONDS) s: $$(grep -E '^Done' "$$log")"; \
 	else \
 	    tail -n 60 "$$log"; \

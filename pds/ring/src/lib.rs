@@ -564,7 +564,12 @@ impl Consumer {
                 if reserved != 0 || available < to_end || consumer != self.consumer {
                     return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
                 }
+                // A pad carries nothing: it is consumed as soon as it is seen, even when no
+                // message follows it yet. (Left in place, a ring holding only a pad would look
+                // non-empty to `pending` and empty to `peek` for ever: a consumer that re-checks
+                // before sleeping would spin.)
                 consumer = consumer.wrapping_add(to_end as u32);
+                self.consumer = consumer;
                 continue;
             }
             let length = length as usize;

@@ -190,6 +190,31 @@ fn lengths_are_checked_without_copying() {
 }
 
 #[test]
+fn a_ring_holding_only_a_pad_is_empty() {
+    // Found by comm-pd's fuzz target: a producer that publishes a pad record and nothing after
+    // it. The ring must read as empty, and asking for a signal must not report data (or the
+    // engine's drain loop would never end).
+    let layout = RingLayout::new(256).unwrap();
+    let memory = Memory::new(layout.size());
+    memory.poke(PRODUCER_OFFSET, &192u32.to_le_bytes());
+    memory.poke(CONSUMER_OFFSET, &192u32.to_le_bytes());
+    // SAFETY: the memory outlives the consumer.
+    let mut consumer = unsafe { Consumer::attach(memory.ptr, layout.size(), layout) }.unwrap();
+    memory.poke(HEADER_SIZE + 192, &PAD.to_le_bytes());
+    memory.poke(PRODUCER_OFFSET, &256u32.to_le_bytes());
+    let mut out = [0u8; 64];
+    assert_eq!(consumer.try_recv(&mut out), Ok(None));
+    assert_eq!(consumer.request_signal(), Ok(false));
+    assert_eq!(consumer.pending(), Ok(0));
+    // A message after the pad arrives as usual.
+    memory.poke(HEADER_SIZE, &5u32.to_le_bytes());
+    memory.poke(HEADER_SIZE + 8, b"after");
+    memory.poke(PRODUCER_OFFSET, &(256u32 + 16).to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(5)));
+    assert_eq!(&out[..5], b"after");
+}
+
+#[test]
 fn the_other_side_attaches_at_the_current_indices() {
     let layout = RingLayout::new(256).unwrap();
     let memory = Memory::new(layout.size());
