@@ -14,7 +14,7 @@ use tzmk_interface::port::{Directory, Operation, PortState, Service, DIRECTORY_O
 use zerocopy::FromBytes;
 
 /// Every service, with small rings so that wraps, full rings and pads come within a few actions
-/// (comm-pd's own table has rings of up to 512 KiB; the code paths are the same).
+/// (comm-pd's own table has rings of up to 1 MiB; the code paths are the same).
 static PORTS: [PortConfig; 5] = [
     PortConfig { id: 1, name: "echo", service: Service::Echo, rx_capacity: 256, tx_capacity: 256 },
     PortConfig { id: 2, name: "echo-page", service: Service::Echo, rx_capacity: 4096, tx_capacity: 1024 },

@@ -82,10 +82,11 @@ fn host_stream<W: Write + Send + 'static, R: Read>(mut tx: W, mut rx: R, size: u
     elapsed
 }
 
-/// The same bytes copied once, from a message buffer into a 512 KiB ring-sized area, wrapping.
-fn memcpy_stream(size: usize) -> Duration {
+/// The same bytes copied once, from a message buffer into an area as large as the sink's ring,
+/// wrapping: the same cache footprint as the port.
+fn memcpy_stream(size: usize, ring: usize) -> Duration {
     let message = vec![0x5au8; size];
-    let mut area = vec![0u8; 512 << 10];
+    let mut area = vec![0u8; ring];
     let count = volume(size) / size as u64;
     let started = Instant::now();
     let mut at = 0;
@@ -209,7 +210,8 @@ fn main() {
         host_round_trips(Duplex(near_reads, near_writes), Duplex(far_reads, far_writes))
     });
     rows.push(("pipe", pipes, pipe_rtt));
-    let memcpy: Vec<f64> = SIZES.iter().map(|&s| throughput(volume(s), || memcpy_stream(s))).collect();
+    let ring = tz.ports().unwrap().iter().find(|p| p.name == "sink").expect("a sink port").rx_capacity as usize;
+    let memcpy: Vec<f64> = SIZES.iter().map(|&s| throughput(volume(s), || memcpy_stream(s, ring))).collect();
     rows.push(("memcpy (bound) / eventfd (floor)", memcpy, round_trip(eventfd_round_trips)));
     simulator.shutdown();
 
