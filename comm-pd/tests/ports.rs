@@ -385,8 +385,7 @@ proptest! {
                 Scribble::Tx(o, b) => shared.harness().scribble_anywhere(Area::Tx, o, &b),
                 Scribble::Request(b, l) => { raw_request(&shared, &b, l); }
                 Scribble::Control(o, p, c) => {
-                    let message = request(o, p, c, &[]);
-                    raw_request(&shared, &message, message.len() as u32);
+                    shared.harness().control(o, p, c, &[]).expect("the engine answers every request");
                 }
             }
             shared.run();
@@ -399,8 +398,8 @@ proptest! {
         drop(harness);
         // A clean open, straight into the mailbox (the directory may have been scribbled on, and
         // an open republishes it), then the library's own open and an echo.
-        let open = request(Operation::OpenId as u32, 1, 0, &[]);
-        prop_assert_eq!(raw_request(&shared, &open, open.len() as u32).error, 0);
+        let open = shared.harness().control(Operation::OpenId as u32, 1, 0, &[]);
+        prop_assert_eq!(open.map(|reply| reply.error), Some(0));
         let mut echo = tz.open("echo").unwrap();
         let mut buf = vec![0u8; 4096];
         echo_once(&mut echo, 7, 3000, &mut message, &mut buf);
