@@ -31,8 +31,20 @@ pub const INVALID_PARAMETER: i64 = -3;
 /// tzmk's own status for `NOTIFY_SECURE` when no secure image runs (SMCCC leaves values below
 /// -3 to the service): the call is valid but nobody can take the kick.
 pub const NO_SECURE_WORLD: i64 = -0x100;
-/// A secure-only function called from the normal world.
+/// A secure-only function called from the normal world, a normal-world function called from the
+/// secure world, or `GO` a second time.
 pub const DENIED: i64 = -0x101;
+/// `GO` before the secure world initialised the GIC distributor: nothing was handed over.
+pub const GIC_NOT_INITIALISED: i64 = -0x102;
+/// `NOTIFY_NORMAL` before `GO`: Linux is not running, and its interrupts are still the secure
+/// world's.
+pub const NORMAL_WORLD_NOT_STARTED: i64 = -0x103;
+
+/// `NOTIFY_NORMAL`'s core argument meaning "the monitor's choice" (the first Linux core).
+pub const ANY_NORMAL_CORE: u64 = u64::MAX;
+/// `NOTIFY_SECURE` and `NOTIFY_NORMAL` take a port number below this (the port directory's size);
+/// a larger one is `INVALID_PARAMETER`.
+pub const PORT_LIMIT: u64 = crate::port::MAX_PORTS as u64;
 
 /// A function id's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

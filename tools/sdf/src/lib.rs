@@ -5,8 +5,10 @@
 //! - [`audit::audit`] checks tzmk's isolation rules; [`report`] prints each PD's authority.
 
 pub mod audit;
+pub mod dtb;
 pub mod model;
 pub mod parse;
+pub mod partition;
 pub mod platform;
 pub mod report;
 

@@ -105,11 +105,29 @@ pub struct Policy {
     pub smc: Vec<String>,
 }
 
+/// Where each world's first image lies and how the monitor enters it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// Entry of the secure world's image (the Microkit loader), at S-EL1 on the first secure core.
+    pub secure_entry: u64,
+    /// Linux's arm64 Image (2 MiB aligned), entered at NS-EL1 on the first normal core.
+    pub linux_kernel: u64,
+    /// Linux's DTB (generated from this file and system.xml), passed in x0.
+    pub linux_dtb: u64,
+    /// Linux's initramfs.
+    pub linux_initrd: u64,
+    /// Lines of the secure GPIO (range `secure-gpio`) that power the machine off and reset it.
+    pub poweroff_gpio: u32,
+    pub reset_gpio: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     pub name: String,
     pub cores: Cores,
+    pub boot: Boot,
     #[serde(rename = "range")]
     pub ranges: Vec<Range>,
     #[serde(rename = "interrupt")]
@@ -166,6 +184,7 @@ impl Platform {
                 ));
             }
         }
+        self.check_boot()?;
         for (i, irq) in self.interrupts.iter().enumerate() {
             if let Some(other) = self.interrupts[..i].iter().find(|o| o.intid == irq.intid) {
                 return Err(format!("interrupt {} is given to both '{}' and '{}'", irq.intid, other.name, irq.name));
@@ -176,6 +195,41 @@ impl Platform {
             if irq.intid < 16 {
                 return Err(format!("interrupt '{}' ({}) is an SGI; PDs cannot own SGIs", irq.name, irq.intid));
             }
+        }
+        Ok(())
+    }
+
+    fn check_boot(&self) -> Result<(), String> {
+        let boot = &self.boot;
+        let in_use = |what: &str, address: u64, use_: RangeUse| match self.range_containing(address, 1) {
+            Some(range) if range.use_ == use_ => Ok(()),
+            Some(range) => Err(format!(
+                "[boot] {what} {address:#x} lies in range '{}' ({:?}), not in a {:?} range",
+                range.name, range.use_, use_
+            )),
+            None => Err(format!("[boot] {what} {address:#x} lies in no range")),
+        };
+        in_use("secure_entry", boot.secure_entry, RangeUse::Kernel)?;
+        in_use("linux_kernel", boot.linux_kernel, RangeUse::Linux)?;
+        in_use("linux_dtb", boot.linux_dtb, RangeUse::Linux)?;
+        in_use("linux_initrd", boot.linux_initrd, RangeUse::Linux)?;
+        if !boot.linux_kernel.is_multiple_of(0x20_0000) {
+            return Err(format!(
+                "[boot] linux_kernel {:#x} is not 2 MiB aligned (arm64 Image rule)",
+                boot.linux_kernel
+            ));
+        }
+        if !boot.linux_dtb.is_multiple_of(8) {
+            return Err(format!("[boot] linux_dtb {:#x} is not 8-byte aligned", boot.linux_dtb));
+        }
+        if !boot.secure_entry.is_multiple_of(4) {
+            return Err(format!("[boot] secure_entry {:#x} is not 4-byte aligned", boot.secure_entry));
+        }
+        if boot.poweroff_gpio > 7 || boot.reset_gpio > 7 || boot.poweroff_gpio == boot.reset_gpio {
+            return Err("[boot] poweroff_gpio and reset_gpio must be two different PL061 lines 0..7".into());
+        }
+        if self.cores.normal.is_empty() {
+            return Err("at least one core must be normal: Linux boots on the first".into());
         }
         Ok(())
     }

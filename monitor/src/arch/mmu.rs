@@ -1,0 +1,156 @@
+//! The monitor's EL3 identity map (aarch64-paging), built once by core 0 into a static pool and
+//! shared by every core, then the MMU and caches on (Arm ARM D8: VMSAv8-64, 4 KiB granule).
+//!
+//! Mapped: the monitor's code and read-only data (executable, read-only), its data and each core's
+//! stack (read-write, never executable; the page under each stack is left unmapped as a guard),
+//! the GIC, the secure UART and GPIO (device), the secure RAM PDs share with it (the boot
+//! handoff), and seL4's RAM read-only (to find and measure the secure image). Nothing of the
+//! normal world's memory is mapped.
+
+use super::{STACK_GUARD, STACK_SLOT};
+use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
+use aarch64_paging::paging::{Constraints, El3, MemoryRegion, PageTable, Translation};
+use aarch64_paging::{MapError, Mapping};
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use tzmk_monitor::config;
+
+/// Tables in the pool: a root, one level-2 table per GiB touched below 4 GiB and level-3 tables
+/// for the page-granular ranges.
+const POOL: usize = 16;
+
+struct Pool(UnsafeCell<[PageTable<El23Attributes>; POOL]>);
+// SAFETY: only core 0 writes the pool, before any other core runs Rust (the boot magic orders it).
+unsafe impl Sync for Pool {}
+static TABLES: Pool = Pool(UnsafeCell::new([PageTable::EMPTY; POOL]));
+static ROOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Hands out the pool's tables; VA = PA (identity map, MMU off while building).
+struct PoolAllocator {
+    next: usize,
+}
+
+impl Translation<El23Attributes> for PoolAllocator {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<El23Attributes>>, PhysicalAddress) {
+        assert!(self.next < POOL, "the monitor's page-table pool ({POOL} tables) is exhausted");
+        let table = TABLES.0.get().cast::<PageTable<El23Attributes>>().wrapping_add(self.next);
+        self.next += 1;
+        (NonNull::new(table).unwrap(), PhysicalAddress(table as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, _table: NonNull<PageTable<El23Attributes>>) {
+        // The map is built once and never unmapped; a table given back is simply not reused.
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<El23Attributes>> {
+        NonNull::new(pa.0 as *mut PageTable<El23Attributes>).unwrap()
+    }
+}
+
+/// MAIR_EL3 (D13.2.97): attribute 0 Device-nGnRnE, attribute 1 Normal write-back read/write-allocate.
+const MAIR: u64 = 0xff << 8;
+const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
+const NORMAL: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_1.union(El23Attributes::INNER_SHAREABLE);
+const BASE: El23Attributes = El23Attributes::VALID.union(El23Attributes::ACCESSED).union(El23Attributes::USER_RES1);
+/// TCR_EL3 (D13.2.131): RES1 bits 31 and 23, PS 40 bits, inner-shareable write-back walks, 4 KiB
+/// granule, T0SZ 25 (a 39-bit space: the root is level 1).
+const TCR: u64 = 1 << 31 | 1 << 23 | 0b010 << 16 | 0b11 << 12 | 0b01 << 10 | 0b01 << 8 | 25;
+const ROOT_LEVEL: usize = 1;
+
+unsafe extern "C" {
+    static __rom_end: u8;
+    static __data_start: u8;
+    static __bss_end: u8;
+    static __stacks_start: u8;
+}
+
+fn address(symbol: *const u8) -> usize {
+    symbol as usize
+}
+
+fn page_up(a: usize) -> usize {
+    a.next_multiple_of(0x1000)
+}
+
+/// Builds the identity map; returns its root.
+pub fn build() -> Result<usize, MapError> {
+    let mut map = Mapping::new(PoolAllocator { next: 0 }, ROOT_LEVEL, El3);
+    let mut map_range = |start: usize, end: usize, flags: El23Attributes| {
+        map.map_range(&MemoryRegion::new(start, end), PhysicalAddress(start), BASE | flags, Constraints::empty())
+    };
+    let (rom_end, data_start, bss_end, stacks) = (
+        address(&raw const __rom_end),
+        address(&raw const __data_start),
+        address(&raw const __bss_end),
+        address(&raw const __stacks_start),
+    );
+    map_range(config::MONITOR_ROM.base as usize, page_up(rom_end), NORMAL | El23Attributes::READ_ONLY)?;
+    map_range(data_start, page_up(bss_end), NORMAL | El23Attributes::XN)?;
+    for core in 0..config::CORES {
+        let slot = stacks + core * STACK_SLOT as usize;
+        map_range(slot + STACK_GUARD as usize, slot + STACK_SLOT as usize, NORMAL | El23Attributes::XN)?;
+    }
+    for device in [config::GIC_DISTRIBUTOR, config::GIC_CPU_INTERFACE, config::SECURE_UART, config::SECURE_GPIO] {
+        map_range(device.base as usize, device.end() as usize, DEVICE | El23Attributes::XN)?;
+    }
+    for secret in config::SECRET_RAM {
+        map_range(secret.base as usize, secret.end() as usize, NORMAL | El23Attributes::XN)?;
+    }
+    let image = config::SECURE_IMAGE_RAM;
+    map_range(image.base as usize, image.end() as usize, NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN)?;
+    let root = map.root_address().0;
+    // The tables live in the static pool for good; the Mapping is only their builder.
+    core::mem::forget(map);
+    ROOT.store(root, Ordering::Release);
+    Ok(root)
+}
+
+pub fn root() -> usize {
+    ROOT.load(Ordering::Acquire)
+}
+
+/// Turns on the MMU and caches with the map at `root`.
+///
+/// # Safety
+///
+/// `root` must be the identity map from [`build`] (it maps the code running now and its stack).
+pub unsafe fn enable(root: usize) {
+    // SAFETY: the caller guarantees the map; SCTLR_EL3 gains M, C, I, SA and WXN (D13.2.118).
+    unsafe {
+        core::arch::asm!(
+            "msr mair_el3, {mair}",
+            "msr tcr_el3, {tcr}",
+            "msr ttbr0_el3, {root}",
+            "dsb sy",
+            "tlbi alle3",
+            "dsb sy",
+            "isb",
+            "mrs {t}, sctlr_el3",
+            "orr {t}, {t}, {bits}",
+            "msr sctlr_el3, {t}",
+            "isb",
+            mair = in(reg) MAIR,
+            tcr = in(reg) TCR,
+            root = in(reg) root,
+            bits = in(reg) (1u64 << 0 | 1 << 2 | 1 << 3 | 1 << 12 | 1 << 19),
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// Cleans and invalidates the cache line of `value` to the point of coherency, so a core whose
+/// MMU is still off (its loads bypass the caches) sees the store.
+pub fn clean_to_poc<T>(value: &T) {
+    // SAFETY: cache maintenance by VA on memory this program owns.
+    unsafe { core::arch::asm!("dc civac, {}", "dsb sy", in(reg) value as *const T, options(nostack, preserves_flags)) };
+}
+
+/// Whether a secure image was loaded at the secure entry (QEMU's RAM reads zero where nothing was
+/// loaded; any instruction of the loader is non-zero).
+pub fn secure_image_present() -> bool {
+    let entry = config::SECURE_ENTRY as *const u64;
+    // SAFETY: the entry lies in seL4's RAM, mapped read-only above.
+    unsafe { entry.read_volatile() != 0 }
+}
