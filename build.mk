@@ -34,6 +34,11 @@ help:
 	@echo "  make -f build.mk bench-ports ports against a Unix socket, a pipe, memcpy and eventfd (a table)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
 	@echo
+	@echo "The Linux guest of qemu-linux (tests/linux/README.md; downloads Debian's arm64 kernel once):"
+	@echo "  make -f build.mk linux-kernel     $(BUILD_DIR)/linux/Image and VERSION, headers for modules"
+	@echo "  make -f build.mk linux-initramfs  $(BUILD_DIR)/linux/initramfs.cpio: the Rust /init and tzmk_probe.ko"
+	@echo "  make -f build.mk linux-smoke      boot them under QEMU's own PSCI (no monitor): /init must PASS"
+	@echo
 	@echo "With the Microkit SDK:"
 	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
 	@echo "  make -f build.mk qemu-sel4 boot the image on QEMU and check every PD prints its ready line"
@@ -220,7 +225,7 @@ $(LINUX_DIR)/VERSION:
 
 # tzmk_probe.ko, built out of tree in $(LINUX_DIR)/module (kbuild writes its objects beside the
 # sources) with tzmk_smc.h generated from pds/interface/src/smc.rs.
-linux-module: linux-kernel
+linux-module: linux-setup linux-kernel
 	@rm -rf $(LINUX_DIR)/module && mkdir -p $(LINUX_DIR)/module
 	cp tests/linux/tzmk-probe/Kbuild tests/linux/tzmk-probe/tzmk_probe.c $(LINUX_DIR)/module/
 	$(CARGO) run -q --locked -p tzmk-linux-guest --bin tzmk-smc-header > $(LINUX_DIR)/module/tzmk_smc.h
@@ -228,7 +233,7 @@ linux-module: linux-kernel
 	    ARCH=arm64 CROSS_COMPILE=$(LINUX_CROSS) modules
 	@echo "linux-module: $(LINUX_DIR)/module/tzmk_probe.ko"
 
-linux-init:
+linux-init: linux-setup
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
 	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init
 
