@@ -34,6 +34,11 @@ help:
 	@echo "  make -f build.mk bench-ports ports against a Unix socket, a pipe, memcpy and eventfd (a table)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
 	@echo
+	@echo "The Linux guest of qemu-linux (tests/linux/README.md; downloads Debian's arm64 kernel once):"
+	@echo "  make -f build.mk linux-kernel     $(BUILD_DIR)/linux/Image and VERSION, headers for modules"
+	@echo "  make -f build.mk linux-initramfs  $(BUILD_DIR)/linux/initramfs.cpio: the Rust /init and tzmk_probe.ko"
+	@echo "  make -f build.mk linux-smoke      boot them under QEMU's own PSCI (no monitor): /init must PASS"
+	@echo
 	@echo "With the Microkit SDK:"
 	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
 	@echo "  make -f build.mk qemu-sel4 boot the image on QEMU and check every PD prints its ready line"
@@ -156,3 +161,104 @@ qemu-sel4:
 	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): qemu-sel4 not run"; \
 	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
 	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(CARGO) test --locked -q -p tzmk-tests --test qemu_sel4 -- --ignored --nocapture; fi
+
+# ---- Linux guest (issue 5): Debian's arm64 kernel, the test module, the Rust /init -------------
+# Everything the normal world of `qemu-linux` needs except the monitor and the DTB
+# (tests/linux/README.md). Outputs in $(LINUX_DIR): Image and VERSION (linux-kernel),
+# initramfs.cpio (linux-initramfs: /init and /tzmk_probe.ko). linux-smoke boots them under QEMU's
+# own PSCI firmware, without the monitor.
+.PHONY: linux-setup linux-kernel linux-module linux-init linux-initramfs linux-smoke
+
+LINUX_DIR := $(BUILD_DIR)/linux
+LINUX_CROSS := aarch64-linux-gnu-
+LINUX_APT_PACKAGES := gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu cpio qemu-system-arm
+# apt with a private state directory: downloads arm64 (and amd64) packages without touching the
+# system's configuration, lists or dpkg database.
+LINUX_APT_DIR = $(abspath $(LINUX_DIR))/apt
+LINUX_APT = -o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o APT::Architectures::=amd64 \
+    -o Dir::State::Lists=$(LINUX_APT_DIR)/lists -o Dir::Cache=$(LINUX_APT_DIR)/cache \
+    -o Dir::State::Status=/dev/null -o APT::Sandbox::User=root
+LINUX_HEADERS = $(abspath $(LINUX_DIR))/root/usr/src/linux-headers-$$(cat $(LINUX_DIR)/VERSION)
+LINUX_INIT := target/aarch64-unknown-linux-musl/release/tzmk-init
+
+linux-setup:
+	@rustup target add aarch64-unknown-linux-musl >/dev/null
+	@missing=""; for p in $(LINUX_APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then echo "error: linux-setup needs root to install:$$missing" >&2; exit 1; fi; \
+	    echo "linux-setup: installing$$missing"; \
+	    apt-get -o DPkg::Lock::Timeout=900 update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+linux-kernel: $(LINUX_DIR)/VERSION
+
+# Resolves Debian's current arm64 kernel through the linux-image-arm64 metapackage (security
+# updates replace the ABI version), downloads it once (VERSION is written last: its presence means
+# everything below is there) and unpacks the Image and the headers for out-of-tree modules.
+$(LINUX_DIR)/VERSION:
+	@rm -rf $(LINUX_DIR)/root $(LINUX_DIR)/debs $(LINUX_DIR)/Image
+	@mkdir -p $(LINUX_APT_DIR)/lists/partial $(LINUX_APT_DIR)/cache/archives/partial $(LINUX_DIR)/debs $(LINUX_DIR)/root
+	apt-get $(LINUX_APT) update -qq
+	@show() { apt-cache $(LINUX_APT) show --no-all-versions "$$1"; }; \
+	release=$$(show linux-image-arm64 | sed -n 's/^Depends: .*linux-image-\([^ ,]*-arm64\) (.*/\1/p'); \
+	if [ -z "$$release" ]; then echo "error: linux-image-arm64 (arm64) names no linux-image-<ver>-arm64 in Debian's index: see apt-cache $(LINUX_APT) show linux-image-arm64" >&2; exit 1; fi; \
+	abi=$${release%-arm64}; \
+	version=$$(show linux-image-$$release-unsigned | sed -n 's/^Version: //p'); \
+	kbuild=$$(show linux-headers-$$release | sed -n 's/^Depends: .*\(linux-kbuild-[0-9.]*\).*/\1/p'); \
+	if [ -z "$$version" ] || [ -z "$$kbuild" ]; then echo "error: no linux-image-$$release-unsigned or no linux-kbuild dependency of linux-headers-$$release in Debian's index" >&2; exit 1; fi; \
+	echo "linux-kernel: Debian $$version, linux $$release ($$kbuild)"; \
+	cd $(LINUX_DIR)/debs && apt-get $(LINUX_APT) download -q=2 \
+	    linux-image-$$release-unsigned=$$version linux-headers-$$release=$$version \
+	    linux-headers-$$abi-common=$$version $$kbuild:amd64=$$version; \
+	cd ../root && for deb in ../debs/linux-headers-*.deb ../debs/linux-kbuild-*.deb; do dpkg-deb -x "$$deb" .; done; \
+	dpkg-deb --fsys-tarfile ../debs/linux-image-$$release-unsigned_*.deb | tar -x ./boot/vmlinuz-$$release; \
+	sed -i "s|^include /usr/src/|include $$PWD/usr/src/|" usr/src/linux-headers-$$release/Makefile; \
+	grep -q "^include $$PWD/usr/src/linux-headers-$$abi-common/Makefile" usr/src/linux-headers-$$release/Makefile || \
+	    { echo "error: linux-headers-$$release/Makefile no longer includes the common headers' Makefile by absolute path: see tests/linux/README.md" >&2; exit 1; }; \
+	cd .. && mv root/boot/vmlinuz-$$release Image; \
+	if [ "$$(od -An -tx1 -j56 -N4 Image | tr -d ' ')" != 41524d64 ]; then echo "error: $(LINUX_DIR)/Image (vmlinuz-$$release) is not an uncompressed arm64 Image" >&2; exit 1; fi; \
+	echo "$$version" > DEBIAN_VERSION; echo "$$release" > VERSION.tmp && mv VERSION.tmp VERSION
+	@echo "linux-kernel: $(LINUX_DIR)/Image, $$(cat $(LINUX_DIR)/VERSION)"
+
+# tzmk_probe.ko, built out of tree in $(LINUX_DIR)/module (kbuild writes its objects beside the
+# sources) with tzmk_smc.h generated from pds/interface/src/smc.rs.
+linux-module: linux-setup linux-kernel
+	@rm -rf $(LINUX_DIR)/module && mkdir -p $(LINUX_DIR)/module
+	cp tests/linux/tzmk-probe/Kbuild tests/linux/tzmk-probe/tzmk_probe.c $(LINUX_DIR)/module/
+	$(CARGO) run -q --locked -p tzmk-linux-guest --bin tzmk-smc-header > $(LINUX_DIR)/module/tzmk_smc.h
+	nice -n 10 $(MAKE) --no-print-directory -s -C $(LINUX_HEADERS) M=$(abspath $(LINUX_DIR))/module \
+	    ARCH=arm64 CROSS_COMPILE=$(LINUX_CROSS) modules
+	@echo "linux-module: $(LINUX_DIR)/module/tzmk_probe.ko"
+
+linux-init: linux-setup
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
+	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init
+
+# newc archive of /init and /tzmk_probe.ko (stripped), owned by root. No device nodes: the kernel's
+# built-in initramfs provides /dev/console, and /init mounts devtmpfs.
+linux-initramfs: linux-module linux-init
+	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/init $(LINUX_INIT)
+	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk_probe.ko $(LINUX_DIR)/module/tzmk_probe.ko
+	cd $(LINUX_DIR)/initramfs && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > ../initramfs.cpio
+	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko)"
+
+# Without the monitor: QEMU's own PSCI (virtualization=on makes its conduit smc; Linux starts at
+# EL2). Its SMCCC is 1.0, so the kernel has no SMCCC 1.1 conduit and the module must report "no
+# tzmk monitor"; /init must still see 3 CPUs, sleep, print PASS and power off (QEMU exits).
+LINUX_SMOKE_TIMEOUT ?= 300
+linux-smoke: linux-setup linux-kernel linux-initramfs
+	@log=$(abspath $(LINUX_DIR))/smoke.log; \
+	timeout $(LINUX_SMOKE_TIMEOUT) qemu-system-aarch64 -M virt,virtualization=on -cpu cortex-a53 -smp 3 -m 1G \
+	    -nographic -no-reboot -kernel $(LINUX_DIR)/Image -initrd $(LINUX_DIR)/initramfs.cpio \
+	    -append "console=ttyAMA0 panic=-1 tzmk.expect=absent" </dev/null >"$$log.raw" 2>&1 || status=$$?; \
+	tr -d '\r' <"$$log.raw" >"$$log"; rm -f "$$log.raw"; \
+	grep '^tzmk-init: ' "$$log" || true; \
+	if [ -n "$${status:-}" ]; then echo "linux-smoke: QEMU exited with $$status (124: timed out after $(LINUX_SMOKE_TIMEOUT) s); the console is in $$log" >&2; exit 1; fi; \
+	if [ "$$(grep -c '^tzmk-init: \(PASS\|FAIL\)' "$$log")" != 1 ] || ! grep -qx 'tzmk-init: PASS' "$$log"; then \
+	    echo "linux-smoke: no single tzmk-init: PASS line; the console is in $$log" >&2; exit 1; fi; \
+	grep -q 'tzmk_probe: no tzmk monitor' "$$log" || { echo "linux-smoke: tzmk_probe did not report \"no tzmk monitor\"; the console is in $$log" >&2; exit 1; }; \
+	echo "linux-smoke: PASS ($$(cat $(LINUX_DIR)/VERSION), QEMU's own firmware)"

@@ -1,0 +1,140 @@
+//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service (through tzmk_probe.ko) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
+//!
+//! Every line it prints starts with `tzmk-init: `; exactly one verdict line is printed, then
+//! reboot(POWER_OFF) (PSCI SYSTEM_OFF), whatever happened. A watchdog thread turns a step that
+//! never returns (an `smc` that does not come back, a sleep the timer never ends) into a FAIL.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::mount::{mount, MsFlags};
+use nix::sys::reboot::{reboot, RebootMode};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
+
+use tzmk_linux_guest::{check_cpus_online, Expect, Probe, MODULE_NAME};
+
+/// Where build.mk's linux-initramfs puts the module.
+const MODULE_PATH: &str = "/tzmk_probe.ko";
+/// The whole run takes about 2 s on QEMU TCG; a step still running after this has hung.
+const WATCHDOG: Duration = Duration::from_secs(60);
+const TIMER_SLEEP: Duration = Duration::from_secs(1);
+
+/// The step running now, for the watchdog's FAIL line.
+static STEP: Mutex<&str> = Mutex::new("starting");
+/// Set by whoever prints the verdict line first (the main thread or the watchdog).
+static VERDICT: AtomicBool = AtomicBool::new(false);
+
+fn say(line: &str) {
+    println!("tzmk-init: {line}");
+}
+
+fn step(name: &'static str) {
+    *STEP.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = name;
+}
+
+/// Prints the verdict (once per process) and powers the machine off.
+fn finish(verdict: Result<(), String>) -> ! {
+    if VERDICT.swap(true, Ordering::SeqCst) {
+        // The other thread printed its verdict and is powering off.
+        loop {
+            std::thread::park();
+        }
+    }
+    match verdict {
+        Ok(()) => say("PASS"),
+        Err(reason) => say(&format!("FAIL: {reason}")),
+    }
+    sync();
+    let Err(error) = reboot(RebootMode::RB_POWER_OFF);
+    // Exiting makes the kernel panic (pid 1 died); with panic=-1 it reboots.
+    say(&format!("reboot(POWER_OFF) failed: {error}"));
+    std::process::exit(1);
+}
+
+fn mount_filesystems() -> Result<(), String> {
+    for (source, target, kind) in
+        [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")]
+    {
+        fs::create_dir_all(target).map_err(|error| format!("mkdir {target}: {error}"))?;
+        mount(Some(source), target, Some(kind), MsFlags::empty(), None::<&str>)
+            .map_err(|error| format!("mount {kind} on {target}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Points stdin, stdout and stderr at /dev/console, in case the kernel found none to open before
+/// devtmpfs was mounted (the initramfs itself carries no device nodes).
+fn open_console() -> Result<(), String> {
+    let console = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+        .map_err(|error| format!("open /dev/console: {error}"))?;
+    dup2_stdin(&console)
+        .and_then(|()| dup2_stdout(&console))
+        .and_then(|()| dup2_stderr(&console))
+        .map_err(|error| format!("dup2 /dev/console: {error}"))
+}
+
+fn read_trimmed(path: &str) -> Result<String, String> {
+    fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|error| format!("reading {path}: {error}"))
+}
+
+fn load_module() -> Result<(), String> {
+    let module = File::open(MODULE_PATH).map_err(|error| format!("open {MODULE_PATH}: {error}"))?;
+    finit_module(&module, c"", ModuleInitFlags::empty())
+        .map_err(|error| format!("finit_module({MODULE_PATH}): {error}"))
+}
+
+fn run() -> Result<(), String> {
+    step("mounting proc, sys and devtmpfs");
+    mount_filesystems()?;
+    open_console()?;
+    say(&format!("linux {}", read_trimmed("/proc/sys/kernel/osrelease")?));
+
+    let expect = Expect::from_cmdline(&read_trimmed("/proc/cmdline")?)?;
+    say(&format!("expect {}", expect.name()));
+
+    step("counting online cpus");
+    let online = read_trimmed("/sys/devices/system/cpu/online")?;
+    let count = check_cpus_online(&online)?;
+    say(&format!("cpus online {online} ({count})"));
+
+    step("loading tzmk_probe.ko (its init makes the SiP calls)");
+    load_module()?;
+    let probe = Probe::read(&Path::new("/sys/module").join(MODULE_NAME).join("parameters"))?;
+    for line in probe.report() {
+        say(&line);
+    }
+    probe.check(expect)?;
+
+    step("sleeping 1 s (the timer interrupt ends it)");
+    let start = Instant::now();
+    std::thread::sleep(TIMER_SLEEP);
+    let slept = start.elapsed();
+    if slept < TIMER_SLEEP {
+        return Err(format!("timer: CLOCK_MONOTONIC advanced {slept:?} across a {TIMER_SLEEP:?} sleep"));
+    }
+    say(&format!("timer: slept {:.2} s", slept.as_secs_f64()));
+    Ok(())
+}
+
+fn main() {
+    if getpid().as_raw() != 1 {
+        eprintln!("tzmk-init: this is the initramfs's /init (pid 1), not a program to run here; it would power the machine off");
+        std::process::exit(2);
+    }
+    let watchdog = std::thread::Builder::new().name("watchdog".to_owned()).spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        let step = *STEP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        finish(Err(format!("watchdog: {step} did not finish within {} s", WATCHDOG.as_secs())));
+    });
+    if let Err(error) = watchdog {
+        finish(Err(format!("starting the watchdog thread: {error}")));
+    }
+    finish(run());
+}
