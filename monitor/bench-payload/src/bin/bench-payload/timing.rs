@@ -5,7 +5,7 @@ use core::arch::global_asm;
 use bench_payload::{Call, Timing};
 
 // Both loops: x0 function id, x1 its x1, x2 iterations (at least 1), x3 a [u64; 2] that receives
-// the ticks the loop took and x0 after the last iteration. Across `smc` only x19-x22 are relied
+// the ticks the loop took and x0 after the last iteration. Across `smc` only x19-x23 are relied
 // on: SMCCC preserves x18-x30 and SP (SMCCC 1.4, Arm DEN 0028, 2.7) and may change x0-x17. The
 // `isb` before each counter read keeps it from being taken early (Arm ARM D11.2.2).
 global_asm!(
@@ -55,7 +55,7 @@ pub fn time(call: &Call, iterations: u64) -> Timing {
     let mut with_smc = [0u64; 2];
     let mut empty = [0u64; 2];
     // SAFETY: the loop keeps AAPCS64 (it saves the x19-x23 it uses, restores sp) and writes only
-    // the two words of `with_smc`; `smc` preserves x19-x22 and sp (SMCCC 2.7). What the monitor
+    // the two words of `with_smc`; `smc` preserves x19-x23 and sp (SMCCC 2.7). What the monitor
     // does on the call is its business; to this program it is a call that returns.
     unsafe { tzmk_bench_smc_loop(call.function_id.into(), call.x1, iterations, &mut with_smc) };
     // SAFETY: as above, with a `nop` for the `smc`.
