@@ -13,12 +13,12 @@ CARGO ?= cargo
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim bench-ports fuzz-setup fuzz-smoke fuzz
+.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim bench-ports fuzz-setup fuzz-smoke fuzz bench-payload bench-monitor bench-payload-qemu check-monitor-bin
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
 APT_PACKAGES := graphviz
-RUST_TARGETS := aarch64-unknown-none aarch64-unknown-linux-musl
+RUST_TARGETS := aarch64-unknown-none aarch64-unknown-none-softfloat aarch64-unknown-linux-musl
 
 help:
 	@echo "tzmk: an seL4 Microkit secure world for Arm TrustZone"
@@ -33,6 +33,8 @@ help:
 	@echo "  make -f build.mk fuzz-smoke  a bounded run of comm-pd's fuzz target (fuzz: ten minutes)"
 	@echo "  make -f build.mk bench-ports ports against a Unix socket, a pipe, memcpy and eventfd (a table)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
+	@echo "  make -f build.mk bench-monitor  the EL3 monitor's SMC costs under QEMU -icount beside TF-A's (MONITOR_BIN=...)"
+	@echo "  make -f build.mk bench-payload-qemu  the bench payload under QEMU's own PSCI (no monitor): proves the payload"
 	@echo
 	@echo "The Linux guest of qemu-linux (tests/linux/README.md; downloads Debian's arm64 kernel once):"
 	@echo "  make -f build.mk linux-kernel     $(BUILD_DIR)/linux/Image and VERSION, headers for modules"
@@ -262,3 +264,34 @@ linux-smoke: linux-setup linux-kernel linux-initramfs
 	    echo "linux-smoke: no single tzmk-init: PASS line; the console is in $$log" >&2; exit 1; fi; \
 	grep -q 'tzmk_probe: no tzmk monitor' "$$log" || { echo "linux-smoke: tzmk_probe did not report \"no tzmk monitor\"; the console is in $$log" >&2; exit 1; }; \
 	echo "linux-smoke: PASS ($$(cat $(LINUX_DIR)/VERSION), QEMU's own firmware)"
+
+# ---- The EL3 monitor's bench (docs/monitor-bench.md) -------------------------------------------
+# A bare-metal normal-world payload times SMCs on the virtual counter under QEMU -icount; the
+# runner (monitor/bench-payload/benches/monitor.rs) boots it with the monitor's flash image and
+# prints the table beside TF-A's figures. BENCH_PAYLOAD_BASE is where the payload is linked (and
+# where the monitor must enter it at NS-EL1): 2 MiB aligned in the normal world's RAM.
+BENCH_TARGET := aarch64-unknown-none-softfloat
+BENCH_PAYLOAD_BASE ?= 0xc0200000
+BENCH_PAYLOAD := $(BUILD_DIR)/bench-payload.elf
+BENCH_CPU ?= cortex-a53
+MONITOR_BIN ?= $(BUILD_DIR)/monitor.bin
+BENCH_RUN = PAYLOAD=$(abspath $(BENCH_PAYLOAD)) TZMK_BENCH_CPU=$(BENCH_CPU) \
+    $(CARGO) bench --locked -q -p tzmk-bench-payload --bench monitor
+
+bench-payload:
+	TZMK_BENCH_PAYLOAD_BASE=$(BENCH_PAYLOAD_BASE) $(CARGO) build --release --locked --target $(BENCH_TARGET) -p tzmk-bench-payload --bin bench-payload
+	@mkdir -p $(BUILD_DIR)
+	@cp target/$(BENCH_TARGET)/release/bench-payload $(BENCH_PAYLOAD)
+	@echo "bench-payload: $(BENCH_PAYLOAD), linked at $(BENCH_PAYLOAD_BASE)"
+
+check-monitor-bin:
+	@if [ ! -f "$(MONITOR_BIN)" ]; then \
+	    echo "error: bench-monitor: no monitor image at MONITOR_BIN=$(MONITOR_BIN): build the EL3 monitor's flash image (QEMU -bios) or set MONITOR_BIN to it" >&2; exit 1; fi
+
+bench-monitor: check-monitor-bin bench-payload
+	MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_BENCH_SECURE_LOG=$(abspath $(BUILD_DIR))/bench-monitor-secure.log $(BENCH_RUN)
+
+# The payload without a monitor: QEMU starts it at EL2 and answers its SMCs in C, so every figure
+# is 0.0. Proves the payload and the runner, measures nothing of a monitor.
+bench-payload-qemu: bench-payload
+	TZMK_BENCH_WITHOUT_MONITOR=1 $(BENCH_RUN)

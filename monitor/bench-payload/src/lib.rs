@@ -1,0 +1,250 @@
+//! The EL3 monitor's bench: which SMCs the normal-world payload times and the serial lines it reports them in.
+//!
+//! The bare-metal payload (`src/bin/bench-payload`) writes the lines; the host runner
+//! (`benches/monitor.rs`) parses them ([`report`]) and prints the table. Both use the types here,
+//! so the line format has one definition. docs/monitor-bench.md explains the measurement.
+#![cfg_attr(target_os = "none", no_std)]
+
+use core::fmt;
+use core::str::FromStr;
+
+use tzmk_interface::smc;
+
+#[cfg(not(target_os = "none"))]
+pub mod qemu;
+#[cfg(not(target_os = "none"))]
+pub mod report;
+
+/// Calls per timed loop (and per empty loop).
+pub const ITERATIONS: u64 = 10_000;
+
+/// Every line the payload prints starts with this.
+pub const PREFIX: &str = "bench-monitor:";
+/// The payload's last line when every call was timed (SYSTEM_OFF follows).
+pub const DONE: &str = "bench-monitor: done";
+/// The start of the payload's last line when something went wrong; the reason follows.
+pub const FAILED: &str = "bench-monitor: failed:";
+
+/// A SiP function the monitor does not implement: it must answer SMCCC `NOT_SUPPORTED`.
+pub const UNKNOWN_SIP: u32 = 0xc200_0fff;
+
+const _: () = {
+    let id = smc::FunctionId(UNKNOWN_SIP);
+    assert!(id.owner() == smc::OWNER_SIP && id.is_fast() && id.is_smc64());
+    assert!(UNKNOWN_SIP != smc::NOTIFY_SECURE && UNKNOWN_SIP != smc::NOTIFY_NORMAL && UNKNOWN_SIP != smc::GO);
+};
+
+/// PSCI `SYSTEM_OFF` (PSCI 1.1, Arm DEN 0022, 5.1.9): the payload's way out, which ends QEMU.
+pub const SYSTEM_OFF: u32 = smccc::psci::PSCI_SYSTEM_OFF;
+
+/// One SMC the payload times: the function id goes in w0, `x1` in x1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// The name in the payload's line and the runner's table (no spaces).
+    pub name: &'static str,
+    pub function_id: u32,
+    pub x1: u64,
+}
+
+/// The calls, in the order the payload times them.
+pub const CALLS: [Call; 4] = [
+    Call { name: "PSCI_VERSION", function_id: smccc::psci::PSCI_VERSION, x1: 0 },
+    Call { name: "SMCCC_VERSION", function_id: smccc::arch::SMCCC_VERSION, x1: 0 },
+    Call { name: "unknown_SiP", function_id: UNKNOWN_SIP, x1: 0 },
+    Call { name: "notify_secure", function_id: smc::NOTIFY_SECURE, x1: 0 },
+];
+
+const NANOSECONDS_PER_SECOND: u128 = 1_000_000_000;
+
+/// The generic counter as the payload reads it (CNTVCT_EL0 at CNTFRQ_EL0 Hz).
+///
+/// Under QEMU's `-icount shift=0` every instruction advances virtual time by 2^0 ns, so a tick is
+/// 10^9 / frequency instructions: 16 at the 62.5 MHz QEMU gives a Cortex-A53 or A57.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub frequency_hz: u64,
+}
+
+impl Counter {
+    /// Instructions (virtual nanoseconds) in `ticks`.
+    pub fn instructions(self, ticks: u64) -> u64 {
+        (u128::from(ticks) * NANOSECONDS_PER_SECOND / self.divisor(1)) as u64
+    }
+
+    /// Instructions per tick, to one decimal.
+    pub fn instructions_per_tick(self) -> Tenths {
+        Tenths::rounded(10 * NANOSECONDS_PER_SECOND as i128, self.divisor(1))
+    }
+
+    /// Instructions one call costs beyond the empty loop's iteration, to one decimal: the
+    /// difference of the two loops over the iterations.
+    pub fn per_call(self, timing: &Timing, iterations: u64) -> Tenths {
+        let difference = i128::from(timing.ticks) - i128::from(timing.empty_ticks);
+        Tenths::rounded(difference * 10 * NANOSECONDS_PER_SECOND as i128, self.divisor(iterations))
+    }
+
+    fn divisor(self, iterations: u64) -> u128 {
+        assert!(self.frequency_hz != 0 && iterations != 0, "a counter of 0 Hz or a loop of no calls");
+        u128::from(self.frequency_hz) * u128::from(iterations)
+    }
+}
+
+/// A signed count to one decimal, held in tenths: `Tenths(-123)` prints as `-12.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tenths(pub i64);
+
+impl Tenths {
+    /// `numerator / denominator` tenths, rounded half away from zero.
+    fn rounded(numerator: i128, denominator: u128) -> Tenths {
+        let denominator = denominator as i128;
+        let half = denominator / 2;
+        let value = if numerator >= 0 { (numerator + half) / denominator } else { (numerator - half) / denominator };
+        Tenths(value as i64)
+    }
+}
+
+impl fmt::Display for Tenths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let magnitude = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{}", magnitude / 10, magnitude % 10)
+    }
+}
+
+/// A `Tenths` that does not read as `[-]digits.digit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTenths;
+
+impl FromStr for Tenths {
+    type Err = BadTenths;
+
+    fn from_str(text: &str) -> Result<Tenths, BadTenths> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, tenth) = digits.split_once('.').ok_or(BadTenths)?;
+        if whole.is_empty() || tenth.len() != 1 || !whole.bytes().chain(tenth.bytes()).all(|b| b.is_ascii_digit()) {
+            return Err(BadTenths);
+        }
+        let whole: i64 = whole.parse().map_err(|_| BadTenths)?;
+        let magnitude = whole.checked_mul(10).and_then(|w| w.checked_add(i64::from(tenth.as_bytes()[0] - b'0')));
+        let magnitude = magnitude.ok_or(BadTenths)?;
+        Ok(Tenths(if negative { -magnitude } else { magnitude }))
+    }
+}
+
+/// What timing one call measured: both loops' ticks and x0 after the last call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub ticks: u64,
+    pub empty_ticks: u64,
+    pub last_x0: u64,
+}
+
+/// The payload's first line: where it runs and its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartLine {
+    pub exception_level: u8,
+    pub counter: Counter,
+}
+
+impl fmt::Display for StartLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PREFIX} start el={} cntfrq={} instructions_per_tick={}",
+            self.exception_level,
+            self.counter.frequency_hz,
+            self.counter.instructions_per_tick()
+        )
+    }
+}
+
+/// The counter at the payload's first instruction: the time from reset to the normal world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetLine {
+    pub counter: Counter,
+    pub ticks: u64,
+}
+
+impl fmt::Display for ResetLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX} reset_to_entry ticks={} instructions={}", self.ticks, self.counter.instructions(self.ticks))
+    }
+}
+
+/// One timed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLine<'a> {
+    pub call: &'a Call,
+    pub counter: Counter,
+    pub iterations: u64,
+    pub timing: Timing,
+}
+
+impl fmt::Display for CallLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PREFIX} call={} id={:#x} x1={:#x} iterations={} ticks={} empty_ticks={} instructions_per_call={} last_x0={:#x}",
+            self.call.name,
+            self.call.function_id,
+            self.call.x1,
+            self.iterations,
+            self.timing.ticks,
+            self.timing.empty_ticks,
+            self.counter.per_call(&self.timing, self.iterations),
+            self.timing.last_x0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QEMU_COUNTER: Counter = Counter { frequency_hz: 62_500_000 };
+
+    #[test]
+    fn a_tick_is_sixteen_instructions_at_62_5_mhz() {
+        assert_eq!(QEMU_COUNTER.instructions(1), 16);
+        assert_eq!(QEMU_COUNTER.instructions(487_500), 7_800_000);
+        assert_eq!(QEMU_COUNTER.instructions_per_tick(), Tenths(160));
+        assert_eq!(Counter { frequency_hz: 1_000_000_000 }.instructions_per_tick(), Tenths(10));
+    }
+
+    #[test]
+    fn per_call_is_the_difference_of_the_loops_over_the_iterations() {
+        // 10,000 calls of 170 instructions more than the empty loop's iteration: 106,250 ticks more.
+        let timing = Timing { ticks: 106_250 + 3_750, empty_ticks: 3_750, last_x0: 0x1_0001 };
+        assert_eq!(QEMU_COUNTER.per_call(&timing, ITERATIONS), Tenths(1700));
+        // One tick more is 0.0016 instructions a call: below the printed resolution.
+        let timing = Timing { ticks: 106_251 + 3_750, ..timing };
+        assert_eq!(QEMU_COUNTER.per_call(&timing, ITERATIONS), Tenths(1700));
+        let timing = Timing { ticks: 3_700, empty_ticks: 3_750, last_x0: 0 };
+        assert_eq!(QEMU_COUNTER.per_call(&timing, ITERATIONS), Tenths(-1));
+    }
+
+    #[test]
+    fn tenths_print_and_parse_back() {
+        for (value, text) in [(0, "0.0"), (7, "0.7"), (-7, "-0.7"), (1703, "170.3"), (-1703, "-170.3")] {
+            assert_eq!(Tenths(value).to_string(), text);
+            assert_eq!(text.parse::<Tenths>(), Ok(Tenths(value)));
+        }
+        for bad in ["", "1", "1.", ".5", "1.23", "1,5", "--1.0", "+1.0", "a.b", "99999999999999999999.0"] {
+            assert_eq!(bad.parse::<Tenths>(), Err(BadTenths), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn calls_are_distinct_and_named_without_spaces() {
+        for (i, call) in CALLS.iter().enumerate() {
+            assert!(!call.name.is_empty() && !call.name.contains(char::is_whitespace), "{call:?}");
+            assert!(CALLS[..i]
+                .iter()
+                .all(|earlier| earlier.name != call.name && earlier.function_id != call.function_id));
+        }
+        assert!(CALLS.iter().all(|call| call.function_id != SYSTEM_OFF));
+    }
+}

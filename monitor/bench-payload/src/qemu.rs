@@ -1,0 +1,123 @@
+//! The QEMU command line of a bench run: `virt` under `-icount shift=0,sleep=off`, one instruction per virtual nanosecond.
+
+use std::path::PathBuf;
+
+use crate::report::Firmware;
+
+/// What to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub firmware: FirmwareImage,
+    /// The payload's ELF (its segments carry their load addresses).
+    pub payload: PathBuf,
+    /// QEMU's `-cpu`.
+    pub cpu: String,
+    /// Where the secure UART (the second `-serial`) goes: a file, or nowhere.
+    pub secure_log: Option<PathBuf>,
+}
+
+/// Who answers the payload's SMCs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirmwareImage {
+    /// The monitor's flash image: QEMU `virt,secure=on` starts it at EL3 (`-bios`) on every core;
+    /// the payload is loaded beside it (`-device loader`), and the monitor enters it at NS-EL1.
+    Monitor(PathBuf),
+    /// No EL3 code: `virt,virtualization=on` starts the payload at EL2 (`-kernel`) and QEMU answers
+    /// its SMCs itself (its PSCI conduit is SMC there).
+    QemuPsci,
+}
+
+impl FirmwareImage {
+    pub fn kind(&self) -> Firmware {
+        match self {
+            FirmwareImage::Monitor(_) => Firmware::Monitor,
+            FirmwareImage::QemuPsci => Firmware::QemuPsci,
+        }
+    }
+}
+
+/// QEMU's program name (Debian package qemu-system-arm).
+pub const PROGRAM: &str = "qemu-system-aarch64";
+
+/// The arguments of `qemu-system-aarch64` for `setup`.
+pub fn arguments(setup: &Setup) -> Vec<String> {
+    let machine = match setup.firmware {
+        FirmwareImage::Monitor(_) => "virt,secure=on",
+        FirmwareImage::QemuPsci => "virt,virtualization=on",
+    };
+    let mut args: Vec<String> = [
+        "-machine",
+        machine,
+        "-cpu",
+        &setup.cpu,
+        "-smp",
+        "4",
+        "-m",
+        "3G",
+        // One instruction per nanosecond of virtual time, and no idle time skipped in real time:
+        // the counter (and so the payload's clock) advances only with executed instructions.
+        "-icount",
+        "shift=0,sleep=off",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match &setup.firmware {
+        FirmwareImage::Monitor(image) => {
+            let secure = match &setup.secure_log {
+                Some(path) => format!("file:{}", path.display()),
+                None => "null".to_string(),
+            };
+            args.extend(["-serial".to_string(), secure]);
+            args.extend(["-bios".to_string(), image.display().to_string()]);
+            // No cpu-num: the loader only places the segments; the monitor decides where cores start.
+            args.extend(["-device".to_string(), format!("loader,file={}", setup.payload.display())]);
+        }
+        FirmwareImage::QemuPsci => {
+            args.extend(["-kernel".to_string(), setup.payload.display().to_string()]);
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(firmware: FirmwareImage) -> Setup {
+        Setup {
+            firmware,
+            payload: "build/bench-payload.elf".into(),
+            cpu: "cortex-a53".into(),
+            secure_log: Some("build/secure.log".into()),
+        }
+    }
+
+    #[test]
+    fn the_monitor_runs_from_flash_with_the_payload_beside_it() {
+        let args = arguments(&setup(FirmwareImage::Monitor("build/monitor.bin".into()))).join(" ");
+        assert!(
+            args.starts_with("-machine virt,secure=on -cpu cortex-a53 -smp 4 -m 3G -icount shift=0,sleep=off"),
+            "{args}"
+        );
+        assert!(args.contains("-serial stdio -serial file:build/secure.log"), "{args}");
+        assert!(args.contains("-bios build/monitor.bin -device loader,file=build/bench-payload.elf"), "{args}");
+        assert!(!args.contains("-kernel"));
+    }
+
+    #[test]
+    fn without_a_monitor_qemu_starts_the_payload_at_el2() {
+        let args = arguments(&setup(FirmwareImage::QemuPsci)).join(" ");
+        assert!(
+            args.starts_with("-machine virt,virtualization=on -cpu cortex-a53 -smp 4 -m 3G -icount shift=0,sleep=off"),
+            "{args}"
+        );
+        assert!(args.ends_with("-serial stdio -kernel build/bench-payload.elf"), "{args}");
+        assert!(!args.contains("-bios") && !args.contains("secure=on"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The runner's side of the payload's lines: parse the serial output, print the table beside TF-A's figures.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use crate::{Tenths, CALLS, DONE, FAILED, PREFIX};
+
+/// One call as the payload reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    pub name: String,
+    pub function_id: u32,
+    pub x1: u64,
+    pub iterations: u64,
+    pub ticks: u64,
+    pub empty_ticks: u64,
+    pub instructions_per_call: Tenths,
+    pub last_x0: u64,
+}
+
+/// Everything one run of the payload reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Results {
+    pub exception_level: u8,
+    pub counter_hz: u64,
+    pub reset_to_entry_instructions: u64,
+    /// In the order of [`CALLS`].
+    pub calls: Vec<CallResult>,
+}
+
+/// Why the serial output holds no complete set of results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialError {
+    /// The payload said `bench-monitor: failed: <reason>`.
+    PayloadFailed(String),
+    /// No `bench-monitor:` line at all: the payload never ran, or never reached the UART.
+    NoPayloadOutput,
+    /// The payload stopped before its `done` line.
+    NoDone,
+    /// A call of [`CALLS`] has no line.
+    MissingCall(&'static str),
+    /// A `bench-monitor:` line that does not read as the payload writes it.
+    Malformed { line: String, reason: String },
+}
+
+impl fmt::Display for SerialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SerialError::PayloadFailed(reason) => write!(f, "the payload failed: {reason}"),
+            SerialError::NoPayloadOutput => write!(
+                f,
+                "no `{PREFIX}` line on the normal-world UART: the payload never ran (was it entered at its ELF entry, at NS-EL1?)"
+            ),
+            SerialError::NoDone => write!(f, "the payload stopped before `{DONE}`"),
+            SerialError::MissingCall(name) => write!(f, "the payload printed no line for {name}"),
+            SerialError::Malformed { line, reason } => write!(f, "unreadable payload line ({reason}): {line:?}"),
+        }
+    }
+}
+
+impl std::error::Error for SerialError {}
+
+/// Parses the normal-world UART's output (everything QEMU printed on it).
+pub fn parse_serial(serial: &str) -> Result<Results, SerialError> {
+    let mut start = None;
+    let mut reset = None;
+    let mut calls: HashMap<String, CallResult> = HashMap::new();
+    let mut done = false;
+    let mut any = false;
+    for raw in serial.lines() {
+        let Some(at) = raw.find(PREFIX) else { continue };
+        let line = raw[at..].trim_end();
+        any = true;
+        if let Some(reason) = line.strip_prefix(FAILED) {
+            return Err(SerialError::PayloadFailed(reason.trim().to_string()));
+        }
+        if line == DONE {
+            done = true;
+            continue;
+        }
+        let malformed = |reason: &str| SerialError::Malformed { line: line.to_string(), reason: reason.to_string() };
+        let words: Vec<&str> = line[PREFIX.len()..].split_whitespace().collect();
+        let Some(first) = words.first() else { return Err(malformed("no word after the prefix")) };
+        // `start ...`, `reset_to_entry ...`, or `call=NAME ...` (whose first word is a field too).
+        let (kind, fields) = match first.split_once('=') {
+            Some((kind, _)) => (kind, Fields::parse(&words)),
+            None => (*first, Fields::parse(&words[1..])),
+        };
+        let fields = fields.map_err(|r| malformed(&r))?;
+        match kind {
+            "start" => {
+                let el = fields.number("el").map_err(|r| malformed(&r))?;
+                let hz = fields.number("cntfrq").map_err(|r| malformed(&r))?;
+                if hz == 0 {
+                    return Err(malformed("a counter of 0 Hz"));
+                }
+                start = Some((u8::try_from(el).map_err(|_| malformed("el out of range"))?, hz));
+            }
+            "reset_to_entry" => reset = Some(fields.number("instructions").map_err(|r| malformed(&r))?),
+            "call" => {
+                let result = CallResult {
+                    name: fields.text("call").map_err(|r| malformed(&r))?.to_string(),
+                    function_id: u32::try_from(fields.number("id").map_err(|r| malformed(&r))?)
+                        .map_err(|_| malformed("id wider than 32 bits"))?,
+                    x1: fields.number("x1").map_err(|r| malformed(&r))?,
+                    iterations: fields.number("iterations").map_err(|r| malformed(&r))?,
+                    ticks: fields.number("ticks").map_err(|r| malformed(&r))?,
+                    empty_ticks: fields.number("empty_ticks").map_err(|r| malformed(&r))?,
+                    instructions_per_call: fields
+                        .text("instructions_per_call")
+                        .map_err(|r| malformed(&r))?
+                        .parse()
+                        .map_err(|_| malformed("instructions_per_call is not a number to one decimal"))?,
+                    last_x0: fields.number("last_x0").map_err(|r| malformed(&r))?,
+                };
+                calls.insert(result.name.clone(), result);
+            }
+            _ => return Err(malformed("unknown line")),
+        }
+    }
+    if !any {
+        return Err(SerialError::NoPayloadOutput);
+    }
+    if !done {
+        return Err(SerialError::NoDone);
+    }
+    let Some((exception_level, counter_hz)) = start else {
+        return Err(SerialError::Malformed { line: String::new(), reason: "no start line before done".into() });
+    };
+    let Some(reset_to_entry_instructions) = reset else {
+        return Err(SerialError::Malformed {
+            line: String::new(),
+            reason: "no reset_to_entry line before done".into(),
+        });
+    };
+    let calls = CALLS
+        .iter()
+        .map(|call| calls.remove(call.name).ok_or(SerialError::MissingCall(call.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Results { exception_level, counter_hz, reset_to_entry_instructions, calls })
+}
+
+/// A line's `key=value` fields.
+struct Fields<'a>(HashMap<&'a str, &'a str>);
+
+impl<'a> Fields<'a> {
+    fn parse(words: &[&'a str]) -> Result<Fields<'a>, String> {
+        let mut map = HashMap::new();
+        for word in words {
+            let (key, value) = word.split_once('=').ok_or(format!("{word:?} is not key=value"))?;
+            if key.is_empty() || value.is_empty() {
+                return Err(format!("{word:?} has an empty key or value"));
+            }
+            if map.insert(key, value).is_some() {
+                return Err(format!("{key} twice"));
+            }
+        }
+        Ok(Fields(map))
+    }
+
+    fn text(&self, key: &str) -> Result<&'a str, String> {
+        self.0.get(key).copied().ok_or(format!("no {key}="))
+    }
+
+    /// A decimal or `0x` hexadecimal number.
+    fn number(&self, key: &str) -> Result<u64, String> {
+        let text = self.text(key)?;
+        let parsed = match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        };
+        parsed.map_err(|_| format!("{key}={text} is not a number"))
+    }
+}
+
+/// TF-A 2.8 BL31's figures on QEMU (shared/design.md section 7, "Numbers to beat"), per `-cpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reference {
+    pub cpu: &'static str,
+    pub psci_version: u64,
+    pub smccc_version: u64,
+    pub unknown_sip: u64,
+    pub reset_to_entry: Option<u64>,
+}
+
+/// The cortex-a57 figures include TF-A's Spectre-v2 workaround (16-18 instructions on every EL3
+/// entry); -cpu max has none.
+pub const TF_A: [Reference; 2] = [
+    Reference {
+        cpu: "cortex-a57",
+        psci_version: 170,
+        smccc_version: 151,
+        unknown_sip: 122,
+        reset_to_entry: Some(7_800_000),
+    },
+    Reference { cpu: "max", psci_version: 154, smccc_version: 135, unknown_sip: 106, reset_to_entry: None },
+];
+
+impl Reference {
+    /// TF-A's figure for a call of [`CALLS`], by function id; `None` for tzmk's own calls.
+    pub fn for_call(&self, function_id: u32) -> Option<u64> {
+        match function_id {
+            smccc::psci::PSCI_VERSION => Some(self.psci_version),
+            smccc::arch::SMCCC_VERSION => Some(self.smccc_version),
+            crate::UNKNOWN_SIP => Some(self.unknown_sip),
+            _ => None,
+        }
+    }
+}
+
+/// Who answered the payload's SMCs: the table's first figure column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// The tzmk EL3 monitor (`-bios`): the figures are EL3 instructions.
+    Monitor,
+    /// QEMU's own PSCI (no EL3 code runs): proves the payload, measures nothing of a monitor.
+    QemuPsci,
+}
+
+impl Firmware {
+    fn heading(self, cpu: &str) -> String {
+        match self {
+            Firmware::Monitor => format!("tzmk monitor, `-cpu {cpu}`"),
+            Firmware::QemuPsci => format!("QEMU's built-in PSCI (no EL3 code), `-cpu {cpu}`"),
+        }
+    }
+}
+
+/// The markdown table of one run beside TF-A's figures and the goal (at most half of TF-A's on the
+/// same `-cpu`; where TF-A was not measured on `cpu`, half of its cortex-a57 figure, so labelled).
+pub fn table(results: &Results, cpu: &str, firmware: Firmware) -> String {
+    let goal_reference = TF_A.iter().find(|r| r.cpu == cpu).unwrap_or(&TF_A[0]);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| operation (instructions) | {} | TF-A 2.8 BL31, `-cpu {}` | TF-A 2.8 BL31, `-cpu {}` | goal: half of TF-A, `-cpu {}` | last x0 |",
+        firmware.heading(cpu),
+        TF_A[0].cpu,
+        TF_A[1].cpu,
+        goal_reference.cpu
+    );
+    out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
+    for result in &results.calls {
+        let reference = |r: &Reference| r.for_call(result.function_id).map_or("-".to_string(), |v| v.to_string());
+        let goal = match goal_reference.for_call(result.function_id) {
+            Some(tf_a) => {
+                // Half of TF-A, in tenths: a call may cost at most tf_a * 10 / 2 tenths.
+                let limit = Tenths(tf_a as i64 * 5);
+                match firmware {
+                    Firmware::Monitor => {
+                        let verdict = if result.instructions_per_call <= limit { "met" } else { "not met" };
+                        format!("<= {limit} ({verdict})")
+                    }
+                    Firmware::QemuPsci => format!("<= {limit}"),
+                }
+            }
+            None => "- (TF-A has no such call)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} (`{:#x}`) | {} | {} | {} | {} | {} |",
+            result.name,
+            result.function_id,
+            result.instructions_per_call,
+            reference(&TF_A[0]),
+            reference(&TF_A[1]),
+            goal,
+            returned(result.function_id, result.last_x0)
+        );
+    }
+    let reset_reference = |r: &Reference| r.reset_to_entry.map_or("-".to_string(), millions);
+    let reset_goal = match TF_A.iter().find_map(|r| r.reset_to_entry.map(|v| (r.cpu, v))) {
+        Some((tf_a_cpu, tf_a)) => {
+            let verdict = match firmware {
+                Firmware::Monitor if results.reset_to_entry_instructions < tf_a => " (met)",
+                Firmware::Monitor => " (not met)",
+                Firmware::QemuPsci => "",
+            };
+            format!("< {} of `-cpu {tf_a_cpu}`{verdict}", millions(tf_a))
+        }
+        None => "-".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "| reset -> first normal-world instruction | {} | {} | {} | {} | |",
+        millions(results.reset_to_entry_instructions),
+        reset_reference(&TF_A[0]),
+        reset_reference(&TF_A[1]),
+        reset_goal
+    );
+    out
+}
+
+/// x0 after a call: hex, with the SMCCC or tzmk status it stands for, or the version it reports.
+fn returned(function_id: u32, x0: u64) -> String {
+    use tzmk_interface::smc;
+    let status = match x0 as i64 {
+        smc::NOT_SUPPORTED => Some("NOT_SUPPORTED"),
+        smc::NOT_REQUIRED => Some("NOT_REQUIRED"),
+        smc::INVALID_PARAMETER => Some("INVALID_PARAMETER"),
+        smc::NO_SECURE_WORLD => Some("NO_SECURE_WORLD"),
+        smc::DENIED => Some("DENIED"),
+        _ => None,
+    };
+    let versioned = matches!(function_id, smccc::psci::PSCI_VERSION | smccc::arch::SMCCC_VERSION);
+    match status {
+        Some(name) => format!("`{x0:#x}` ({} {name})", x0 as i64),
+        // PSCI and SMCCC versions: major in bits 30..16, minor in 15..0 (PSCI 5.1.1, SMCCC 7.2).
+        None if versioned && x0 <= 0x7fff_ffff => format!("`{x0:#x}` (v{}.{})", x0 >> 16, x0 & 0xffff),
+        None => format!("`{x0:#x}`"),
+    }
+}
+
+/// `7800000` as `7.80 M`.
+fn millions(instructions: u64) -> String {
+    let hundredths = (instructions + 5_000) / 10_000;
+    format!("{}.{:02} M", hundredths / 100, hundredths % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CallLine, Counter, ResetLine, StartLine, Timing, ITERATIONS, UNKNOWN_SIP};
+
+    const COUNTER: Counter = Counter { frequency_hz: 62_500_000 };
+
+    /// What the payload prints, made with the payload's own Display impls.
+    fn serial(ticks: [u64; 4]) -> String {
+        let mut text = String::from("QEMU noise\r\n");
+        text += &format!("{}\r\n", StartLine { exception_level: 1, counter: COUNTER });
+        text += &format!("{}\r\n", ResetLine { counter: COUNTER, ticks: 250_000 });
+        for (call, ticks) in CALLS.iter().zip(ticks) {
+            let timing = Timing { ticks, empty_ticks: 3_125, last_x0: 0x1_0001 };
+            text += &format!("{}\r\n", CallLine { call, counter: COUNTER, iterations: ITERATIONS, timing });
+        }
+        text + DONE + "\r\n"
+    }
+
+    #[test]
+    fn the_payloads_lines_parse_back() {
+        let results = parse_serial(&serial([3_125 + 50_000, 3_125 + 40_000, 3_125 + 30_000, 3_125 + 60_000])).unwrap();
+        assert_eq!(results.exception_level, 1);
+        assert_eq!(results.counter_hz, 62_500_000);
+        assert_eq!(results.reset_to_entry_instructions, 4_000_000);
+        let per_call: Vec<_> = results.calls.iter().map(|c| c.instructions_per_call).collect();
+        assert_eq!(per_call, [Tenths(800), Tenths(640), Tenths(480), Tenths(960)]);
+        assert_eq!(results.calls[3].function_id, tzmk_interface::smc::NOTIFY_SECURE);
+        assert_eq!(results.calls[0].last_x0, 0x1_0001);
+    }
+
+    #[test]
+    fn incomplete_or_failed_runs_say_why() {
+        let full = serial([10_000; 4]);
+        assert_eq!(parse_serial("U-Boot? no\n"), Err(SerialError::NoPayloadOutput));
+        let cut = &full[..full.find(DONE).unwrap()];
+        assert_eq!(parse_serial(cut), Err(SerialError::NoDone));
+        let failed = format!("{cut}{FAILED} unexpected exception: synchronous, current EL with SP_ELx\n");
+        assert_eq!(
+            parse_serial(&failed),
+            Err(SerialError::PayloadFailed("unexpected exception: synchronous, current EL with SP_ELx".into()))
+        );
+        let without_sip: String =
+            full.lines().filter(|l| !l.contains("call=unknown_SiP")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(parse_serial(&without_sip), Err(SerialError::MissingCall("unknown_SiP")));
+        // The call lines read `ticks=10000 empty_ticks=3125 instructions_per_call=11.0`.
+        for (good, broken) in [
+            ("ticks=10000", "ticks=12x"),
+            ("ticks=10000", "ticks="),
+            ("ticks=10000", "ticks=1 ticks=2"),
+            ("ticks=10000", "ticks"),
+            ("instructions_per_call=11.0", "instructions_per_call=11.03"),
+            ("call=PSCI_VERSION", "cal=PSCI_VERSION"),
+            ("start", "begin"),
+        ] {
+            assert!(full.contains(good), "{good}");
+            let text = full.replacen(good, broken, 1);
+            assert!(
+                matches!(parse_serial(&text), Err(SerialError::Malformed { .. })),
+                "{broken}: {:?}",
+                parse_serial(&text)
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_holds_every_call_tf_a_and_the_goal() {
+        // PSCI_VERSION at 80.0 meets half of cortex-a57's 170; SMCCC_VERSION at 80.0 does not meet 75.5.
+        let results = parse_serial(&serial([3_125 + 50_000, 3_125 + 50_000, 3_125 + 30_000, 3_125 + 60_000])).unwrap();
+        let table = table(&results, "cortex-a57", Firmware::Monitor);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(lines.len(), 2 + CALLS.len() + 1, "{table}");
+        assert!(
+            lines[0].contains("tzmk monitor, `-cpu cortex-a57`")
+                && lines[0].contains("goal: half of TF-A, `-cpu cortex-a57`")
+        );
+        assert_eq!(lines[2], "| PSCI_VERSION (`0x84000000`) | 80.0 | 170 | 154 | <= 85.0 (met) | `0x10001` (v1.1) |");
+        assert_eq!(
+            lines[3],
+            "| SMCCC_VERSION (`0x80000000`) | 80.0 | 151 | 135 | <= 75.5 (not met) | `0x10001` (v1.1) |"
+        );
+        assert_eq!(lines[4], "| unknown_SiP (`0xc2000fff`) | 48.0 | 122 | 106 | <= 61.0 (met) | `0x10001` |");
+        assert!(lines[5].starts_with("| notify_secure (`0xc2000001`) | 96.0 | - | - | - (TF-A has no such call)"));
+        assert_eq!(
+            lines[6],
+            "| reset -> first normal-world instruction | 4.00 M | 7.80 M | - | < 7.80 M of `-cpu cortex-a57` (met) | |"
+        );
+        // On -cpu max the goal follows max's figures.
+        let table = super::table(&results, "max", Firmware::Monitor);
+        assert!(table.contains("| PSCI_VERSION (`0x84000000`) | 80.0 | 170 | 154 | <= 77.0 (not met) |"), "{table}");
+        // Without a monitor there is nothing to judge.
+        let table = super::table(&results, "cortex-a57", Firmware::QemuPsci);
+        assert!(!table.contains("met"), "{table}");
+    }
+
+    #[test]
+    fn returned_values_are_named() {
+        assert_eq!(returned(UNKNOWN_SIP, u64::MAX), "`0xffffffffffffffff` (-1 NOT_SUPPORTED)");
+        assert_eq!(
+            returned(tzmk_interface::smc::NOTIFY_SECURE, -0x100i64 as u64),
+            "`0xffffffffffffff00` (-256 NO_SECURE_WORLD)"
+        );
+        assert_eq!(returned(smccc::psci::PSCI_VERSION, 0x1_0001), "`0x10001` (v1.1)");
+        assert_eq!(returned(UNKNOWN_SIP, 0x1_0001), "`0x10001`");
+    }
+}
