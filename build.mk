@@ -17,7 +17,7 @@ SHELL := bash
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
-APT_PACKAGES := graphviz
+APT_PACKAGES := graphviz binutils-aarch64-linux-gnu
 RUST_TARGETS := aarch64-unknown-none aarch64-unknown-none-softfloat aarch64-unknown-linux-musl
 
 help:
@@ -41,6 +41,11 @@ help:
 	@echo "  make -f build.mk linux-initramfs  $(BUILD_DIR)/linux/initramfs.cpio: the Rust /init and tzmk_probe.ko"
 	@echo "  make -f build.mk linux-smoke      boot them under QEMU's own PSCI (no monitor): /init must PASS"
 	@echo
+	@echo "The EL3 monitor (monitor/README.md, docs/monitor.md):"
+	@echo "  make -f build.mk monitor    $(BUILD_DIR)/monitor.bin, the secure flash image (-bios)"
+	@echo "  make -f build.mk qemu-linux the monitor with Debian's kernel on cores 1-3, no secure image"
+	@echo "  make -f build.mk qemu       with the SDK: seL4 and its PDs on core 0, Linux on cores 1-3"
+	@echo
 	@echo "With the Microkit SDK:"
 	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
 	@echo "  make -f build.mk qemu-sel4 boot the image on QEMU and check every PD prints its ready line"
@@ -62,7 +67,7 @@ setup:
 	    fi; \
 	fi
 
-test: setup lint unit audit check-picture pds demo fuzz-smoke qemu-sel4
+test: setup lint unit audit check-picture pds monitor demo fuzz-smoke qemu-linux qemu-sel4 qemu
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -295,3 +300,41 @@ bench-monitor: check-monitor-bin bench-payload
 # is 0.0. Proves the payload and the runner, measures nothing of a monitor.
 bench-payload-qemu: bench-payload
 	TZMK_BENCH_WITHOUT_MONITOR=1 $(BENCH_RUN)
+
+# ---- The EL3 monitor (monitor/, docs/monitor.md) ------------------------------------------------
+# Built for the soft-float target: the monitor never touches an FP/SIMD register, so neither
+# world's needs saving. Its partition (cores, GIC groups, addresses) is generated from
+# monitor/platform/qemu-virt.toml and system.xml by its build script.
+.PHONY: monitor linux-dtbs qemu-linux qemu
+MONITOR_TARGET := aarch64-unknown-none-softfloat
+MONITOR_ELF := target/$(MONITOR_TARGET)/release/tzmk-monitor
+LINUX_BOOTARGS := console=ttyAMA0 panic=-1
+QEMU_LINUX_RUN = TZMK_MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) \
+    $(CARGO) test --locked -q -p tzmk-tests --test qemu_linux
+
+monitor:
+	$(CARGO) build --release --locked --target $(MONITOR_TARGET) -p tzmk-monitor
+	@command -v $(LINUX_CROSS)objcopy >/dev/null || { echo "error: monitor: no $(LINUX_CROSS)objcopy (Debian package binutils-aarch64-linux-gnu; make -f build.mk setup installs it)" >&2; exit 1; }
+	@mkdir -p $(BUILD_DIR)
+	$(LINUX_CROSS)objcopy -O binary $(MONITOR_ELF) $(MONITOR_BIN)
+	@echo "monitor: $(MONITOR_BIN), $$(stat -c %s $(MONITOR_BIN)) bytes (.text $$($(LINUX_CROSS)size -A $(MONITOR_ELF) | awk '$$1==".text"{print $$2}') B)"
+
+# Linux's DTBs, generated from the platform description and system.xml; tzmk.expect tells /init
+# what the SiP service must answer (tests/linux/README.md).
+linux-dtbs: linux-initramfs
+	$(CARGO) run --release --locked -q -p tzmk -- dtb system.xml --initrd $(LINUX_DIR)/initramfs.cpio \
+	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=standalone" -o $(LINUX_DIR)/tzmk-standalone.dtb
+	$(CARGO) run --release --locked -q -p tzmk -- dtb system.xml --initrd $(LINUX_DIR)/initramfs.cpio \
+	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=full" -o $(LINUX_DIR)/tzmk-full.dtb
+
+# No SDK needed: the monitor boots Debian's kernel on cores 1-3 with no secure image.
+qemu-linux: linux-setup linux-kernel linux-dtbs monitor
+	TZMK_DTB=tzmk-standalone.dtb $(QEMU_LINUX_RUN) standalone -- --ignored --nocapture
+
+# The whole system: seL4 and the PDs of system.xml on core 0 (Microkit's debug image), Linux on
+# cores 1-3, under the monitor.
+qemu:
+	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): qemu (seL4 beside Linux) not run"; \
+	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
+	    $(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor && \
+	    TZMK_DTB=tzmk-full.dtb TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi

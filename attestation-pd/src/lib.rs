@@ -73,6 +73,7 @@ pub fn init() -> AttestationPd {
     // Bound so the symbol exists for the tool; every call arrives on it.
     let _comm = microkit::channel!(comm_channel);
     let uid = smc_call(&[u64::from(smc::SIP_CALL_UID), 0, 0, 0, 0, 0, 0, 0]);
+    let monitor = matches!(&uid, Ok(answer) if is_tzmk_monitor(answer));
     let handoff = match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
             let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
@@ -92,7 +93,29 @@ pub fn init() -> AttestationPd {
             None
         }
     };
+    if monitor {
+        release_normal_world();
+    }
     AttestationPd { _secrets: secrets, handoff }
+}
+
+/// Sends the monitor `go`: seL4 has initialised the GIC, so the monitor may hand Linux its
+/// interrupts and start it. (Verifying the normal-world kernel belongs right before this call.)
+fn release_normal_world() {
+    match smc_call(&[u64::from(smc::GO), 0, 0, 0, 0, 0, 0, 0]) {
+        Ok(answer) => log::info!("go: {}", go_outcome(answer[0] as i64)),
+        Err(e) => log::warn!("go: cannot reach the monitor: {e}"),
+    }
+}
+
+/// What the monitor's answer to `go` means.
+pub fn go_outcome(x0: i64) -> &'static str {
+    match x0 {
+        smc::SUCCESS => "the monitor starts the normal world",
+        smc::DENIED => "refused: the normal world was already released",
+        smc::GIC_NOT_INITIALISED => "refused: the monitor sees no initialised GIC distributor",
+        _ => "unexpected answer from the monitor",
+    }
 }
 
 impl Handler for AttestationPd {
@@ -134,6 +157,13 @@ mod tests {
         // What QEMU's built-in PSCI answers to an unknown SMC: NOT_SUPPORTED.
         assert!(!is_tzmk_monitor(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0]));
         assert!(!is_tzmk_monitor(&[a.into(), b.into(), c.into(), 0, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn go_answers_are_named() {
+        assert_eq!(go_outcome(0), "the monitor starts the normal world");
+        assert_eq!(go_outcome(smc::DENIED), "refused: the normal world was already released");
+        assert_eq!(go_outcome(-1), "unexpected answer from the monitor");
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn build(p: &Partition, boot: &LinuxBoot) -> FdtWriterResult<Vec<u8>> {
     fdt.property_string("compatible", "arm,cortex-a15-gic")?;
     fdt.property_u32("#interrupt-cells", 3)?;
     fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#address-cells", 0)?;
     fdt.property_array_u64(
         "reg",
         &reg([(p.gic_distributor.base, p.gic_distributor.size), (p.gic_cpu_interface.base, p.gic_cpu_interface.size)]),

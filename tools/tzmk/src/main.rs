@@ -3,12 +3,14 @@
 //! - `tzmk audit [system.xml]`: what a security reviewer runs (see tools/README.md).
 //! - `tzmk sim [system.xml]`: the secure world in the host simulator, for a normal-world process.
 //! - `tzmk demo`: the README's main job.
+//! - `tzmk dtb`: Linux's device tree, generated from the platform description and system.xml.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod audit;
 mod demo;
+mod dtb;
 mod sim;
 
 #[derive(Parser, Debug)]
@@ -29,6 +31,9 @@ enum Command {
     /// The main job: start the simulator, attach as the normal world, kick the secure world and
     /// print what it answers.
     Demo(demo::Args),
+    /// Write Linux's device tree for the platform's world partition: only Linux's cores and memory,
+    /// PSCI by SMC, the shared window reserved, the tzmk device with its doorbell.
+    Dtb(dtb::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +42,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit::run(&args),
         Command::Sim(args) => sim::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Dtb(args) => dtb::run(&args),
     }
 }

@@ -1,0 +1,117 @@
+//! Boots tzmk's EL3 monitor on QEMU `virt,secure=on` with Debian's arm64 kernel on cores 1-3.
+//!
+//! - `standalone`: no secure image (CI: `make -f build.mk qemu-linux`). The monitor initialises the
+//!   GIC for Linux itself; Linux brings cores 2 and 3 up by PSCI CPU_ON, tests/linux's /init checks
+//!   three CPUs, the tzmk SiP discovery and `notify_secure` = NO_SECURE_WORLD through the
+//!   tzmk_probe module, then powers off by PSCI SYSTEM_OFF.
+//! - `full_system`: the Microkit image of system.xml on core 0 as well (`make -f build.mk qemu`,
+//!   with the SDK): every PD's ready line, `go` from attestation-pd, then the same Linux checks
+//!   with `notify_secure` = SUCCESS, while seL4's PDs keep running.
+//!
+//! Ignored by plain `cargo test`: they need the images build.mk makes (TZMK_MONITOR_BIN,
+//! TZMK_LINUX_DIR with Image, initramfs.cpio and the DTB named by TZMK_DTB, TZMK_LOADER_IMG).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run this through build.mk")))
+}
+
+/// QEMU as build.mk and docs/monitor.md describe it: the monitor in secure flash (`-bios`), the
+/// images where the platform description says, the secure UART (second serial) to a file.
+fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
+    let platform = tzmk_sdf::Platform::qemu_virt();
+    let linux = env_path("TZMK_LINUX_DIR");
+    let dtb = linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk.dtb".into()));
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args(["-machine", "virt,secure=on,gic-version=2", "-cpu", "cortex-a53", "-smp", "4", "-m", "3G"])
+        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+        .arg("-serial")
+        .arg(format!("file:{}", secure_log.display()))
+        .arg("-bios")
+        .arg(env_path("TZMK_MONITOR_BIN"));
+    let mut load = |file: PathBuf, addr: u64| {
+        qemu.arg("-device").arg(format!("loader,file={},addr={addr:#x},force-raw=on", file.display()));
+    };
+    load(linux.join("Image"), platform.boot.linux_kernel);
+    load(dtb, platform.boot.linux_dtb);
+    load(linux.join("initramfs.cpio"), platform.boot.linux_initrd);
+    if let Some(loader) = loader {
+        // No cpu-num: the image is data; the monitor decides where core 0 goes.
+        load(loader, platform.boot.secure_entry);
+    }
+    qemu
+}
+
+fn secure_log(name: &str) -> PathBuf {
+    let dir = env_path("TZMK_LINUX_DIR");
+    let path = dir.join(format!("{name}-monitor.log"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn check_linux(console: &str, monitor_log: &str) {
+    let results: Vec<&str> =
+        console.lines().filter(|l| l.starts_with("tzmk-init: PASS") || l.starts_with("tzmk-init: FAIL")).collect();
+    assert_eq!(results, ["tzmk-init: PASS"], "tzmk-init's verdict");
+    for want in [
+        "psci: PSCIv1.1 detected in firmware.",
+        "psci: SMC Calling Convention v1.2",
+        "SMP: Total of 3 processors activated.",
+        "tzmk-init: cpus online 0-2 (3)",
+        "tzmk-init: sip uid tzmk revision 0.1",
+        "tzmk-init: timer: slept",
+    ] {
+        assert!(console.contains(want), "no {want:?} on Linux's console");
+    }
+    for want in ["MMU and caches on", "entering Linux at", "PSCI SYSTEM_OFF from core"] {
+        assert!(monitor_log.contains(want), "no {want:?} in the monitor's log:\n{monitor_log}");
+    }
+    assert!(!monitor_log.contains("ERROR"), "the monitor reported an error:\n{monitor_log}");
+}
+
+#[test]
+#[ignore = "needs the monitor and Linux images: run `make -f build.mk qemu-linux`"]
+fn standalone() {
+    let log = secure_log("standalone");
+    let run = tzmk_tests::run_qemu(qemu(&log, None), TIMEOUT, |_| false);
+    let monitor_log = std::fs::read_to_string(&log).unwrap_or_default();
+    println!("---- Linux console ----\n{}\n---- secure UART (monitor) ----\n{monitor_log}---- end ----", run.console);
+    assert!(!run.timed_out, "QEMU still ran after {TIMEOUT:?}: Linux never powered off");
+    assert!(run.exit.is_some_and(|s| s.success()), "QEMU exited with {:?}", run.exit);
+    check_linux(&run.console, &monitor_log);
+    assert!(run.console.contains("tzmk-init: notify_secure(0) = -256 (no secure world)"));
+    assert!(monitor_log.contains("no secure image at 0x70000000"));
+}
+
+#[test]
+#[ignore = "needs the Microkit SDK's image as well: run `make -f build.mk qemu`"]
+fn full_system() {
+    let log = secure_log("full");
+    let text = std::fs::read_to_string(tzmk_tests::workspace_root().join("system.xml")).unwrap();
+    let system = tzmk_sdf::parse_system("system.xml", &text).expect("system.xml parses");
+    let mut wanted: Vec<String> =
+        system.protection_domains.iter().map(|pd| format!("{}: INFO: ready", pd.name)).collect();
+    wanted.push("attestation-pd: INFO: go: the monitor starts the normal world".into());
+    wanted.push("attestation-pd: INFO: ready: the monitor left no valid boot handoff".into());
+    let loader = env_path("TZMK_LOADER_IMG");
+    let run = tzmk_tests::run_qemu(qemu(&log, Some(loader)), TIMEOUT, |_| false);
+    let monitor_log = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "---- UART0 (seL4 and Linux) ----\n{}\n---- secure UART (monitor) ----\n{monitor_log}---- end ----",
+        run.console
+    );
+    assert!(!run.timed_out, "QEMU still ran after {TIMEOUT:?}: Linux never powered off");
+    assert!(!run.console.contains("MON|ERROR"), "a PD faulted");
+    let missing: Vec<_> = wanted.iter().filter(|w| !run.console.contains(w.as_str())).collect();
+    assert!(missing.is_empty(), "missing on the console: {missing:?}");
+    check_linux(&run.console, &monitor_log);
+    assert!(run.console.contains("tzmk-init: notify_secure(0) = 0 (success)"));
+    for want in ["entering the secure world at 0x70000000", "go: the secure world initialised the GIC"] {
+        assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
+    }
+}
