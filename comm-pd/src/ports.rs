@@ -12,7 +12,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use microkit::MemoryRegion;
-use tzmk_interface::port::ring::{Consumer, PeerMisbehaviour, Producer, RecvError, RingLayout, SendError};
+use tzmk_interface::port::ring::{
+    Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
+};
 use tzmk_interface::port::{
     encode_name, ControlError, Directory, Operation, PortEntry, PortFault, PortState, PortStatus, Reply, Request,
     Service, DIRECTORY_MAGIC, DIRECTORY_OFFSET, DIRECTORY_SEQUENCE_OFFSET, MAX_CONTROL_MESSAGE, MAX_CONTROL_PAYLOAD,
@@ -224,6 +226,33 @@ pub struct Poll {
     pub messages: u64,
 }
 
+/// A ring from another secure PD (rt-task's `rt_events`) whose messages comm-pd forwards to one
+/// port's tx ring: secure PD to secure PD traffic through the same ring API and the same checks
+/// as the normal world's. The producer is a secure PD, but its ring is read like any other: copied
+/// once, then validated, a broken protocol a typed [`PeerMisbehaviour`], never a panic.
+#[derive(Debug)]
+struct Feed {
+    /// `None` once the producer broke the protocol: comm-pd stops reading it.
+    ring: Option<Consumer>,
+    /// The port (table index) that receives the messages.
+    port: Option<usize>,
+    status: FeedStatus,
+}
+
+/// What a feed did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Messages put on the port's tx ring.
+    pub forwarded: u64,
+    /// Messages taken while the port was not open (nobody to hear them).
+    pub unheard: u64,
+    /// Times the port's tx ring was full: the messages waited in the feed (the producer refuses
+    /// and counts new ones when its ring fills: it never waits).
+    pub stalls: u64,
+    /// How the producer broke the protocol, if it did (then the feed is no longer read).
+    pub fault: Option<PeerMisbehaviour>,
+}
+
 #[derive(Debug)]
 pub struct Ports {
     table: &'static [PortConfig],
@@ -234,6 +263,7 @@ pub struct Ports {
     slots: [Slot; MAX_PORTS],
     directory: Directory,
     last_request: u32,
+    feed: Option<Feed>,
 }
 
 impl Ports {
@@ -277,7 +307,7 @@ impl Ports {
                 ..Default::default()
             },
         });
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0 };
+        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, feed: None };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -288,6 +318,34 @@ impl Ports {
 
     pub fn table(&self) -> &'static [PortConfig] {
         self.table
+    }
+
+    /// Forwards the messages of the ring in `region` (the whole region, produced by another
+    /// secure PD, which resets it) to the first port of `service`: on each [`poll`](Self::poll),
+    /// while that port is open and its tx ring has room; while it is not open they are taken and
+    /// counted as unheard. A message longer than the port's tx ring carries breaks the feed.
+    ///
+    /// # Safety
+    /// `region` must stay mapped read-write while `Ports` lives, and be touched by no one but the
+    /// ring's producer (through the protocol or as arbitrary bytes: both are survived).
+    pub unsafe fn attach_feed(
+        &mut self,
+        region: MemoryRegion,
+        service: Service,
+    ) -> Result<(), PeerMisbehaviourOrLayout> {
+        let base = NonNull::new(region.as_ptr())
+            .ok_or(PeerMisbehaviourOrLayout::Layout(tzmk_interface::port::ring::LayoutError::Misaligned))?;
+        let layout = RingLayout::largest_within(region.size())?;
+        // SAFETY: forwarded contract; the layout fits in the region.
+        let ring = unsafe { Consumer::attach(base, region.size(), layout) }?;
+        let port = self.table.iter().position(|p| p.service == service);
+        self.feed = Some(Feed { ring: Some(ring), port, status: FeedStatus::default() });
+        Ok(())
+    }
+
+    /// The feed's counters (`None` without a feed).
+    pub fn feed_status(&self) -> Option<FeedStatus> {
+        self.feed.as_ref().map(|f| f.status)
     }
 
     /// A port's counters.
@@ -341,10 +399,101 @@ impl Ports {
                     }
                 }
             }
+            if let Some(forwarded) = self.forward() {
+                poll.doorbell |= forwarded.doorbell;
+                more |= forwarded.more;
+            }
             if !more {
                 return poll;
             }
         }
+    }
+
+    /// One turn of the feed: move what fits to its port's tx ring. `None` without a feed.
+    fn forward(&mut self) -> Option<Turn> {
+        let Self { feed, slots, scratch, .. } = self;
+        let feed = feed.as_mut()?;
+        let ring = feed.ring.as_mut()?;
+        // SAFETY: as in `serve`: the scratch region is this PD's alone; the slice lives until the
+        // end of this turn, and no other turn runs meanwhile.
+        let scratch = unsafe { core::slice::from_raw_parts_mut(scratch.as_ptr(), scratch.size()) };
+        let mut turn = Turn::default();
+        // The port's tx ring broken by the normal world: that port is reset, the feed waits.
+        let mut tx_broken = None;
+        let mut blocked = false;
+        let mut taken = 0;
+        let outcome = loop {
+            if taken == MESSAGES_PER_TURN {
+                break Ok(());
+            }
+            let length = match ring.peek(scratch) {
+                Ok(Some(length)) => length,
+                Ok(None) => break Ok(()),
+                Err(RecvError::Peer(m)) => break Err(m),
+                // `check_table` made scratch hold any message of a ring up to the largest port's.
+                Err(RecvError::BufferTooSmall(_)) => break Err(PeerMisbehaviour::BadLength),
+            };
+            let open = feed.port.and_then(|index| {
+                let slot = &mut slots[index];
+                slot.tx.as_mut().map(|tx| (index, tx, &mut slot.status))
+            });
+            if let Some((index, tx, status)) = open {
+                if length > tx.layout().max_message() {
+                    break Err(PeerMisbehaviour::BadLength);
+                }
+                match tx.fits(length) {
+                    Ok(true) => {}
+                    Ok(false) => match tx.request_space_signal(length) {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            feed.status.stalls += 1;
+                            blocked = true;
+                            break Ok(());
+                        }
+                        Err(m) => {
+                            tx_broken = Some((index, m));
+                            break Ok(());
+                        }
+                    },
+                    Err(m) => {
+                        tx_broken = Some((index, m));
+                        break Ok(());
+                    }
+                }
+                // Room was checked just above: within it a send cannot be refused.
+                if (Replies { producer: tx, status }).send(&scratch[..length]).is_ok() {
+                    feed.status.forwarded += 1;
+                }
+            } else {
+                feed.status.unheard += 1;
+            }
+            ring.consume();
+            taken += 1;
+        };
+        turn.messages = taken as u64;
+        // The producer never waits for space (a real-time task refuses instead): nobody to notify.
+        let _ = ring.release();
+        if let Some(tx) = feed.port.and_then(|index| slots[index].tx.as_mut()) {
+            turn.doorbell |= tx.publish();
+        }
+        let outcome = match outcome {
+            Ok(()) if taken == MESSAGES_PER_TURN => {
+                turn.more = true;
+                Ok(())
+            }
+            Ok(()) if !blocked && tx_broken.is_none() => ring.request_signal().map(|more| turn.more = more),
+            outcome => outcome,
+        };
+        if let Err(m) = outcome {
+            feed.ring = None;
+            feed.status.fault = Some(m);
+            log::warn!("the secure feed broke the ring protocol ({m}): no longer read");
+        }
+        if let Some((index, m)) = tx_broken {
+            self.fault(index, PortFault::new(PortFault::TX, m));
+            turn.doorbell = true;
+        }
+        Some(turn)
     }
 
     fn fault(&mut self, index: usize, fault: PortFault) {
