@@ -38,6 +38,11 @@ pub use config::PORTS;
 
 /// `notify_normal`'s core argument meaning "the monitor's choice" (the first Linux core).
 pub const ANY_NORMAL_CORE: u64 = u64::MAX;
+/// How long comm-pd keeps looking for more messages once a busy client's rings run dry, before it
+/// asks for a kick and waits (`Ports::set_spin`). A client streaming or answering within this
+/// window costs no kick, no wake-up of comm-pd and no doorbell; one that stops costs one window of
+/// the secure core (of comm-pd's 500 us budget; rt-task preempts it as always).
+pub const SPIN_MICROS: u64 = 50;
 /// How often a reader retries a sequence-locked block the writer keeps changing.
 const SNAPSHOT_TRIES: usize = 8;
 
@@ -111,6 +116,17 @@ impl Services for SecureServices {
         }
     }
 
+    /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
+    /// and survived: the normal world can still poll the status page.
+    fn ring_doorbell(&mut self) {
+        let args = [u64::from(smc::NOTIFY_NORMAL), ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
+        match smc_call(&args) {
+            Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
+            Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
+            Err(e) => log::warn!("notify_normal: {e}"),
+        }
+    }
+
     fn call(
         &mut self,
         port: &PortConfig,
@@ -176,6 +192,7 @@ pub fn init() -> CommPd {
         Ok(ports) => ports,
         Err(e) => panic!("port table: {e}"),
     };
+    ports.set_spin(microkit::timer::ticks_from_micros(SPIN_MICROS));
     // SAFETY: system.xml maps rt_events read-write into comm-pd for its life, and otherwise only
     // into rt-task, the ring's producer. Zeroed memory (before rt-task's start) is an empty ring.
     if let Err(e) = unsafe { ports.attach_feed(rt_events, Service::RealTime) } {
@@ -206,17 +223,6 @@ impl CommPd {
         self.port_ctrl.publish(STATUS_SEQUENCE_OFFSET, STATUS_OFFSET, self.status.as_bytes()).map_err(Error::StatusPage)
     }
 
-    /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
-    /// and survived: the normal world can still poll the status page.
-    fn ring_doorbell(&self) {
-        let args = [u64::from(smc::NOTIFY_NORMAL), ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
-        match smc_call(&args) {
-            Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
-            Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
-            Err(e) => log::warn!("notify_normal: {e}"),
-        }
-    }
-
     pub fn ports(&self) -> &Ports {
         &self.ports
     }
@@ -242,7 +248,7 @@ impl Handler for CommPd {
             }
             // Events on rt_events (the same engine forwards them to the rt port).
             if !channels.contains(self.kick) && self.ports.poll(&mut self.services).doorbell {
-                self.ring_doorbell();
+                self.services.ring_doorbell();
             }
         }
         if channels.contains(self.kick) {
@@ -259,7 +265,7 @@ impl Handler for CommPd {
             // A kick that carried no port traffic asks for the status page: answer it too.
             let bare = poll.requests == 0 && poll.messages == 0 && poll.faults == 0;
             if poll.doorbell || bare {
-                self.ring_doorbell();
+                self.services.ring_doorbell();
             }
         }
         Ok(())

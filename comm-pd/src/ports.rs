@@ -178,6 +178,10 @@ pub trait Services {
     fn reads(&self, service: Service) -> bool {
         service.reads_messages()
     }
+    /// Tells the normal world now (its doorbell). The engine calls it before it spins
+    /// ([`Ports::set_spin`]) when the normal world has something to hear, so that the client
+    /// need not wait for the window to end; by default, nothing (an engine that never spins).
+    fn ring_doorbell(&mut self) {}
     /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
     /// empty slice when the service does not [`read`](Self::reads) them.
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
@@ -264,6 +268,9 @@ pub struct Ports {
     directory: Directory,
     last_request: u32,
     feed: Option<Feed>,
+    /// Counter ticks to keep looking for more messages once the rings run dry, after a turn that
+    /// took some, before asking for a kick (0: never; see [`set_spin`](Self::set_spin)).
+    spin_ticks: u64,
 }
 
 impl Ports {
@@ -307,7 +314,7 @@ impl Ports {
                 ..Default::default()
             },
         });
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, feed: None };
+        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, feed: None, spin_ticks: 0 };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -341,6 +348,16 @@ impl Ports {
         let port = self.table.iter().position(|p| p.service == service);
         self.feed = Some(Feed { ring: Some(ring), port, status: FeedStatus::default() });
         Ok(())
+    }
+
+    /// After a poll that took messages, keep looking at the open rings for `ticks` of the counter
+    /// (`microkit::timer`) before asking the normal world for a kick and returning: a client that
+    /// is streaming or answering at once then costs no kick and no wake-up of this PD. The
+    /// window restarts whenever a message arrives in it, and never runs longer than `ticks`
+    /// without one: a client that stops costs at most one window. Ports stalled on a full tx ring
+    /// are not looked at (the client's read kicks). 0, the default, returns at once.
+    pub fn set_spin(&mut self, ticks: u64) {
+        self.spin_ticks = ticks;
     }
 
     /// The feed's counters (`None` without a feed).
@@ -385,12 +402,17 @@ impl Ports {
                 poll.doorbell = true;
             }
             let mut more = false;
+            // Ports drained this round (they ask for a kick before the engine returns), and ports
+            // waiting for tx room (the client's release kicks).
+            let (mut drained, mut stalled) = (0u32, 0u32);
             for index in 0..self.table.len() {
                 match self.serve(index, services) {
                     Ok(turn) => {
                         poll.doorbell |= turn.doorbell;
                         poll.messages += turn.messages;
                         more |= turn.more;
+                        drained |= u32::from(turn.drained) << index;
+                        stalled |= u32::from(turn.stalled) << index;
                     }
                     Err(fault) => {
                         self.fault(index, fault);
@@ -403,9 +425,60 @@ impl Ports {
                 poll.doorbell |= forwarded.doorbell;
                 more |= forwarded.more;
             }
+            if !more && poll.messages > 0 && self.spin_ticks > 0 {
+                // The client may be waiting for what this round sent: tell it before spinning.
+                if poll.doorbell {
+                    services.ring_doorbell();
+                    poll.doorbell = false;
+                }
+                more = self.spin(stalled);
+            }
+            if more {
+                continue;
+            }
+            // Drained: ask for a kick on the next message, unless one arrived meanwhile.
+            for index in (0..self.table.len()).filter(|i| drained & 1 << i != 0) {
+                let Some(rx) = self.slots[index].rx.as_mut() else { continue };
+                match rx.request_signal() {
+                    Ok(arrived) => more |= arrived,
+                    Err(m) => {
+                        self.fault(index, PortFault::new(PortFault::RX, m));
+                        poll.faults += 1;
+                        poll.doorbell = true;
+                    }
+                }
+            }
             if !more {
                 return poll;
             }
+        }
+    }
+
+    /// Looks at the open rings (but those in `stalled`) and the mailbox for up to the spin
+    /// window; `true` as soon as something arrived (or a ring looks broken: `serve` says how).
+    fn spin(&mut self, stalled: u32) -> bool {
+        if self.spin_ticks == 0 {
+            return false;
+        }
+        let deadline = microkit::timer::now().saturating_add(self.spin_ticks);
+        loop {
+            for (index, slot) in self.slots.iter_mut().enumerate().take(self.table.len()) {
+                if stalled & 1 << index != 0 {
+                    continue;
+                }
+                if let Some(rx) = slot.rx.as_mut() {
+                    if rx.pending().map_or(true, |bytes| bytes > 0) {
+                        return true;
+                    }
+                }
+            }
+            if self.request_header().0 != self.last_request {
+                return true;
+            }
+            if microkit::timer::now() >= deadline {
+                return false;
+            }
+            core::hint::spin_loop();
         }
     }
 
@@ -550,9 +623,9 @@ impl Ports {
         turn.doorbell |= tx.publish();
         if taken == MESSAGES_PER_TURN {
             turn.more = true;
-        } else if !blocked {
-            // Drained: ask for a kick on the next message, unless one arrived meanwhile.
-            turn.more = rx.request_signal().map_err(rx_fault)?;
+        } else {
+            turn.drained = !blocked;
+            turn.stalled = blocked;
         }
         Ok(turn)
     }
@@ -692,6 +765,10 @@ impl Ports {
 struct Turn {
     doorbell: bool,
     more: bool,
+    /// The rx ring ran dry: the engine asks for a kick before it returns.
+    drained: bool,
+    /// A reply did not fit in tx: the message waits (the client's read kicks).
+    stalled: bool,
     messages: u64,
 }
 
