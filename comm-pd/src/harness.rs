@@ -1,6 +1,7 @@
-//! A host harness for the port engine: the three port regions and the scratch region in process
-//! memory, and local services (echo, sink, canned attestation and rt answers). For the engine's
-//! tests, its property tests and its fuzz target (comm-pd/fuzz); not part of the PD.
+//! A host harness for the port engine: the three port regions, the scratch region and a secure
+//! feed (rt-task's event ring, with the harness as its producer) in process memory, and local
+//! services (echo, sink, canned attestation and rt answers). For the engine's tests, its property
+//! tests and its fuzz target (comm-pd/fuzz); not part of the PD.
 
 extern crate std;
 
@@ -8,6 +9,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 
 use microkit::MemoryRegion;
+use tzmk_interface::port::ring::{Producer, RingLayout};
 use tzmk_interface::port::{
     command, AttestationReply, ControlError, PortStatus, Reply, Request, Service, SinkTotals, REPLY_OFFSET,
     REQUEST_OFFSET, SLOT_SIZE,
@@ -60,6 +62,8 @@ impl Drop for Memory {
 
 /// port_ctrl's size as system.xml maps it.
 pub const CTRL_SIZE: usize = 0x1000;
+/// rt_events's size as system.xml maps it.
+pub const FEED_SIZE: usize = 0x1000;
 
 /// The port engine over host memory.
 #[derive(Debug)]
@@ -69,6 +73,10 @@ pub struct Harness {
     pub ctrl: Memory,
     pub rx: Memory,
     pub tx: Memory,
+    /// The producing end of the feed the engine forwards to the table's first rt port, as
+    /// rt-task holds it.
+    pub feed: Producer,
+    pub feed_memory: Memory,
     _scratch: Memory,
 }
 
@@ -87,8 +95,15 @@ impl Harness {
         );
         // SAFETY: the scratch memory is the harness's alone, and every region lives as long as
         // the harness that owns both it and `Ports`.
-        let ports = unsafe { Ports::new(table, ctrl.region(), rx.region(), tx.region(), scratch.region()) }?;
-        Ok(Harness { ports, services: LocalServices::default(), ctrl, rx, tx, _scratch: scratch })
+        let mut ports = unsafe { Ports::new(table, ctrl.region(), rx.region(), tx.region(), scratch.region()) }?;
+        let feed_memory = Memory::new(FEED_SIZE);
+        let layout = RingLayout::largest_within(FEED_SIZE).expect("a page holds a ring");
+        // SAFETY: the feed memory lives as long as the harness, and only this producer and the
+        // engine's consumer use it.
+        let feed = unsafe { Producer::new(feed_memory.base(), FEED_SIZE, layout) }.expect("an aligned page");
+        // SAFETY: as above.
+        unsafe { ports.attach_feed(feed_memory.region(), Service::RealTime) }.expect("a fresh ring");
+        Ok(Harness { ports, services: LocalServices::default(), ctrl, rx, tx, feed, feed_memory, _scratch: scratch })
     }
 
     pub fn poll(&mut self) -> crate::ports::Poll {
@@ -100,6 +115,7 @@ impl Harness {
             Area::Ctrl => &self.ctrl,
             Area::Rx => &self.rx,
             Area::Tx => &self.tx,
+            Area::Feed => &self.feed_memory,
         }
     }
 
@@ -160,12 +176,13 @@ impl Harness {
     }
 }
 
-/// The shared regions of the ports.
+/// The shared regions of the ports, and the secure feed's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
     Ctrl,
     Rx,
     Tx,
+    Feed,
 }
 
 /// Echo and sink as comm-pd has them; attestation and rt answer canned values (the real ones

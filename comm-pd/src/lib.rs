@@ -5,7 +5,8 @@
 //! monitor pends it when Linux calls `notify_secure`), keeps the status page at the start of
 //! `port_ctrl`, and rings Linux's doorbell by SMC (`notify_normal`). Behind the ports are the
 //! secure services: echo and sink here, attestation-pd by protected procedure call, rt-task
-//! through its statistics block and channel.
+//! through its statistics block and channel, and rt-task's event ring (`rt_events`), which the
+//! engine forwards to the `rt` port.
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(feature = "harness")]
@@ -19,7 +20,7 @@ use tzmk_interface::attestation::{ERR_MALFORMED, OK, OP_VERSION};
 use tzmk_interface::port::{
     command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
 };
-use tzmk_interface::rt::{RtStats, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET};
+use tzmk_interface::rt::{RtStats, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET};
 use tzmk_interface::smc;
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET, STATUS_VERSION};
 use zerocopy::{FromBytes, IntoBytes};
@@ -37,6 +38,11 @@ pub use config::PORTS;
 
 /// `notify_normal`'s core argument meaning "the monitor's choice" (the first Linux core).
 pub const ANY_NORMAL_CORE: u64 = u64::MAX;
+/// How long comm-pd keeps looking for more messages once a busy client's rings run dry, before it
+/// asks for a kick and waits (`Ports::set_spin`). A client streaming or answering within this
+/// window costs no kick, no wake-up of comm-pd and no doorbell; one that stops costs one window of
+/// the secure core (of comm-pd's 500 us budget; rt-task preempts it as always).
+pub const SPIN_MICROS: u64 = 50;
 /// How often a reader retries a sequence-locked block the writer keeps changing.
 const SNAPSHOT_TRIES: usize = 8;
 
@@ -110,6 +116,17 @@ impl Services for SecureServices {
         }
     }
 
+    /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
+    /// and survived: the normal world can still poll the status page.
+    fn ring_doorbell(&mut self) {
+        let args = [u64::from(smc::NOTIFY_NORMAL), ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
+        match smc_call(&args) {
+            Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
+            Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
+            Err(e) => log::warn!("notify_normal: {e}"),
+        }
+    }
+
     fn call(
         &mut self,
         port: &PortConfig,
@@ -153,6 +170,8 @@ pub struct CommPd {
     status: StatusPage,
     ports: Ports,
     services: SecureServices,
+    /// Whether rt-task's first report (after `RT_REPORT_EVERY` periods) was logged.
+    rt_reported: bool,
 }
 
 pub fn init() -> CommPd {
@@ -162,21 +181,28 @@ pub fn init() -> CommPd {
     let port_tx = memory_region!(port_tx_vaddr, port_tx_size);
     let scratch = memory_region!(scratch_vaddr, scratch_size);
     let rt_shared = memory_region!(rt_shared_vaddr, rt_shared_size);
+    let rt_events = memory_region!(rt_events_vaddr, rt_events_size);
     let kick = channel!(kick_irq);
     let attestation = channel!(attestation_channel);
     let rt = channel!(rt_channel);
 
     // SAFETY: system.xml maps comm_scratch into comm-pd only (`tzmk audit` reports a region
     // mapped twice), and every region stays mapped for the PD's life.
-    let ports = match unsafe { Ports::new(&PORTS, port_ctrl, port_rx, port_tx, scratch) } {
+    let mut ports = match unsafe { Ports::new(&PORTS, port_ctrl, port_rx, port_tx, scratch) } {
         Ok(ports) => ports,
         Err(e) => panic!("port table: {e}"),
     };
+    ports.set_spin(microkit::timer::ticks_from_micros(SPIN_MICROS));
+    // SAFETY: system.xml maps rt_events read-write into comm-pd for its life, and otherwise only
+    // into rt-task, the ring's producer. Zeroed memory (before rt-task's start) is an empty ring.
+    if let Err(e) = unsafe { ports.attach_feed(rt_events, Service::RealTime) } {
+        log::warn!("rt_events: {e}; rt-task's events will not reach the rt port");
+    }
     let services = SecureServices { attestation, rt, rt_shared };
     let version = services.attestation_call(OP_VERSION);
     let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };
-    let pd = CommPd { port_ctrl, kick, status, ports, services };
+    let mut pd = CommPd { port_ctrl, kick, status, ports, services, rt_reported: false };
     if let Err(e) = pd.publish() {
         panic!("{e}");
     }
@@ -189,19 +215,12 @@ pub fn init() -> CommPd {
 }
 
 impl CommPd {
-    fn publish(&self) -> Result<(), Error> {
-        self.port_ctrl.publish(STATUS_SEQUENCE_OFFSET, STATUS_OFFSET, self.status.as_bytes()).map_err(Error::StatusPage)
-    }
-
-    /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
-    /// and survived: the normal world can still poll the status page.
-    fn ring_doorbell(&self) {
-        let args = [u64::from(smc::NOTIFY_NORMAL), ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
-        match smc_call(&args) {
-            Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
-            Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
-            Err(e) => log::warn!("notify_normal: {e}"),
+    fn publish(&mut self) -> Result<(), Error> {
+        if let Some(feed) = self.ports.feed_status() {
+            self.status.rt_events_forwarded = feed.forwarded;
+            self.status.rt_events_unheard = feed.unheard;
         }
+        self.port_ctrl.publish(STATUS_SEQUENCE_OFFSET, STATUS_OFFSET, self.status.as_bytes()).map_err(Error::StatusPage)
     }
 
     pub fn ports(&self) -> &Ports {
@@ -215,7 +234,8 @@ impl Handler for CommPd {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Error> {
         if channels.contains(self.services.rt) {
             if let Some(stats) = read_rt_stats(&self.services.rt_shared) {
-                if self.status.rt.periods == 0 {
+                if !self.rt_reported && stats.periods >= RT_REPORT_EVERY {
+                    self.rt_reported = true;
                     log::info!(
                         "rt-task reports {} periods of {} us, {} overruns, max release lateness {} us",
                         stats.periods,
@@ -225,6 +245,10 @@ impl Handler for CommPd {
                     );
                 }
                 self.status.rt = stats;
+            }
+            // Events on rt_events (the same engine forwards them to the rt port).
+            if !channels.contains(self.kick) && self.ports.poll(&mut self.services).doorbell {
+                self.services.ring_doorbell();
             }
         }
         if channels.contains(self.kick) {
@@ -241,7 +265,7 @@ impl Handler for CommPd {
             // A kick that carried no port traffic asks for the status page: answer it too.
             let bare = poll.requests == 0 && poll.messages == 0 && poll.faults == 0;
             if poll.doorbell || bare {
-                self.ring_doorbell();
+                self.services.ring_doorbell();
             }
         }
         Ok(())

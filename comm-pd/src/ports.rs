@@ -12,7 +12,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use microkit::MemoryRegion;
-use tzmk_interface::port::ring::{Consumer, PeerMisbehaviour, Producer, RecvError, RingLayout, SendError};
+use tzmk_interface::port::ring::{
+    Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
+};
 use tzmk_interface::port::{
     encode_name, ControlError, Directory, Operation, PortEntry, PortFault, PortState, PortStatus, Reply, Request,
     Service, DIRECTORY_MAGIC, DIRECTORY_OFFSET, DIRECTORY_SEQUENCE_OFFSET, MAX_CONTROL_MESSAGE, MAX_CONTROL_PAYLOAD,
@@ -176,6 +178,10 @@ pub trait Services {
     fn reads(&self, service: Service) -> bool {
         service.reads_messages()
     }
+    /// Tells the normal world now (its doorbell). The engine calls it before it spins
+    /// ([`Ports::set_spin`]) when the normal world has something to hear, so that the client
+    /// need not wait for the window to end; by default, nothing (an engine that never spins).
+    fn ring_doorbell(&mut self) {}
     /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
     /// empty slice when the service does not [`read`](Self::reads) them.
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
@@ -224,6 +230,33 @@ pub struct Poll {
     pub messages: u64,
 }
 
+/// A ring from another secure PD (rt-task's `rt_events`) whose messages comm-pd forwards to one
+/// port's tx ring: secure PD to secure PD traffic through the same ring API and the same checks
+/// as the normal world's. The producer is a secure PD, but its ring is read like any other: copied
+/// once, then validated, a broken protocol a typed [`PeerMisbehaviour`], never a panic.
+#[derive(Debug)]
+struct Feed {
+    /// `None` once the producer broke the protocol: comm-pd stops reading it.
+    ring: Option<Consumer>,
+    /// The port (table index) that receives the messages.
+    port: Option<usize>,
+    status: FeedStatus,
+}
+
+/// What a feed did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Messages put on the port's tx ring.
+    pub forwarded: u64,
+    /// Messages taken while the port was not open (nobody to hear them).
+    pub unheard: u64,
+    /// Times the port's tx ring was full: the messages waited in the feed (the producer refuses
+    /// and counts new ones when its ring fills: it never waits).
+    pub stalls: u64,
+    /// How the producer broke the protocol, if it did (then the feed is no longer read).
+    pub fault: Option<PeerMisbehaviour>,
+}
+
 #[derive(Debug)]
 pub struct Ports {
     table: &'static [PortConfig],
@@ -234,6 +267,10 @@ pub struct Ports {
     slots: [Slot; MAX_PORTS],
     directory: Directory,
     last_request: u32,
+    feed: Option<Feed>,
+    /// Counter ticks to keep looking for more messages once the rings run dry, after a turn that
+    /// took some, before asking for a kick (0: never; see [`set_spin`](Self::set_spin)).
+    spin_ticks: u64,
 }
 
 impl Ports {
@@ -277,7 +314,7 @@ impl Ports {
                 ..Default::default()
             },
         });
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0 };
+        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, feed: None, spin_ticks: 0 };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -288,6 +325,44 @@ impl Ports {
 
     pub fn table(&self) -> &'static [PortConfig] {
         self.table
+    }
+
+    /// Forwards the messages of the ring in `region` (the whole region, produced by another
+    /// secure PD, which resets it) to the first port of `service`: on each [`poll`](Self::poll),
+    /// while that port is open and its tx ring has room; while it is not open they are taken and
+    /// counted as unheard. A message longer than the port's tx ring carries breaks the feed.
+    ///
+    /// # Safety
+    /// `region` must stay mapped read-write while `Ports` lives, and be touched by no one but the
+    /// ring's producer (through the protocol or as arbitrary bytes: both are survived).
+    pub unsafe fn attach_feed(
+        &mut self,
+        region: MemoryRegion,
+        service: Service,
+    ) -> Result<(), PeerMisbehaviourOrLayout> {
+        let base = NonNull::new(region.as_ptr())
+            .ok_or(PeerMisbehaviourOrLayout::Layout(tzmk_interface::port::ring::LayoutError::Misaligned))?;
+        let layout = RingLayout::largest_within(region.size())?;
+        // SAFETY: forwarded contract; the layout fits in the region.
+        let ring = unsafe { Consumer::attach(base, region.size(), layout) }?;
+        let port = self.table.iter().position(|p| p.service == service);
+        self.feed = Some(Feed { ring: Some(ring), port, status: FeedStatus::default() });
+        Ok(())
+    }
+
+    /// After a poll that took messages, keep looking at the open rings for `ticks` of the counter
+    /// (`microkit::timer`) before asking the normal world for a kick and returning: a client that
+    /// is streaming or answering at once then costs no kick and no wake-up of this PD. The
+    /// window restarts whenever a message arrives in it, and never runs longer than `ticks`
+    /// without one: a client that stops costs at most one window. Ports stalled on a full tx ring
+    /// are not looked at (the client's read kicks). 0, the default, returns at once.
+    pub fn set_spin(&mut self, ticks: u64) {
+        self.spin_ticks = ticks;
+    }
+
+    /// The feed's counters (`None` without a feed).
+    pub fn feed_status(&self) -> Option<FeedStatus> {
+        self.feed.as_ref().map(|f| f.status)
     }
 
     /// A port's counters.
@@ -327,15 +402,47 @@ impl Ports {
                 poll.doorbell = true;
             }
             let mut more = false;
+            // Ports drained this round (they ask for a kick before the engine returns), and ports
+            // waiting for tx room (the client's release kicks).
+            let (mut drained, mut stalled) = (0u32, 0u32);
             for index in 0..self.table.len() {
                 match self.serve(index, services) {
                     Ok(turn) => {
                         poll.doorbell |= turn.doorbell;
                         poll.messages += turn.messages;
                         more |= turn.more;
+                        drained |= u32::from(turn.drained) << index;
+                        stalled |= u32::from(turn.stalled) << index;
                     }
                     Err(fault) => {
                         self.fault(index, fault);
+                        poll.faults += 1;
+                        poll.doorbell = true;
+                    }
+                }
+            }
+            if let Some(forwarded) = self.forward() {
+                poll.doorbell |= forwarded.doorbell;
+                more |= forwarded.more;
+            }
+            if !more && poll.messages > 0 && self.spin_ticks > 0 {
+                // The client may be waiting for what this round sent: tell it before spinning.
+                if poll.doorbell {
+                    services.ring_doorbell();
+                    poll.doorbell = false;
+                }
+                more = self.spin(stalled);
+            }
+            if more {
+                continue;
+            }
+            // Drained: ask for a kick on the next message, unless one arrived meanwhile.
+            for index in (0..self.table.len()).filter(|i| drained & 1 << i != 0) {
+                let Some(rx) = self.slots[index].rx.as_mut() else { continue };
+                match rx.request_signal() {
+                    Ok(arrived) => more |= arrived,
+                    Err(m) => {
+                        self.fault(index, PortFault::new(PortFault::RX, m));
                         poll.faults += 1;
                         poll.doorbell = true;
                     }
@@ -345,6 +452,121 @@ impl Ports {
                 return poll;
             }
         }
+    }
+
+    /// Looks at the open rings (but those in `stalled`) and the mailbox for up to the spin
+    /// window; `true` as soon as something arrived (or a ring looks broken: `serve` says how).
+    fn spin(&mut self, stalled: u32) -> bool {
+        if self.spin_ticks == 0 {
+            return false;
+        }
+        let deadline = microkit::timer::now().saturating_add(self.spin_ticks);
+        loop {
+            for (index, slot) in self.slots.iter_mut().enumerate().take(self.table.len()) {
+                if stalled & 1 << index != 0 {
+                    continue;
+                }
+                if let Some(rx) = slot.rx.as_mut() {
+                    if rx.pending().map_or(true, |bytes| bytes > 0) {
+                        return true;
+                    }
+                }
+            }
+            if self.request_header().0 != self.last_request {
+                return true;
+            }
+            if microkit::timer::now() >= deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// One turn of the feed: move what fits to its port's tx ring. `None` without a feed.
+    fn forward(&mut self) -> Option<Turn> {
+        let Self { feed, slots, scratch, .. } = self;
+        let feed = feed.as_mut()?;
+        let ring = feed.ring.as_mut()?;
+        // SAFETY: as in `serve`: the scratch region is this PD's alone; the slice lives until the
+        // end of this turn, and no other turn runs meanwhile.
+        let scratch = unsafe { core::slice::from_raw_parts_mut(scratch.as_ptr(), scratch.size()) };
+        let mut turn = Turn::default();
+        // The port's tx ring broken by the normal world: that port is reset, the feed waits.
+        let mut tx_broken = None;
+        let mut blocked = false;
+        let mut taken = 0;
+        let outcome = loop {
+            if taken == MESSAGES_PER_TURN {
+                break Ok(());
+            }
+            let length = match ring.peek(scratch) {
+                Ok(Some(length)) => length,
+                Ok(None) => break Ok(()),
+                Err(RecvError::Peer(m)) => break Err(m),
+                // `check_table` made scratch hold any message of a ring up to the largest port's.
+                Err(RecvError::BufferTooSmall(_)) => break Err(PeerMisbehaviour::BadLength),
+            };
+            let open = feed.port.and_then(|index| {
+                let slot = &mut slots[index];
+                slot.tx.as_mut().map(|tx| (index, tx, &mut slot.status))
+            });
+            if let Some((index, tx, status)) = open {
+                if length > tx.layout().max_message() {
+                    break Err(PeerMisbehaviour::BadLength);
+                }
+                match tx.fits(length) {
+                    Ok(true) => {}
+                    Ok(false) => match tx.request_space_signal(length) {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            feed.status.stalls += 1;
+                            blocked = true;
+                            break Ok(());
+                        }
+                        Err(m) => {
+                            tx_broken = Some((index, m));
+                            break Ok(());
+                        }
+                    },
+                    Err(m) => {
+                        tx_broken = Some((index, m));
+                        break Ok(());
+                    }
+                }
+                // Room was checked just above: within it a send cannot be refused.
+                if (Replies { producer: tx, status }).send(&scratch[..length]).is_ok() {
+                    feed.status.forwarded += 1;
+                }
+            } else {
+                feed.status.unheard += 1;
+            }
+            ring.consume();
+            taken += 1;
+        };
+        turn.messages = taken as u64;
+        // The producer never waits for space (a real-time task refuses instead): nobody to notify.
+        let _ = ring.release();
+        if let Some(tx) = feed.port.and_then(|index| slots[index].tx.as_mut()) {
+            turn.doorbell |= tx.publish();
+        }
+        let outcome = match outcome {
+            Ok(()) if taken == MESSAGES_PER_TURN => {
+                turn.more = true;
+                Ok(())
+            }
+            Ok(()) if !blocked && tx_broken.is_none() => ring.request_signal().map(|more| turn.more = more),
+            outcome => outcome,
+        };
+        if let Err(m) = outcome {
+            feed.ring = None;
+            feed.status.fault = Some(m);
+            log::warn!("the secure feed broke the ring protocol ({m}): no longer read");
+        }
+        if let Some((index, m)) = tx_broken {
+            self.fault(index, PortFault::new(PortFault::TX, m));
+            turn.doorbell = true;
+        }
+        Some(turn)
     }
 
     fn fault(&mut self, index: usize, fault: PortFault) {
@@ -401,9 +623,9 @@ impl Ports {
         turn.doorbell |= tx.publish();
         if taken == MESSAGES_PER_TURN {
             turn.more = true;
-        } else if !blocked {
-            // Drained: ask for a kick on the next message, unless one arrived meanwhile.
-            turn.more = rx.request_signal().map_err(rx_fault)?;
+        } else {
+            turn.drained = !blocked;
+            turn.stalled = blocked;
         }
         Ok(turn)
     }
@@ -543,6 +765,10 @@ impl Ports {
 struct Turn {
     doorbell: bool,
     more: bool,
+    /// The rx ring ran dry: the engine asks for a kick before it returns.
+    drained: bool,
+    /// A reply did not fit in tx: the message waits (the client's read kicks).
+    stalled: bool,
     messages: u64,
 }
 

@@ -9,16 +9,18 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use comm_pd::harness::{Area, Harness};
+use comm_pd::ports::FeedStatus;
 use comm_pd::PORTS;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use proptest::prelude::*;
 use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{Backend, Error, Mapping, Region, Transport, Tz};
-use tzmk_interface::port::ring::PeerMisbehaviour;
+use tzmk_interface::port::ring::{PeerMisbehaviour, SendError};
 use tzmk_interface::port::{
     command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, SinkTotals, DIRECTORY_OFFSET,
 };
+use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// The engine and every attachment's doorbell.
@@ -334,6 +336,125 @@ fn a_lying_consumer_index_on_the_tx_ring_is_a_tx_fault() {
     let fault = PortFault(status.last_fault);
     assert_eq!(status.state, PortState::Faulted as u8, "{status:?}");
     assert_eq!((fault.ring(), fault.misbehaviour()), ("tx", Some(PeerMisbehaviour::IndexMovedBackwards)));
+}
+
+/// An event as rt-task sends it on rt_events.
+fn event(period: u64) -> RtEvent {
+    RtEvent { magic: RT_EVENT_MAGIC, kind: RtEventKind::Summary as u32, period, ..RtEvent::default() }
+}
+
+/// rt-task's side of the feed: one event, refused (`false`) when the ring is full.
+fn produce(shared: &Shared, period: u64) -> bool {
+    let mut harness = shared.harness();
+    let sent = match harness.feed.try_send(event(period).as_bytes()) {
+        Ok(()) => true,
+        Err(SendError::Full) => false,
+        Err(e) => panic!("the engine broke the feed: {e}"),
+    };
+    harness.feed.publish();
+    sent
+}
+
+fn feed_status(shared: &Shared) -> FeedStatus {
+    shared.harness().ports.feed_status().expect("the harness has a feed")
+}
+
+fn read_event(port: &mut tzcomm::Port) -> Option<RtEvent> {
+    let mut buf = [0u8; 64];
+    let n = port.try_read(&mut buf).unwrap()?;
+    Some(RtEvent::read_from_bytes(&buf[..n]).expect("an event, whole"))
+}
+
+#[test]
+fn secure_feed_events_reach_the_rt_port_in_order() {
+    let (shared, tz) = local();
+    // Nobody has the rt port open: the engine takes the events and counts them unheard.
+    for period in 1..=3 {
+        assert!(produce(&shared, period));
+    }
+    shared.run();
+    assert_eq!(feed_status(&shared), FeedStatus { unheard: 3, ..FeedStatus::default() });
+    let mut rt = tz.open("rt").unwrap();
+    assert_eq!(read_event(&mut rt), None, "unheard events are not delivered later");
+    for period in 10..30 {
+        assert!(produce(&shared, period));
+    }
+    shared.run();
+    for period in 10..30 {
+        assert_eq!(read_event(&mut rt), Some(event(period)));
+    }
+    assert_eq!(read_event(&mut rt), None);
+    // A request on the same port still gets its statistics reply, between the events.
+    assert!(produce(&shared, 30));
+    rt.write(b"stats").unwrap();
+    assert!(produce(&shared, 31));
+    shared.run();
+    let mut buf = [0u8; 64];
+    let kinds: Vec<u32> = (0..3)
+        .map(|_| {
+            let n = rt.read(&mut buf).unwrap();
+            u32::from_ne_bytes(buf[..4].try_into().unwrap()) | (n as u32) << 24
+        })
+        .collect();
+    let (event_size, stats_size) = (size_of::<RtEvent>() as u32, size_of::<RtStats>() as u32);
+    // The harness answers with default statistics (magic 0); events carry their magic. The
+    // write's kick ran the engine before event 30 was forwarded: a turn serves the ports first.
+    assert_eq!(kinds, [stats_size << 24, RT_EVENT_MAGIC | event_size << 24, RT_EVENT_MAGIC | event_size << 24]);
+    let status = feed_status(&shared);
+    assert_eq!((status.forwarded, status.unheard, status.fault), (22, 3, None));
+}
+
+#[test]
+fn a_full_rt_port_holds_the_feed_back_and_the_producer_refuses_loses_nothing_else() {
+    let (shared, tz) = local();
+    let mut rt = tz.open("rt").unwrap();
+    // The client does not read: the port's tx ring fills, the engine leaves events in the feed,
+    // the feed fills, and the producer refuses (a real-time task never waits).
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for period in 0..400 {
+        if produce(&shared, period) {
+            accepted.push(period);
+        } else {
+            refused += 1;
+        }
+        shared.run();
+    }
+    let status = feed_status(&shared);
+    assert!(status.stalls > 0 && refused > 0, "{status:?}, {refused} refused");
+    assert!((status.forwarded as usize) < accepted.len(), "some events wait in the feed: {status:?}");
+    // Reading makes room (the client's release kicks the engine): every accepted event arrives,
+    // in order, exactly once.
+    rt.set_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 64];
+    for &period in &accepted {
+        let n = rt.read(&mut buf).unwrap();
+        assert_eq!(RtEvent::read_from_bytes(&buf[..n]).unwrap(), event(period));
+    }
+    shared.run();
+    assert_eq!(read_event(&mut rt), None);
+    assert_eq!(accepted.len() + refused, 400);
+    assert_eq!(feed_status(&shared).forwarded, accepted.len() as u64);
+}
+
+#[test]
+fn a_lying_feed_is_no_longer_read_and_the_ports_keep_working() {
+    let (shared, tz) = local();
+    let mut rt = tz.open("rt").unwrap();
+    assert!(produce(&shared, 1));
+    shared.run();
+    assert_eq!(read_event(&mut rt), Some(event(1)));
+    // The producer's index jumps past a capacity (word 0 of the feed ring).
+    shared.scribble(Area::Feed, 0, &100_000u32.to_ne_bytes());
+    shared.run();
+    assert_eq!(feed_status(&shared).fault, Some(PeerMisbehaviour::IndexOutOfRange));
+    // The feed is dropped; the ports are not.
+    let mut echo = tz.open("echo").unwrap();
+    let (mut message, mut buf) = (Vec::new(), vec![0u8; 4096]);
+    echo_once(&mut echo, 0, 1000, &mut message, &mut buf);
+    rt.write(b"stats").unwrap();
+    rt.set_timeout(Some(Duration::from_secs(5)));
+    assert_eq!(rt.read(&mut buf).unwrap(), size_of::<RtStats>());
+    assert_eq!(tz.status("rt").unwrap().state, PortState::Open as u8);
 }
 
 /// One hostile write: where, and what.

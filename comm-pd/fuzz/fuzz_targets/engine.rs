@@ -75,7 +75,7 @@ fuzz_target!(|actions: Vec<Action>| {
     for action in actions.into_iter().take(64) {
         match action {
             Action::Scribble { area, offset, bytes } => {
-                let area = [Area::Ctrl, Area::Rx, Area::Tx][usize::from(area % 3)];
+                let area = [Area::Ctrl, Area::Rx, Area::Tx, Area::Feed][usize::from(area % 4)];
                 harness.scribble_anywhere(area, offset as usize, &bytes);
             }
             Action::Request { bytes, claimed_length } => {

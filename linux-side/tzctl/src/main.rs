@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{command, PortService, Tz};
 use tzmk_interface::port::{AttestationReply, AttestationRequest, PortState, SinkTotals};
-use tzmk_interface::rt::RtStats;
+use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(Parser, Debug)]
@@ -64,6 +64,18 @@ enum Command {
         port: String,
         /// version | stats | refresh | totals, or a number.
         command: String,
+    },
+    /// Prints the real-time task's events as they arrive on an rt port (rt-task sends them to
+    /// comm-pd through a secure ring; comm-pd forwards them while the port is open).
+    Events {
+        #[arg(default_value = "rt")]
+        port: String,
+        /// Events to print.
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        /// Give up after this many milliseconds without an event.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
     },
     /// An attestation request on an attestation port (operation 1: version, 2: measurement).
     Attest {
@@ -123,6 +135,10 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
                 rt.overruns,
                 rt.max_lateness_ns / 1000
             );
+            println!(
+                "rt-task events              {} sent, {} refused (ring full); comm-pd forwarded {}, {} unheard",
+                rt.events_sent, rt.events_refused, page.rt_events_forwarded, page.rt_events_unheard
+            );
             Ok(())
         }
         Command::Send { port, message, reply } => {
@@ -158,6 +174,7 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Echo { port, count, size } => echo(tz, &port, count, size),
+        Command::Events { port, count, timeout_ms } => events(tz, &port, count, timeout_ms),
         Command::Call { port, command } => call(tz, &port, &command),
         Command::Attest { port, operation } => {
             let mut port = tz.open(&port)?;
@@ -232,6 +249,38 @@ fn echo(tz: &Tz, port: &str, count: u64, size: usize) -> Result<()> {
     );
     if mismatches > 0 || totals.messages != count || totals.bytes != count * size as u64 {
         return Err("echo check failed".into());
+    }
+    Ok(())
+}
+
+fn events(tz: &Tz, port: &str, count: u64, timeout_ms: u64) -> Result<()> {
+    let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::RealTime) {
+        return Err(format!("port '{}' is not an rt port", port.name()).into());
+    }
+    port.set_timeout(Some(Duration::from_millis(timeout_ms)));
+    let mut buf = [0u8; 256];
+    let mut out = std::io::stdout().lock();
+    for _ in 0..count {
+        let n = port.read(&mut buf)?;
+        let event = match RtEvent::read_from_bytes(&buf[..n]) {
+            Ok(event) if event.magic == RT_EVENT_MAGIC => event,
+            _ => return Err(format!("port '{}' sent a {n}-byte message that is no rt event", port.name()).into()),
+        };
+        let what = match event.kind() {
+            Some(RtEventKind::Summary) => "summary",
+            Some(RtEventKind::Overrun) => "overrun",
+            None => return Err(format!("an rt event of unknown kind {}", event.kind).into()),
+        };
+        writeln!(
+            out,
+            "{what} at period {}: lateness {} us, {} periods skipped, {} events refused so far",
+            event.period,
+            event.lateness_ns / 1000,
+            event.skipped,
+            event.refused
+        )?;
+        out.flush()?;
     }
     Ok(())
 }

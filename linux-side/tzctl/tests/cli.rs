@@ -64,6 +64,15 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     assert_eq!(ok(&dir, &["call", "attestation", "version"]).trim(), "attestation-pd interface v1");
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");
+    // rt-task's events, through its secure ring and comm-pd, to this normal-world process: the
+    // summaries come every 100 periods, in order.
+    let events = ok(&dir, &["events", "--count", "5"]);
+    let summaries: Vec<u64> =
+        events.lines().filter_map(|l| l.strip_prefix("summary at period ")?.split(':').next()?.parse().ok()).collect();
+    assert_eq!(events.lines().count(), 5, "{events}");
+    assert!(!summaries.is_empty(), "no summary among:\n{events}");
+    assert!(summaries.iter().all(|p| p % 100 == 0) && summaries.windows(2).all(|w| w[0] < w[1]), "{events}");
+    assert!(refused(&dir, &["events", "echo"]).contains("port 'echo' is not an rt port"));
     let bench = ok(&dir, &["bench", "sink", "--size", "4096", "--bytes", "4194304"]);
     assert!(bench.starts_with("1024 messages of 4096 B to 'sink'"), "{bench}");
 

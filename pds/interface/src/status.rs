@@ -8,7 +8,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `StatusPage::magic`: "TZMK".
 pub const STATUS_MAGIC: u32 = 0x545a_4d4b;
 /// Layout version of [`StatusPage`].
-pub const STATUS_VERSION: u32 = 1;
+pub const STATUS_VERSION: u32 = 2;
 
 /// Where the page's sequence word is in `port_ctrl`; the page follows at [`STATUS_OFFSET`].
 pub const STATUS_SEQUENCE_OFFSET: usize = 0;
@@ -25,4 +25,8 @@ pub struct StatusPage {
     pub attestation_version: u64,
     /// rt-task's latest statistics.
     pub rt: RtStats,
+    /// rt-task's events comm-pd forwarded to the `rt` port, and those it took while no one had
+    /// the port open (unheard).
+    pub rt_events_forwarded: u64,
+    pub rt_events_unheard: u64,
 }

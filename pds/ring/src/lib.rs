@@ -85,6 +85,17 @@ impl RingLayout {
         Ok(Self { capacity: capacity as u32 })
     }
 
+    /// The largest ring (header included) that fits in `bytes`: for a region that holds one ring.
+    pub const fn largest_within(bytes: usize) -> Result<Self, LayoutError> {
+        if bytes < HEADER_SIZE + 64 {
+            return Err(LayoutError::TooSmall { needed: HEADER_SIZE + 64, given: bytes });
+        }
+        let data = bytes - HEADER_SIZE;
+        let capacity = 1usize << (usize::BITS - 1 - data.leading_zeros());
+        let capacity = if capacity > 1 << 30 { 1 << 30 } else { capacity };
+        Self::new(capacity as u64)
+    }
+
     pub const fn capacity(&self) -> usize {
         self.capacity as usize
     }

@@ -67,6 +67,17 @@ fn layouts_are_checked() {
 }
 
 #[test]
+fn the_largest_ring_within_a_region() {
+    let page = RingLayout::largest_within(4096).unwrap();
+    assert_eq!((page.capacity(), page.size()), (2048, 2048 + 192));
+    assert_eq!(RingLayout::largest_within(4096 + 192).unwrap().capacity(), 4096);
+    assert_eq!(RingLayout::largest_within(4096 + 191).unwrap().capacity(), 2048);
+    assert_eq!(RingLayout::largest_within(256).unwrap().capacity(), 64);
+    assert_eq!(RingLayout::largest_within(255), Err(LayoutError::TooSmall { needed: 256, given: 255 }));
+    assert_eq!(RingLayout::largest_within(usize::MAX).unwrap().capacity(), 1 << 30);
+}
+
+#[test]
 fn messages_arrive_whole_and_in_order_across_the_wrap() {
     let (_memory, mut producer, mut consumer) = ring(256);
     let mut out = [0u8; 64];

@@ -2,20 +2,28 @@
 //!
 //! Every period it takes the timer interrupt, measures how late the release was, re-arms the
 //! timer for the next period and publishes its statistics in `rt_shared` (read by comm-pd, which
-//! it notifies once per [`REPORT_EVERY`] periods). It is the highest-priority PD in system.xml;
-//! `tzmk audit` checks nothing the normal world can drive outranks it.
+//! it notifies once per [`REPORT_EVERY`] periods). It also sends events ([`Events`]: one per
+//! overrun, a summary per `RT_SUMMARY_EVERY` periods) on the `rt_events` ring, which comm-pd
+//! forwards to the `rt` port; it never waits for that ring: a full ring refuses the event, and
+//! rt-task counts it. It is the highest-priority PD in system.xml; `tzmk audit` checks nothing the
+//! normal world can drive outranks it.
 #![cfg_attr(not(test), no_std)]
 
 use core::fmt;
+use core::ptr::NonNull;
 
 use microkit::{channel, memory_region, timer, Channel, ChannelSet, Handler, MemoryRegion, OutOfBounds};
-use tzmk_interface::rt::{RtStats, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET};
+use tzmk_interface::port::ring::{LayoutError, PeerMisbehaviour, Producer, RingLayout, SendError};
+use tzmk_interface::rt::{
+    RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC,
+    RT_STATS_OFFSET, RT_SUMMARY_EVERY,
+};
 use zerocopy::IntoBytes;
 
 /// The task's period. system.xml gives the PD a budget of 200 us every 1000 us to match.
 pub const PERIOD_US: u32 = 1000;
-/// comm-pd hears about new statistics once a second, not once a period.
-pub const REPORT_EVERY: u64 = 1000;
+/// comm-pd hears about new statistics once a second, not once a period (events aside).
+pub const REPORT_EVERY: u64 = RT_REPORT_EVERY;
 
 /// When the next release is due, and how late the current one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +71,82 @@ pub fn account(stats: &mut RtStats, release: Release, lateness_ns: u64) {
     stats.total_lateness_ns = stats.total_lateness_ns.saturating_add(lateness_ns);
 }
 
+/// rt-task's end of the `rt_events` ring: it produces, comm-pd consumes (docs/ring-protocol.md).
+#[derive(Debug)]
+pub struct Events {
+    ring: Producer,
+    /// Worst lateness and skipped periods since the last summary.
+    window_lateness_ns: u64,
+    window_skipped: u64,
+    /// What comm-pd did to the ring the first time it broke the protocol (reported once).
+    broken: Option<PeerMisbehaviour>,
+}
+
+impl Events {
+    /// Takes the producing end of the ring that fills `len` bytes at `base`, and resets it.
+    ///
+    /// # Safety
+    /// `base..base + len` must stay mapped read-write while `Events` lives, and be touched by
+    /// no one but the ring's consumer, through the ring protocol.
+    pub unsafe fn new(base: NonNull<u8>, len: usize) -> Result<Self, LayoutError> {
+        let layout = RingLayout::largest_within(len)?;
+        // SAFETY: forwarded contract; the layout fits in `len`.
+        let ring = unsafe { Producer::new(base, len, layout) }?;
+        Ok(Self { ring, window_lateness_ns: 0, window_skipped: 0, broken: None })
+    }
+
+    /// Accounts one release, after [`account`] folded it into `stats`: an overrun event when it
+    /// skipped periods, a summary at the end of each window. Returns whether comm-pd must be
+    /// notified (it asked for a signal, sDDF's protocol).
+    pub fn release(&mut self, stats: &mut RtStats, release: Release, lateness_ns: u64) -> bool {
+        self.window_lateness_ns = self.window_lateness_ns.max(lateness_ns);
+        self.window_skipped += release.skipped;
+        if release.skipped > 0 {
+            self.send(stats, RtEventKind::Overrun, lateness_ns, release.skipped);
+        }
+        if stats.periods.is_multiple_of(RT_SUMMARY_EVERY) {
+            let (lateness, skipped) = (self.window_lateness_ns, self.window_skipped);
+            self.send(stats, RtEventKind::Summary, lateness, skipped);
+            (self.window_lateness_ns, self.window_skipped) = (0, 0);
+        }
+        self.ring.publish()
+    }
+
+    /// Puts one event in the ring, or refuses it and counts it: never waits.
+    fn send(&mut self, stats: &mut RtStats, kind: RtEventKind, lateness_ns: u64, skipped: u64) {
+        let event = RtEvent {
+            magic: RT_EVENT_MAGIC,
+            kind: kind as u32,
+            period: stats.periods,
+            lateness_ns,
+            skipped,
+            refused: stats.events_refused,
+        };
+        match self.ring.try_send(event.as_bytes()) {
+            Ok(()) => stats.events_sent += 1,
+            Err(e) => {
+                stats.events_refused += 1;
+                if let (SendError::Peer(m), None) = (e, self.broken) {
+                    self.broken = Some(m);
+                    log::warn!("rt_events: comm-pd broke the ring ({m}); events are refused");
+                }
+            }
+        }
+    }
+
+    /// The first protocol violation comm-pd made on the ring, if any.
+    pub fn broken(&self) -> Option<PeerMisbehaviour> {
+        self.broken
+    }
+}
+
 /// Why rt-task stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// `rt_shared` is smaller than the statistics block (system.xml maps too little).
     Shared(OutOfBounds),
+    /// `rt_events` cannot hold a ring (system.xml maps too little, or misaligned).
+    Events(LayoutError),
     /// The kernel refused to acknowledge the timer interrupt.
     IrqAck(microkit::IrqAckError),
 }
@@ -76,6 +155,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Shared(e) => write!(f, "rt_shared: {e}"),
+            Error::Events(e) => write!(f, "rt_events: {e}"),
             Error::IrqAck(e) => e.fmt(f),
         }
     }
@@ -84,6 +164,7 @@ impl fmt::Display for Error {
 #[derive(Debug)]
 pub struct RtTask {
     shared: MemoryRegion,
+    events: Events,
     comm: Channel,
     timer: Channel,
     schedule: Schedule,
@@ -93,11 +174,20 @@ pub struct RtTask {
 pub fn init() -> RtTask {
     microkit::logger::init(log::LevelFilter::Info);
     let shared = memory_region!(shared_vaddr, shared_size);
+    let events_region = memory_region!(events_vaddr, events_size);
     let comm = channel!(comm_channel);
     let timer_irq = channel!(timer_irq);
     let schedule = Schedule::new(timer::now(), timer::ticks_from_micros(u64::from(PERIOD_US)));
     let stats = RtStats { magic: RT_STATS_MAGIC, period_us: PERIOD_US, ..RtStats::default() };
-    let task = RtTask { shared, comm, timer: timer_irq, schedule, stats };
+    let base = NonNull::new(events_region.as_ptr());
+    // SAFETY: system.xml maps rt_events read-write into rt-task for its whole life, and into
+    // comm-pd, the ring's consumer, only (`tzmk audit` reports every PD that maps a region).
+    let events = match base.map(|base| unsafe { Events::new(base, events_region.size()) }) {
+        Some(Ok(events)) => events,
+        Some(Err(e)) => panic!("{}", Error::Events(e)),
+        None => panic!("{}", Error::Events(LayoutError::Misaligned)),
+    };
+    let task = RtTask { shared, events, comm, timer: timer_irq, schedule, stats };
     if let Err(e) = task.publish() {
         panic!("{e}");
     }
@@ -121,9 +211,11 @@ impl Handler for RtTask {
             let release = self.schedule.release(now);
             timer::set_deadline(self.schedule.next_deadline());
             self.timer.irq_ack().map_err(Error::IrqAck)?;
-            account(&mut self.stats, release, timer::nanos_from_ticks(release.lateness));
+            let lateness_ns = timer::nanos_from_ticks(release.lateness);
+            account(&mut self.stats, release, lateness_ns);
+            let events = self.events.release(&mut self.stats, release, lateness_ns);
             self.publish()?;
-            if self.stats.periods.is_multiple_of(REPORT_EVERY) {
+            if events || self.stats.periods.is_multiple_of(REPORT_EVERY) {
                 self.comm.notify();
             }
         }
@@ -138,6 +230,121 @@ impl Handler for RtTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    use tzmk_interface::port::ring::Consumer;
+    use zerocopy::FromBytes;
+
+    /// A page of host memory holding the events ring, with comm-pd's end attached to it.
+    struct Ring {
+        base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    impl Ring {
+        fn new() -> Ring {
+            let layout = Layout::from_size_align(4096, 4096).unwrap();
+            // SAFETY: nonzero size.
+            Ring { base: NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap(), layout }
+        }
+        fn events(&self) -> Events {
+            // SAFETY: the page outlives the test's Events; only the test's Consumer shares it.
+            unsafe { Events::new(self.base, 4096) }.unwrap()
+        }
+        fn consumer(&self) -> Consumer {
+            // SAFETY: as above.
+            unsafe { Consumer::attach(self.base, 4096, RingLayout::largest_within(4096).unwrap()) }.unwrap()
+        }
+    }
+
+    impl Drop for Ring {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
+        }
+    }
+
+    fn drain(consumer: &mut Consumer) -> Vec<RtEvent> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Some(n) = consumer.try_recv(&mut buf).unwrap() {
+            out.push(RtEvent::read_from_bytes(&buf[..n]).unwrap());
+        }
+        consumer.release();
+        out
+    }
+
+    /// Runs `periods` releases, the ones in `late` skipping two periods 3 ms late.
+    fn run(events: &mut Events, stats: &mut RtStats, periods: u64, late: &[u64]) -> u64 {
+        let mut notifications = 0;
+        for _ in 0..periods {
+            let skipped = if late.contains(&(stats.periods + 1)) { 2 } else { 0 };
+            let release = Release { lateness: 0, skipped };
+            let lateness_ns = if skipped > 0 { 3_000_000 } else { 1_000 };
+            account(stats, release, lateness_ns);
+            notifications += u64::from(events.release(stats, release, lateness_ns));
+        }
+        notifications
+    }
+
+    #[test]
+    fn events_are_a_summary_per_window_and_one_per_overrun() {
+        let ring = Ring::new();
+        let (mut events, mut consumer) = (ring.events(), ring.consumer());
+        let mut stats = RtStats::default();
+        // No signal requested yet: the first publish notifies, later ones do not until comm-pd
+        // asks again.
+        assert_eq!(run(&mut events, &mut stats, 250, &[150]), 1);
+        let got = drain(&mut consumer);
+        let summary = |period, lateness_ns, skipped| RtEvent {
+            magic: RT_EVENT_MAGIC,
+            kind: RtEventKind::Summary as u32,
+            period,
+            lateness_ns,
+            skipped,
+            refused: 0,
+        };
+        let overrun = RtEvent {
+            kind: RtEventKind::Overrun as u32,
+            period: 150,
+            lateness_ns: 3_000_000,
+            skipped: 2,
+            ..summary(0, 0, 0)
+        };
+        assert_eq!(got, [summary(100, 1_000, 0), overrun, summary(200, 3_000_000, 2)]);
+        assert_eq!((stats.events_sent, stats.events_refused), (3, 0));
+        assert!(!consumer.request_signal().unwrap());
+        assert_eq!(run(&mut events, &mut stats, 100, &[]), 1, "asked again: notified again");
+        assert_eq!(drain(&mut consumer), [summary(300, 1_000, 0)]);
+    }
+
+    #[test]
+    fn a_full_ring_refuses_and_counts_and_never_waits() {
+        let ring = Ring::new();
+        let (mut events, mut consumer) = (ring.events(), ring.consumer());
+        let mut stats = RtStats::default();
+        // 2048 bytes hold 42 records of 48 bytes; every period overruns here, so the ring fills.
+        run(&mut events, &mut stats, 50, &(1..=50).collect::<Vec<_>>());
+        assert_eq!((stats.events_sent, stats.events_refused), (42, 8));
+        let got = drain(&mut consumer);
+        assert_eq!(got.len(), 42);
+        assert!(got.iter().all(|e| e.refused == 0 && e.kind() == Some(RtEventKind::Overrun)));
+        // Room again: the next event says how many were missed.
+        run(&mut events, &mut stats, 1, &[51]);
+        assert_eq!(drain(&mut consumer)[0].refused, 8);
+    }
+
+    #[test]
+    fn a_consumer_that_lies_gets_refusals_not_a_stuck_task() {
+        let ring = Ring::new();
+        let mut events = ring.events();
+        let mut stats = RtStats::default();
+        // comm-pd's index jumps past ours.
+        // SAFETY: the consumer word is inside the page; nothing else runs.
+        unsafe { ring.base.as_ptr().add(64).cast::<u32>().write_volatile(4096) };
+        run(&mut events, &mut stats, 100, &[]);
+        assert_eq!((stats.events_sent, stats.events_refused), (0, 1));
+        assert_eq!(events.broken(), Some(PeerMisbehaviour::IndexOutOfRange));
+    }
 
     #[test]
     fn on_time_release_keeps_the_period() {

@@ -221,6 +221,40 @@ pub fn audit(system: &System, platform: &Platform) -> Vec<Violation> {
     }
 
     let driven = driven_by_normal_world(system, platform);
+    // Secure memory shared between PDs: what a PD the normal world can drive may write, no other
+    // PD may execute (a compromised comm-pd would otherwise put code into rt-task through their
+    // event ring). Memory the normal world writes itself is `normal-memory-executable`'s.
+    for pd in &system.protection_domains {
+        for map in pd.maps.iter().filter(|m| m.perms.execute) {
+            let Some(mr) = system.region(&map.mr) else { continue };
+            if reachable_by_normal_world(platform, mr) {
+                continue;
+            }
+            let writers = driven.iter().filter(|(&index, _)| {
+                let writer = &system.protection_domains[index];
+                writer.name != pd.name && writer.maps.iter().any(|m| m.mr == mr.name && m.perms.write)
+            });
+            for (&index, chain) in writers {
+                let writer = &system.protection_domains[index].name;
+                out.push(Violation {
+                    rule: "driven-memory-executable",
+                    pos: map.pos,
+                    message: format!(
+                        "'{}' maps '{}' executable, but '{writer}', which the normal world can drive ({}), can write \
+                         it, so a compromised '{writer}' could run code in '{}'",
+                        pd.name,
+                        mr.name,
+                        if chain.len() == 1 {
+                            "it faces the normal world".to_owned()
+                        } else {
+                            format!("via {}", chain.join(" -> "))
+                        },
+                        pd.name
+                    ),
+                });
+            }
+        }
+    }
     for rt in system.protection_domains.iter().filter(|pd| is(&policy.realtime, pd)) {
         for (&index, chain) in &driven {
             let other = &system.protection_domains[index];

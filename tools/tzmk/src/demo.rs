@@ -1,7 +1,8 @@
 //! `tzmk demo`: the README's main job. Starts the secure world of system.xml in the host simulator,
 //! attaches as a normal-world application would (linux-side's `tzcomm`), and uses the ports:
-//! echo with checksums on several ports, an attestation request, a control call to the real-time
-//! task, a stream into the sink; then prints a summary with the figures.
+//! echo with checksums on several ports, an attestation request, a stream into the sink, the
+//! real-time task's events (secure PD to secure PD through a ring, forwarded to the rt port) and a
+//! control call to it; then prints a summary with the figures.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{command, Tz};
 use tzmk_interface::attestation::{OK, OP_VERSION};
 use tzmk_interface::port::{AttestationReply, AttestationRequest, SinkTotals};
-use tzmk_interface::rt::RtStats;
+use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use tzmk_sim::{Options, Simulator};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -122,9 +123,32 @@ fn exchange(simulator: &Simulator, count: u64) -> Result<()> {
     let rate = (messages * size as u64) as f64 / elapsed.as_secs_f64() / f64::from(1 << 20);
     println!("| sink | stream, back-pressure | {messages} | {size} B | all taken | {rate:.0} MiB/s | |");
 
-    // The real-time task through a control call, after a second of periods.
+    // The real-time task: its events (rt-task -> rt_events ring -> comm-pd -> the rt port) while
+    // the port is open, then a control call, after a second of periods.
+    let mut rt = tz.open("rt")?;
     std::thread::sleep(Duration::from_millis(1100));
-    let rt = tz.open("rt")?;
+    let (mut summaries, mut overruns, mut last) = (0u64, 0u64, None);
+    let mut buf = [0u8; 256];
+    while let Some(n) = rt.try_read(&mut buf)? {
+        let event = RtEvent::read_from_bytes(&buf[..n]).map_err(|_| format!("a {n}-byte message on the rt port"))?;
+        if event.magic != RT_EVENT_MAGIC {
+            return Err(format!("the rt port sent {event:?}").into());
+        }
+        match event.kind() {
+            Some(RtEventKind::Summary) => summaries += 1,
+            Some(RtEventKind::Overrun) => overruns += 1,
+            None => return Err(format!("an rt event of kind {}", event.kind).into()),
+        }
+        last = Some(event);
+    }
+    let last = last.ok_or("no rt-task event reached the rt port in 1.1 s")?;
+    println!(
+        "| rt | events: rt-task -> ring -> comm-pd -> port | {} | {} B | {summaries} summaries, {overruns} overruns | last at period {} | {} refused |",
+        summaries + overruns,
+        std::mem::size_of::<RtEvent>(),
+        last.period,
+        last.refused
+    );
     let stats = RtStats::read_from_bytes(&rt.call(command::RT_STATS, &[])?).map_err(|_| "rt statistics")?;
     let mean = stats.total_lateness_ns.checked_div(stats.periods).unwrap_or(0);
     println!(
@@ -141,8 +165,8 @@ fn exchange(simulator: &Simulator, count: u64) -> Result<()> {
     let page = tz.refresh()?;
     println!();
     println!(
-        "status page: {} kicks taken by comm-pd, attestation-pd interface v{}",
-        page.kicks, page.attestation_version
+        "status page: {} kicks taken by comm-pd, attestation-pd interface v{}, {} rt events forwarded, {} unheard (port closed)",
+        page.kicks, page.attestation_version, page.rt_events_forwarded, page.rt_events_unheard
     );
     println!("\ntzmk demo: ok");
     Ok(())
