@@ -35,9 +35,6 @@ mod config {
 
 /// The port table of comm-pd/ports.toml.
 pub use config::PORTS;
-
-/// `notify_normal`'s core argument meaning "the monitor's choice" (the first Linux core).
-pub const ANY_NORMAL_CORE: u64 = u64::MAX;
 /// How long comm-pd keeps looking for more messages once a busy client's rings run dry, before it
 /// asks for a kick and waits (`Ports::set_spin`). A client streaming or answering within this
 /// window costs no kick, no wake-up of comm-pd and no doorbell; one that stops costs one window of
@@ -119,7 +116,7 @@ impl Services for SecureServices {
     /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
     /// and survived: the normal world can still poll the status page.
     fn ring_doorbell(&mut self) {
-        let args = [u64::from(smc::NOTIFY_NORMAL), ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
+        let args = [u64::from(smc::NOTIFY_NORMAL), smc::ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
         match smc_call(&args) {
             Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
             Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
