@@ -133,6 +133,11 @@ fn psci_error(regs: &mut [u64; 8], code: ErrorCode) -> Disposition {
 }
 
 /// Handles one SMC: `regs` holds x0..x7 on entry and x0..x3 on return.
+///
+/// The calls that are made often or that only discover (the versions, the UID, `notify_secure`,
+/// anything unknown) are answered here without a stack frame; the rest go to out-of-line
+/// handlers, so that their register pressure does not cost the common calls (docs/monitor-bench.md).
+#[inline]
 pub fn dispatch(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64; 8]) -> Disposition {
     // SMCCC 2.5: the function id is w0; the upper half of x0 is ignored.
     let fid = regs[0] as u32;
@@ -142,12 +147,14 @@ pub fn dispatch(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mu
     }
     match (fid >> 24) & 0x3f {
         OWNER_ARCH => arch(fid, regs),
+        OWNER_STANDARD if fid == arm_psci::FunctionId::PsciVersion as u32 => ret(regs, PSCI_VERSION_1_1 as i64),
         OWNER_STANDARD if fid & 0xffff < 0x20 => power(monitor, hw, caller, regs),
         smc::OWNER_SIP => sip(monitor, hw, caller, fid, regs),
         _ => ret(regs, smc::NOT_SUPPORTED),
     }
 }
 
+#[inline]
 fn arch(fid: u32, regs: &mut [u64; 8]) -> Disposition {
     match fid {
         smccc::arch::SMCCC_VERSION => ret(regs, SMCCC_VERSION_1_2 as i64),
@@ -162,6 +169,7 @@ fn arch(fid: u32, regs: &mut [u64; 8]) -> Disposition {
     }
 }
 
+#[inline(never)]
 fn power(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64; 8]) -> Disposition {
     let function = match Function::try_from(&[regs[0], regs[1], regs[2], regs[3]]) {
         Ok(function) => function,
@@ -267,6 +275,7 @@ fn power(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64;
     }
 }
 
+#[inline]
 fn sip(monitor: &Monitor, hw: &impl Hardware, caller: Caller, fid: u32, regs: &mut [u64; 8]) -> Disposition {
     match fid {
         smc::SIP_CALL_COUNT => ret(regs, SIP_FUNCTIONS as i64),
@@ -295,37 +304,43 @@ fn sip(monitor: &Monitor, hw: &impl Hardware, caller: Caller, fid: u32, regs: &m
                 SecureWorld::Absent | SecureWorld::Booting => ret(regs, smc::NO_SECURE_WORLD),
             }
         }
-        smc::NOTIFY_NORMAL => {
-            if caller.world != World::Secure {
-                return ret(regs, smc::DENIED);
-            }
-            if monitor.secure_world() != SecureWorld::Running {
-                return ret(regs, smc::NORMAL_WORLD_NOT_STARTED);
-            }
-            let core = match regs[1] {
-                smc::ANY_NORMAL_CORE => config::FIRST_NORMAL_CORE,
-                core if core < 64 => core as usize,
-                _ => return ret(regs, smc::INVALID_PARAMETER),
-            };
-            if regs[2] >= smc::PORT_LIMIT || monitor.cores.state(core) != Some(CoreState::On) {
-                return ret(regs, smc::INVALID_PARAMETER);
-            }
-            hw.raise_doorbell(core);
-            ret(regs, smc::SUCCESS)
-        }
-        smc::GO => {
-            if caller.world != World::Secure || monitor.secure_world() != SecureWorld::Booting {
-                return ret(regs, smc::DENIED);
-            }
-            if !hw.hand_back_distributor() {
-                return ret(regs, smc::GIC_NOT_INITIALISED);
-            }
-            monitor.secure_world.store(SecureWorld::Running as u8, Ordering::Release);
-            hw.wake_cores();
-            ret(regs, smc::SUCCESS)
-        }
+        smc::NOTIFY_NORMAL => notify_normal(monitor, hw, caller, regs),
+        smc::GO => go(monitor, hw, caller, regs),
         _ => ret(regs, smc::NOT_SUPPORTED),
     }
+}
+
+#[inline(never)]
+fn notify_normal(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64; 8]) -> Disposition {
+    if caller.world != World::Secure {
+        return ret(regs, smc::DENIED);
+    }
+    if monitor.secure_world() != SecureWorld::Running {
+        return ret(regs, smc::NORMAL_WORLD_NOT_STARTED);
+    }
+    let core = match regs[1] {
+        smc::ANY_NORMAL_CORE => config::FIRST_NORMAL_CORE,
+        core if core < 64 => core as usize,
+        _ => return ret(regs, smc::INVALID_PARAMETER),
+    };
+    if regs[2] >= smc::PORT_LIMIT || monitor.cores.state(core) != Some(CoreState::On) {
+        return ret(regs, smc::INVALID_PARAMETER);
+    }
+    hw.raise_doorbell(core);
+    ret(regs, smc::SUCCESS)
+}
+
+#[inline(never)]
+fn go(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64; 8]) -> Disposition {
+    if caller.world != World::Secure || monitor.secure_world() != SecureWorld::Booting {
+        return ret(regs, smc::DENIED);
+    }
+    if !hw.hand_back_distributor() {
+        return ret(regs, smc::GIC_NOT_INITIALISED);
+    }
+    monitor.secure_world.store(SecureWorld::Running as u8, Ordering::Release);
+    hw.wake_cores();
+    ret(regs, smc::SUCCESS)
 }
 
 #[cfg(test)]
