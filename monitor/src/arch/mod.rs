@@ -174,7 +174,12 @@ struct Platform;
 
 impl Hardware for Platform {
     fn pend_kick(&self) {
-        gic::pend(config::KICK_INTID);
+        // Linux's GIC driver retargets every SPI at its boot CPU when it starts, and QEMU's GICv2
+        // applies that non-secure write even to a Group 0 interrupt's target byte: a kick pended
+        // there would sit at a Linux core whose Group 0 is off and, at priority 0, hide every
+        // other interrupt of that core. So the kick is re-aimed at the secure core each time
+        // (docs/qemu-and-sel4-facts.md).
+        gic::raise_at(config::KICK_INTID, config::FIRST_SECURE_CORE);
     }
 
     fn raise_doorbell(&self, core: usize) {
