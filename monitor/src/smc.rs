@@ -15,7 +15,7 @@ use crate::config;
 use crate::psci::{self, CoreState, CpuOnError, Start};
 use arm_psci::{AffinityInfo, ErrorCode, Function, MigrateInfoType, PowerState, PsciFeature};
 use core::sync::atomic::{AtomicU8, Ordering};
-use tzmk_interface::smc;
+use tzmk_interface::smc::{self, FunctionId};
 
 /// The SMCCC version this monitor implements: 1.2 (x4..x17 are preserved unless a function
 /// returns results in them; none of tzmk's does).
@@ -140,15 +140,17 @@ fn psci_error(regs: &mut [u64; 8], code: ErrorCode) -> Disposition {
 #[inline]
 pub fn dispatch(monitor: &Monitor, hw: &impl Hardware, caller: Caller, regs: &mut [u64; 8]) -> Disposition {
     // SMCCC 2.5: the function id is w0; the upper half of x0 is ignored.
-    let fid = regs[0] as u32;
-    if fid & (1 << 31) == 0 {
+    let function = FunctionId(regs[0] as u32);
+    if !function.is_fast() {
         // A yielding call: tzmk has none.
         return ret(regs, smc::NOT_SUPPORTED);
     }
-    match (fid >> 24) & 0x3f {
+    let fid = function.0;
+    match function.owner() {
         OWNER_ARCH => arch(fid, regs),
         OWNER_STANDARD if fid == arm_psci::FunctionId::PsciVersion as u32 => ret(regs, PSCI_VERSION_1_1 as i64),
-        OWNER_STANDARD if fid & 0xffff < 0x20 => power(monitor, hw, caller, regs),
+        // PSCI owns functions 0x00..0x1f of the standard secure service (SMCCC table 6-2).
+        OWNER_STANDARD if function.number() < 0x20 => power(monitor, hw, caller, regs),
         smc::OWNER_SIP => sip(monitor, hw, caller, fid, regs),
         _ => ret(regs, smc::NOT_SUPPORTED),
     }
