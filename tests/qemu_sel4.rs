@@ -6,10 +6,8 @@
 //! (board qemu_virt_aarch64_el1: the loader drops from EL2 to EL1 for seL4). `-m 3G` puts RAM
 //! under the shared window at 0xfe00_0000 (seL4 itself uses only its 2 GiB from 0x4000_0000).
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -26,44 +24,17 @@ fn every_pd_prints_its_ready_line_on_sel4() {
     // which reads the statistics: the runtime's IRQ, notification and shared-memory paths on seL4.
     wanted.push("comm-pd: INFO: rt-task reports 1000 periods".into());
 
-    let mut qemu = Command::new("qemu-system-aarch64")
-        .args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "3G", "-smp", "1"])
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "3G", "-smp", "1"])
         .args(["-nographic", "-serial", "stdio", "-monitor", "none"])
         .arg("-device")
-        .arg(format!("loader,file={image},addr=0x70000000,cpu-num=0"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("qemu-system-aarch64 runs (Debian package qemu-system-arm)");
-    let mut stdout = qemu.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let started = Instant::now();
-    let mut serial = String::new();
+        .arg(format!("loader,file={image},addr=0x70000000,cpu-num=0"));
     // A PD fault (a stack overflow, say) is reported by the Microkit monitor as MON|ERROR: no need
     // to wait for the timeout then.
-    while started.elapsed() < BOOT_TIMEOUT
-        && !wanted.iter().all(|w| serial.contains(w.as_str()))
-        && !serial.contains("MON|ERROR")
-    {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
-            serial.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-    // Let the last line finish.
-    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(300)) {
-        serial.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let _ = qemu.kill();
-    let _ = qemu.wait();
+    let run = tzmk_tests::run_qemu(qemu, BOOT_TIMEOUT, |serial| {
+        wanted.iter().all(|w| serial.contains(w.as_str())) || serial.contains("MON|ERROR")
+    });
+    let serial = run.console;
     println!("---- serial ----\n{serial}\n---- end ----");
     assert!(!serial.contains("MON|ERROR"), "a PD faulted (the Microkit monitor's MON|ERROR lines above)");
     let missing: Vec<_> = wanted.iter().filter(|w| !serial.contains(w.as_str())).collect();
