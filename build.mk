@@ -260,7 +260,7 @@ LINUX_SMOKE_TIMEOUT ?= 300
 linux-smoke: linux-setup linux-kernel linux-initramfs
 	@log=$(abspath $(LINUX_DIR))/smoke.log; \
 	timeout $(LINUX_SMOKE_TIMEOUT) qemu-system-aarch64 -M virt,virtualization=on -cpu cortex-a53 -smp 3 -m 1G \
-	    -nographic -no-reboot -kernel $(LINUX_DIR)/Image -initrd $(LINUX_DIR)/initramfs.cpio \
+	    -nographic -nic none -no-reboot -kernel $(LINUX_DIR)/Image -initrd $(LINUX_DIR)/initramfs.cpio \
 	    -append "console=ttyAMA0 panic=-1 tzmk.expect=absent" </dev/null >"$$log.raw" 2>&1 || status=$$?; \
 	tr -d '\r' <"$$log.raw" >"$$log"; rm -f "$$log.raw"; \
 	grep '^tzmk-init: ' "$$log" || true; \

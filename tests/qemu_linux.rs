@@ -29,7 +29,7 @@ fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
     let dtb = linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk.dtb".into()));
     let mut qemu = Command::new("qemu-system-aarch64");
     qemu.args(["-machine", "virt,secure=on,gic-version=2", "-cpu", "cortex-a53", "-smp", "4", "-m", "3G"])
-        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+        .args(["-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio"])
         .arg("-serial")
         .arg(format!("file:{}", secure_log.display()))
         .arg("-bios")

@@ -26,7 +26,7 @@ fn every_pd_prints_its_ready_line_on_sel4() {
 
     let mut qemu = Command::new("qemu-system-aarch64");
     qemu.args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "3G", "-smp", "1"])
-        .args(["-nographic", "-serial", "stdio", "-monitor", "none"])
+        .args(["-nographic", "-nic", "none", "-serial", "stdio", "-monitor", "none"])
         .arg("-device")
         .arg(format!("loader,file={image},addr=0x70000000,cpu-num=0"));
     // A PD fault (a stack overflow, say) is reported by the Microkit monitor as MON|ERROR: no need

@@ -63,6 +63,9 @@ pub fn arguments(setup: &Setup) -> Vec<String> {
         "-icount",
         "shift=0,sleep=off",
         "-nographic",
+        // No network device: none is needed, and QEMU would look for its option ROM.
+        "-nic",
+        "none",
         "-monitor",
         "none",
         "-serial",
