@@ -3,10 +3,12 @@
 //! - `standalone`: no secure image (CI: `make -f build.mk qemu-linux`). The monitor initialises the
 //!   GIC for Linux itself; Linux brings cores 2 and 3 up by PSCI CPU_ON, tests/linux's /init checks
 //!   three CPUs, the tzmk SiP discovery and `notify_secure` = NO_SECURE_WORLD through the
-//!   tzmk_probe module, then powers off by PSCI SYSTEM_OFF.
+//!   tzmk_probe module (which also requests the `tzmk,ports` doorbell and must take none), then
+//!   powers off by PSCI SYSTEM_OFF.
 //! - `full_system`: the Microkit image of system.xml on core 0 as well (`make -f build.mk qemu`,
 //!   with the SDK): every PD's ready line, `go` from attestation-pd, then the same Linux checks
-//!   with `notify_secure` = SUCCESS, while seL4's PDs keep running.
+//!   with `notify_secure` = SUCCESS answered by a doorbell (comm-pd publishes its status page and
+//!   calls `notify_normal`), while seL4's PDs keep running.
 //!
 //! Ignored by plain `cargo test`: they need the images build.mk makes (TZMK_MONITOR_BIN,
 //! TZMK_LINUX_DIR with Image, initramfs.cpio and the DTB named by TZMK_DTB, TZMK_LOADER_IMG).
@@ -45,6 +47,24 @@ fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
         load(loader, platform.boot.secure_entry);
     }
     qemu
+}
+
+/// The doorbell's GIC INTID, from the partition the DTB was generated from.
+fn doorbell_intid() -> u32 {
+    let text = std::fs::read_to_string(tzmk_tests::workspace_root().join("system.xml")).unwrap();
+    let system = tzmk_sdf::parse_system("system.xml", &text).expect("system.xml parses");
+    let partition = tzmk_sdf::partition::Partition::compute(&system, &tzmk_sdf::Platform::qemu_virt())
+        .expect("the partition of system.xml");
+    partition.doorbell_intid
+}
+
+/// The `tzmk-init: doorbell irq N (gic INTID)` line: tzmk_probe requested the tzmk,ports interrupt.
+fn check_doorbell_irq(console: &str) {
+    let want = format!(" (gic {})", doorbell_intid());
+    assert!(
+        console.lines().any(|l| l.trim_end().starts_with("tzmk-init: doorbell irq ") && l.trim_end().ends_with(&want)),
+        "no \"tzmk-init: doorbell irq N{want}\" line on Linux's console"
+    );
 }
 
 fn secure_log(name: &str) -> PathBuf {
@@ -87,6 +107,8 @@ fn standalone() {
     check_linux(&run.console, &monitor_log);
     assert!(run.console.contains("tzmk-init: notify_secure(0) = -256 (no secure world)"));
     assert!(monitor_log.contains("no secure image at 0x70000000"));
+    check_doorbell_irq(&run.console);
+    assert!(run.console.contains("tzmk-init: doorbells: 0 (notify_secure did not succeed: none awaited)"));
 }
 
 #[test]
@@ -112,6 +134,12 @@ fn full_system() {
     assert!(missing.is_empty(), "missing on the console: {missing:?}");
     check_linux(&run.console, &monitor_log);
     assert!(run.console.contains("tzmk-init: notify_secure(0) = 0 (success)"));
+    check_doorbell_irq(&run.console);
+    let answered = run.console.lines().find(|l| l.starts_with("tzmk-init: doorbell after notify_secure: "));
+    assert!(
+        answered.is_some_and(|l| l.trim_end().ends_with("(the secure world answered)")),
+        "the secure world did not answer notify_secure with a doorbell: {answered:?}"
+    );
     for want in ["entering the secure world at 0x70000000", "go: the secure world initialised the GIC"] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
     }

@@ -14,6 +14,10 @@ pub const UNKNOWN_SIP: u32 = 0xc200_ffff;
 /// How many CPUs Linux must see: cores 1..3 of the machine, which Linux numbers 0..2.
 pub const EXPECTED_CPUS: usize = 3;
 
+/// How long tzmk_probe waits for the secure world's doorbell after NOTIFY_SECURE answered SUCCESS
+/// (`TZMK_DOORBELL_WAIT_MS` in the header).
+pub const DOORBELL_WAIT_MS: u32 = 2000;
+
 /// The kernel command line parameter that says what the SiP service must answer.
 pub const EXPECT_PARAMETER: &str = "tzmk.expect";
 
@@ -60,6 +64,12 @@ pub fn smc_header() -> String {
     for (name, code) in codes {
         writeln!(out, "#define {name} ({code}L)").expect("a String takes every write");
     }
+    writeln!(
+        out,
+        "\n/* tzmk_probe's wait for the doorbell after NOTIFY_SECURE (tests/linux/src/lib.rs). */\n\
+         #define TZMK_DOORBELL_WAIT_MS {DOORBELL_WAIT_MS}"
+    )
+    .expect("a String takes every write");
     out.push_str("\n#endif /* TZMK_SMC_H */\n");
     out
 }
@@ -157,6 +167,16 @@ pub struct Probe {
     pub notify_secure: i64,
     pub go: i64,
     pub unknown: i64,
+    /// Linux's irq for the `tzmk,ports` doorbell, requested by the module; -1: no node (or no tzmk
+    /// monitor), 0: the node's interrupt could not be mapped or requested.
+    pub doorbell_irq: i64,
+    /// The doorbell's GIC INTID (-1: none).
+    pub doorbell_hwirq: i64,
+    /// Doorbells the module took by the end of its init (after its wait, if NOTIFY_SECURE succeeded).
+    pub doorbells: u32,
+    /// µs from NOTIFY_SECURE to the first doorbell after it; -1: not waited for, or none came
+    /// within DOORBELL_WAIT_MS.
+    pub doorbell_wait_us: i64,
 }
 
 /// The module's name, as /sys/module and the parameter directory spell it.
@@ -190,6 +210,7 @@ impl Probe {
             other => return Err(format!("{MODULE_NAME} parameter tzmk is {other:?}, not Y or N")),
         };
         let smccc_version = read("smccc_version")?;
+        let doorbells = read("doorbells")?;
         Ok(Probe {
             conduit: read("conduit")?,
             smccc_version: smccc_version
@@ -201,6 +222,12 @@ impl Probe {
             notify_secure: number("notify_secure")?,
             go: number("go")?,
             unknown: number("unknown")?,
+            doorbell_irq: number("doorbell_irq")?,
+            doorbell_hwirq: number("doorbell_hwirq")?,
+            doorbells: doorbells
+                .parse()
+                .map_err(|_| format!("{MODULE_NAME} parameter doorbells is {doorbells:?}, not a number"))?,
+            doorbell_wait_us: number("doorbell_wait_us")?,
         })
     }
 
@@ -217,7 +244,60 @@ impl Probe {
         lines.push(format!("notify_secure(0) = {} ({})", self.notify_secure, status_name(self.notify_secure)));
         lines.push(format!("go from the normal world = {} ({})", self.go, status_name(self.go)));
         lines.push(format!("unknown sip {UNKNOWN_SIP:#x} = {} ({})", self.unknown, status_name(self.unknown)));
+        lines.push(match self.doorbell_irq {
+            -1 => "doorbell: no tzmk,ports node in the device tree".to_owned(),
+            0 => {
+                "doorbell: the tzmk,ports interrupt could not be mapped or requested (tzmk_probe's kernel log says why)"
+                    .to_owned()
+            }
+            irq => format!("doorbell irq {irq} (gic {})", self.doorbell_hwirq),
+        });
+        if self.doorbell_irq > 0 {
+            lines.push(if self.notify_secure != smc::SUCCESS {
+                format!("doorbells: {} (notify_secure did not succeed: none awaited)", self.doorbells)
+            } else if self.doorbell_wait_us >= 0 {
+                format!(
+                    "doorbell after notify_secure: {} in {} us (the secure world answered)",
+                    self.doorbells, self.doorbell_wait_us
+                )
+            } else {
+                format!(
+                    "doorbell after notify_secure: none within {} s ({} doorbells in all)",
+                    DOORBELL_WAIT_MS / 1000,
+                    self.doorbells
+                )
+            });
+        }
         lines
+    }
+
+    /// The doorbell checks: the `tzmk,ports` interrupt was requested, and with a secure world
+    /// (`full`) a doorbell followed NOTIFY_SECURE, without one (`standalone`) none came at all.
+    fn check_doorbell(&self, expect: Expect) -> Result<(), String> {
+        match self.doorbell_irq {
+            -1 => return Err("no tzmk,ports node in the device tree: no doorbell to wait for".to_owned()),
+            0 => return Err(
+                "the tzmk,ports doorbell interrupt could not be mapped or requested (tzmk_probe's kernel log says why)"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        match expect {
+            Expect::Full if self.doorbell_wait_us < 0 && self.doorbells == 0 => Err(format!(
+                "no doorbell within {} s after notify_secure: the secure world never answered",
+                DOORBELL_WAIT_MS / 1000
+            )),
+            Expect::Full if self.doorbell_wait_us < 0 => Err(format!(
+                "{} doorbells, but none within {} s after notify_secure: the secure world never answered the kick",
+                self.doorbells,
+                DOORBELL_WAIT_MS / 1000
+            )),
+            Expect::Standalone if self.doorbells != 0 => Err(format!(
+                "{} doorbells with no secure world: something else pends the doorbell interrupt",
+                self.doorbells
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks the answers against `expect`; the error is the FAIL reason.
@@ -260,7 +340,7 @@ impl Probe {
                 ));
             }
         }
-        Ok(())
+        self.check_doorbell(expect)
     }
 }
 
@@ -297,6 +377,8 @@ mod tests {
             "#define TZMK_NO_SECURE_WORLD (-256L)",
             "#define TZMK_DENIED (-257L)",
             "#define TZMK_NOT_SUPPORTED (-1L)",
+            "#define TZMK_SUCCESS (0L)",
+            "#define TZMK_DOORBELL_WAIT_MS 2000",
         ] {
             assert!(header.lines().any(|l| l == line), "missing {line:?} in\n{header}");
         }
@@ -356,7 +438,15 @@ mod tests {
             notify_secure: smc::NO_SECURE_WORLD,
             go: smc::DENIED,
             unknown: smc::NOT_SUPPORTED,
+            doorbell_irq: 11,
+            doorbell_hwirq: 145,
+            doorbells: 0,
+            doorbell_wait_us: -1,
         }
+    }
+
+    fn full() -> Probe {
+        Probe { notify_secure: smc::SUCCESS, doorbells: 1, doorbell_wait_us: 850, ..standalone() }
     }
 
     fn qemu_firmware() -> Probe {
@@ -369,6 +459,10 @@ mod tests {
             notify_secure: 1,
             go: 1,
             unknown: 1,
+            doorbell_irq: -1,
+            doorbell_hwirq: -1,
+            doorbells: 0,
+            doorbell_wait_us: -1,
         }
     }
 
@@ -382,8 +476,20 @@ mod tests {
                 "notify_secure(0) = -256 (no secure world)",
                 "go from the normal world = -257 (denied)",
                 "unknown sip 0xc200ffff = -1 (not supported)",
+                "doorbell irq 11 (gic 145)",
+                "doorbells: 0 (notify_secure did not succeed: none awaited)",
             ]
         );
+        assert_eq!(
+            full().report()[5..],
+            ["doorbell irq 11 (gic 145)", "doorbell after notify_secure: 1 in 850 us (the secure world answered)"]
+        );
+        let silent = Probe { doorbells: 0, doorbell_wait_us: -1, ..full() };
+        assert_eq!(silent.report()[6], "doorbell after notify_secure: none within 2 s (0 doorbells in all)");
+        let no_node = Probe { doorbell_irq: -1, doorbell_hwirq: -1, ..standalone() };
+        assert_eq!(no_node.report()[5..], ["doorbell: no tzmk,ports node in the device tree"]);
+        let unmapped = Probe { doorbell_irq: 0, doorbell_hwirq: -1, ..standalone() };
+        assert!(unmapped.report()[5].starts_with("doorbell: the tzmk,ports interrupt could not be mapped"));
         assert_eq!(
             qemu_firmware().report(),
             ["smccc 1.0 conduit none", "sip uid ffffffff ffffffff ffffffff ffffffff: no tzmk monitor"]
@@ -400,14 +506,45 @@ mod tests {
             Err("notify_secure(0) = -256 (no secure world), expected 0 (success) for tzmk.expect=full".to_owned())
         );
         assert_eq!(probe.check(Expect::Absent), Err("SiP Call UID is tzmk's, but tzmk.expect=absent".to_owned()));
-        let full = Probe { notify_secure: smc::SUCCESS, ..standalone() };
-        assert_eq!(full.check(Expect::Full), Ok(()));
+        assert_eq!(full().check(Expect::Full), Ok(()));
+        assert_eq!(
+            full().check(Expect::Standalone),
+            Err("notify_secure(0) = 0 (success), expected -256 (no secure world) for tzmk.expect=standalone".to_owned())
+        );
         let open_go = Probe { go: smc::SUCCESS, ..standalone() };
         assert!(open_go.check(Expect::Standalone).unwrap_err().starts_with("go from the normal world = 0"));
         let fallthrough = Probe { unknown: 0, ..standalone() };
         assert!(fallthrough.check(Expect::Standalone).unwrap_err().starts_with("unknown sip = 0"));
         let old = Probe { revision: (0, 0), ..standalone() };
         assert_eq!(old.check(Expect::Standalone), Err("SiP Revision is 0.0, expected 0.1".to_owned()));
+
+        // The doorbell.
+        let silent = Probe { doorbells: 0, doorbell_wait_us: -1, ..full() };
+        assert_eq!(
+            silent.check(Expect::Full),
+            Err("no doorbell within 2 s after notify_secure: the secure world never answered".to_owned())
+        );
+        assert_eq!(silent.check(Expect::Report), Ok(()));
+        let early = Probe { doorbells: 1, doorbell_wait_us: -1, ..full() };
+        assert_eq!(
+            early.check(Expect::Full),
+            Err("1 doorbells, but none within 2 s after notify_secure: the secure world never answered the kick"
+                .to_owned())
+        );
+        let many = Probe { doorbells: 3, ..full() };
+        assert_eq!(many.check(Expect::Full), Ok(()));
+        let rung = Probe { doorbells: 1, ..standalone() };
+        assert_eq!(
+            rung.check(Expect::Standalone),
+            Err("1 doorbells with no secure world: something else pends the doorbell interrupt".to_owned())
+        );
+        for (irq, reason) in [(-1, "no tzmk,ports node in the device tree"), (0, "the tzmk,ports doorbell interrupt")] {
+            let probe = Probe { doorbell_irq: irq, doorbell_hwirq: -1, ..standalone() };
+            assert!(probe.check(Expect::Standalone).unwrap_err().starts_with(reason), "doorbell_irq {irq}");
+            let probe = Probe { doorbell_irq: irq, doorbell_hwirq: -1, ..full() };
+            assert!(probe.check(Expect::Full).unwrap_err().starts_with(reason), "doorbell_irq {irq}");
+            assert_eq!(probe.check(Expect::Report), Ok(()));
+        }
 
         let qemu = qemu_firmware();
         assert_eq!(qemu.check(Expect::Absent), Ok(()));
@@ -434,7 +571,14 @@ mod tests {
         write("notify_secure", "-256");
         write("go", "-257");
         write("unknown", "-1");
+        write("doorbell_irq", "11");
+        write("doorbell_hwirq", "145");
+        write("doorbells", "0");
+        write("doorbell_wait_us", "-1");
         assert_eq!(Probe::read(&dir), Ok(standalone()));
+        write("doorbells", "-1");
+        assert_eq!(Probe::read(&dir), Err("tzmk_probe parameter doorbells is \"-1\", not a number".to_owned()));
+        write("doorbells", "0");
 
         write("sip_uid", "7e2f1b58 4a3c9d0e");
         assert_eq!(

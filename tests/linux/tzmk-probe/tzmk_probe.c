@@ -9,15 +9,29 @@
  * /sys/module/tzmk_probe/parameters/ (read by tzmk-init) and pr_info lines. Loading never fails
  * because of what the firmware answered: the answers are the result.
  *
+ * The doorbell: the DT node `compatible = "tzmk,ports"` (written by `tzmk dtb`) names the SPI the
+ * monitor pends when the secure world calls NOTIFY_NORMAL. Its interrupt is requested before
+ * NOTIFY_SECURE; when NOTIFY_SECURE answers SUCCESS, the init waits up to TZMK_DOORBELL_WAIT_MS for a
+ * doorbell after that call (a bare kick makes comm-pd publish its status page and ring it). No
+ * node, or an interrupt that cannot be had, is reported, never a reason to fail loading.
+ *
  * Function ids, the UID and the status codes come from tzmk_smc.h, which build.mk generates from
  * pds/interface/src/smc.rs (tzmk-smc-header).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/arm-smccc.h>
+#include <linux/atomic.h>
+#include <linux/interrupt.h>
+#include <linux/irq.h>
+#include <linux/jiffies.h>
+#include <linux/ktime.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/of.h>
+#include <linux/of_irq.h>
+#include <linux/wait.h>
 
 #include "tzmk_smc.h"
 
@@ -55,6 +69,71 @@ static long unknown = 1;
 module_param(unknown, long, 0444);
 MODULE_PARM_DESC(unknown, "x0 of a SiP function id no service owns");
 
+static int doorbell_irq = -1;
+module_param(doorbell_irq, int, 0444);
+MODULE_PARM_DESC(doorbell_irq, "Linux irq of the tzmk,ports doorbell, requested (-1: no tzmk monitor or "
+			       "no tzmk,ports node; 0: its interrupt could not be mapped or requested)");
+static long doorbell_hwirq = -1;
+module_param(doorbell_hwirq, long, 0444);
+MODULE_PARM_DESC(doorbell_hwirq, "GIC INTID of the doorbell (-1: no doorbell)");
+static unsigned int doorbells;
+module_param(doorbells, uint, 0444);
+MODULE_PARM_DESC(doorbells, "doorbells taken by the end of the init (after the wait, if any)");
+static long doorbell_wait_us = -1;
+module_param(doorbell_wait_us, long, 0444);
+MODULE_PARM_DESC(doorbell_wait_us,
+		 "us from NOTIFY_SECURE to the first doorbell after it (-1: not waited for, or none within the timeout)");
+
+static atomic_t doorbell_count = ATOMIC_INIT(0);
+/* Set just before NOTIFY_SECURE: the handler then stamps the first doorbell after it. */
+static atomic_t doorbell_armed = ATOMIC_INIT(0);
+static atomic64_t doorbell_first_ns = ATOMIC64_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(doorbell_wait);
+static bool doorbell_requested;
+
+static irqreturn_t doorbell_handler(int irq, void *dev_id)
+{
+	if (atomic_read(&doorbell_armed))
+		atomic64_cmpxchg(&doorbell_first_ns, 0, ktime_get_ns());
+	atomic_inc(&doorbell_count);
+	wake_up(&doorbell_wait);
+	return IRQ_HANDLED;
+}
+
+/* Finds the tzmk,ports node and requests its interrupt; sets doorbell_irq and doorbell_hwirq. */
+static void doorbell_request(void)
+{
+	struct device_node *node;
+	struct irq_data *data;
+	unsigned int irq;
+	int err;
+
+	node = of_find_compatible_node(NULL, NULL, "tzmk,ports");
+	if (!node) {
+		pr_info("no tzmk,ports node in the device tree: no doorbell\n");
+		return;
+	}
+	irq = irq_of_parse_and_map(node, 0);
+	of_node_put(node);
+	doorbell_irq = 0;
+	if (!irq) {
+		pr_err("tzmk,ports: its interrupt could not be mapped\n");
+		return;
+	}
+	err = request_irq(irq, doorbell_handler, IRQF_TRIGGER_RISING, "tzmk-doorbell", NULL);
+	if (err) {
+		pr_err("tzmk,ports: request_irq(%u) failed: %d\n", irq, err);
+		irq_dispose_mapping(irq);
+		return;
+	}
+	doorbell_requested = true;
+	doorbell_irq = irq;
+	data = irq_get_irq_data(irq);
+	if (data)
+		doorbell_hwirq = (long)irqd_to_hwirq(data);
+	pr_info("doorbell: irq %d (hwirq %ld), edge\n", doorbell_irq, doorbell_hwirq);
+}
+
 static const char *conduit_name(enum arm_smccc_conduit method)
 {
 	switch (method) {
@@ -71,6 +150,7 @@ static int __init tzmk_probe_init(void)
 {
 	static const u32 expected_uid[4] = { TZMK_UID_0, TZMK_UID_1, TZMK_UID_2, TZMK_UID_3 };
 	struct arm_smccc_res res;
+	u64 start, first;
 	u32 uid[4];
 
 	conduit = (char *)conduit_name(arm_smccc_1_1_get_conduit());
@@ -94,8 +174,22 @@ static int __init tzmk_probe_init(void)
 	revision_major = (s32)lower_32_bits(res.a0);
 	revision_minor = (s32)lower_32_bits(res.a1);
 
+	/* Before the kick, so that the answer cannot be missed. */
+	doorbell_request();
+	start = ktime_get_ns();
+	atomic_set(&doorbell_armed, 1);
 	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, 0, &res);
 	notify_secure = (long)res.a0;
+	if (notify_secure == TZMK_SUCCESS && doorbell_requested) {
+		if (wait_event_timeout(doorbell_wait, atomic64_read(&doorbell_first_ns) != 0,
+				       msecs_to_jiffies(TZMK_DOORBELL_WAIT_MS))) {
+			first = atomic64_read(&doorbell_first_ns);
+			doorbell_wait_us = first > start ? (long)div_u64(first - start, NSEC_PER_USEC) : 0;
+		} else {
+			pr_err("no doorbell within %d ms after notify_secure\n", TZMK_DOORBELL_WAIT_MS);
+		}
+	}
+	doorbells = atomic_read(&doorbell_count);
 	arm_smccc_1_1_invoke(TZMK_GO, &res);
 	go = (long)res.a0;
 	arm_smccc_1_1_invoke(TZMK_UNKNOWN_SIP, &res);
@@ -103,11 +197,20 @@ static int __init tzmk_probe_init(void)
 
 	pr_info("tzmk monitor: uid %s, revision %ld.%ld\n", sip_uid, revision_major, revision_minor);
 	pr_info("notify_secure(0) = %ld, go = %ld, unknown sip = %ld\n", notify_secure, go, unknown);
+	if (doorbell_wait_us >= 0)
+		pr_info("doorbell irq %d: %u doorbells, the first %ld us after notify_secure\n", doorbell_irq,
+			doorbells, doorbell_wait_us);
+	else
+		pr_info("doorbell irq %d: %u doorbells\n", doorbell_irq, doorbells);
 	return 0;
 }
 
 static void __exit tzmk_probe_exit(void)
 {
+	if (doorbell_requested) {
+		free_irq(doorbell_irq, NULL);
+		irq_dispose_mapping(doorbell_irq);
+	}
 }
 
 module_init(tzmk_probe_init);

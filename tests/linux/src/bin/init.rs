@@ -1,4 +1,4 @@
-//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service (through tzmk_probe.ko) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
+//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service and the secure world's doorbell (through tzmk_probe.ko) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
 //!
 //! Every line it prints starts with `tzmk-init: `; exactly one verdict line is printed, then
 //! reboot(POWER_OFF) (PSCI SYSTEM_OFF), whatever happened. A watchdog thread turns a step that
@@ -104,7 +104,7 @@ fn run() -> Result<(), String> {
     let count = check_cpus_online(&online)?;
     say(&format!("cpus online {online} ({count})"));
 
-    step("loading tzmk_probe.ko (its init makes the SiP calls)");
+    step("loading tzmk_probe.ko (its init makes the SiP calls and waits up to 2 s for the doorbell)");
     load_module()?;
     let probe = Probe::read(&Path::new("/sys/module").join(MODULE_NAME).join("parameters"))?;
     for line in probe.report() {
