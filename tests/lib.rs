@@ -69,3 +69,40 @@ pub fn run_qemu(
     }
     QemuRun { console: String::from_utf8_lossy(&raw).replace('\r', ""), exit, timed_out }
 }
+
+/// Whether `line` was printed, even if another writer's characters got in between: the PDs on
+/// seL4's core print one character per system call, and a PD whose budget runs out mid-line is
+/// interleaved with the next (docs/qemu-and-sel4-facts.md). Matches `line`'s characters in order,
+/// within a stretch of the console at most three times as long as `line`.
+pub fn printed(console: &str, line: &str) -> bool {
+    let (console, line) = (console.as_bytes(), line.as_bytes());
+    let Some(&first) = line.first() else { return true };
+    let span = 3 * line.len();
+    (0..console.len()).filter(|&start| console[start] == first).any(|start| {
+        let window = &console[start..console.len().min(start + span)];
+        let mut wanted = line.iter().peekable();
+        for byte in window {
+            if wanted.peek() == Some(&byte) {
+                wanted.next();
+            }
+        }
+        wanted.peek().is_none()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printed;
+
+    #[test]
+    fn interleaved_lines_are_found() {
+        let console = "rattestation-pd: INFO: ready: ok\nt-task: INFO: ready: period\n";
+        assert!(printed(console, "rt-task: INFO: ready"));
+        assert!(printed(console, "attestation-pd: INFO: ready"));
+        assert!(printed("attestation-pd:rt-task: INFO: ready\n INFO: go: yes", "attestation-pd: INFO: go"));
+        assert!(!printed(console, "comm-pd: INFO: ready"));
+        // Scattered far apart is not a line.
+        let far = format!("rt-task{}: INFO: ready", "x".repeat(200));
+        assert!(!printed(&far, "rt-task: INFO: ready"));
+    }
+}

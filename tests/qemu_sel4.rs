@@ -32,12 +32,12 @@ fn every_pd_prints_its_ready_line_on_sel4() {
     // A PD fault (a stack overflow, say) is reported by the Microkit monitor as MON|ERROR: no need
     // to wait for the timeout then.
     let run = tzmk_tests::run_qemu(qemu, BOOT_TIMEOUT, |serial| {
-        wanted.iter().all(|w| serial.contains(w.as_str())) || serial.contains("MON|ERROR")
+        wanted.iter().all(|w| tzmk_tests::printed(serial, w)) || serial.contains("MON|ERROR")
     });
     let serial = run.console;
     println!("---- serial ----\n{serial}\n---- end ----");
     assert!(!serial.contains("MON|ERROR"), "a PD faulted (the Microkit monitor's MON|ERROR lines above)");
-    let missing: Vec<_> = wanted.iter().filter(|w| !serial.contains(w.as_str())).collect();
+    let missing: Vec<_> = wanted.iter().filter(|w| !tzmk_tests::printed(&serial, w)).collect();
     assert!(missing.is_empty(), "no ready line within {BOOT_TIMEOUT:?} for: {missing:?}");
     assert!(!serial.contains("panic"), "a PD panicked");
 }
