@@ -41,6 +41,21 @@ const SCR_SECURE: u64 = 1 << 10 | 0b11 << 4;
 const SCR_NORMAL: u64 = SCR_SECURE | 1 << 8 | 1;
 /// SPSR_EL3 to enter EL1h with D, A, I and F masked.
 const SPSR_EL1H: u64 = 0x3c5;
+/// SCTLR_EL1 for a world's entry: MMU, caches and alignment checks off, only the RES1 bits of
+/// Armv8.0 set (29, 28, 23, 22, 20, 11; Arm ARM D13.2.113). PSCI (DEN 0022 6.4) requires the MMU
+/// and caches off at CPU_ON's entry point; a core that ran Linux before its CPU_OFF still has
+/// Linux's SCTLR_EL1, MMU on, and would fetch its physical entry address as a virtual one.
+const SCTLR_EL1_ENTRY: u64 = 0x30d0_0800;
+
+/// Enters a world at EL1 for good, with EL1's system control register reset (see above).
+fn enter_el1(entry: u64, scr: u64, x0: u64, core: usize) -> ! {
+    // SAFETY: SCTLR_EL1 is not used at EL3; EL1 starts with it as after reset, then `enter_world`
+    // erets to `entry` on this core's fresh stack. The caller vouches for the entry point.
+    unsafe {
+        core::arch::asm!("msr sctlr_el1, {}", "isb", in(reg) SCTLR_EL1_ENTRY, options(nostack, preserves_flags));
+        enter_world(entry, SPSR_EL1H, scr, x0, stack_top(core))
+    }
+}
 
 static MONITOR: Monitor = Monitor::new();
 
@@ -126,9 +141,8 @@ fn core_main(core: usize) -> ! {
                 config::LINUX_KERNEL,
                 config::LINUX_DTB
             );
-            // SAFETY: the normal world's image entry, with the DTB in x0 (Linux's arm64 boot
-            // protocol), on this core's fresh stack.
-            unsafe { enter_world(config::LINUX_KERNEL, SPSR_EL1H, SCR_NORMAL, config::LINUX_DTB, stack_top(core)) }
+            // The normal world's image entry, with the DTB in x0 (Linux's arm64 boot protocol).
+            enter_el1(config::LINUX_KERNEL, SCR_NORMAL, config::LINUX_DTB, core)
         }
         wait_for_cpu_on(core)
     } else {
@@ -140,8 +154,8 @@ fn core_main(core: usize) -> ! {
 fn boot_secure_world(core: usize) -> ! {
     if mmu::secure_image_present() {
         log::info!("core {core}: entering the secure world at {:#x} (S-EL1)", config::SECURE_ENTRY);
-        // SAFETY: the secure image's entry (the Microkit loader), on this core's fresh stack.
-        unsafe { enter_world(config::SECURE_ENTRY, SPSR_EL1H, SCR_SECURE, 0, stack_top(core)) }
+        // The secure image's entry (the Microkit loader).
+        enter_el1(config::SECURE_ENTRY, SCR_SECURE, 0, core)
     }
     log::warn!(
         "no secure image at {:#x}: the normal world runs alone; notify_secure answers NO_SECURE_WORLD",
@@ -156,8 +170,8 @@ fn boot_secure_world(core: usize) -> ! {
 fn wait_for_cpu_on(core: usize) -> ! {
     loop {
         if let Some(start) = MONITOR.cores.take_start(core) {
-            // SAFETY: CPU_ON checked that the entry lies in Linux's RAM; x0 is its context id.
-            unsafe { enter_world(start.entry, SPSR_EL1H, SCR_NORMAL, start.context, stack_top(core)) }
+            // CPU_ON checked that the entry lies in Linux's RAM; x0 is its context id.
+            enter_el1(start.entry, SCR_NORMAL, start.context, core)
         }
         aarch64_wfe();
     }

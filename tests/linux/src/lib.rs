@@ -139,6 +139,22 @@ pub fn count_cpu_list(list: &str) -> Result<usize, String> {
     Ok(count)
 }
 
+/// The CPU /init takes offline and brings back (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON): the last.
+pub const HOTPLUG_CPU: usize = EXPECTED_CPUS - 1;
+
+/// Checks the online list while [`HOTPLUG_CPU`] is offline: every other CPU, and not that one.
+pub fn check_hotplug_offline(list: &str) -> Result<(), String> {
+    let expected = match HOTPLUG_CPU {
+        0 => String::new(),
+        1 => "0".to_owned(),
+        n => format!("0-{}", n - 1),
+    };
+    if list.trim() != expected {
+        return Err(format!("cpu {HOTPLUG_CPU} offline: online cpus are {list:?}, expected {expected:?}"));
+    }
+    Ok(())
+}
+
 /// Checks the online CPU list is exactly 0..EXPECTED_CPUS-1; returns the count for the report.
 pub fn check_cpus_online(list: &str) -> Result<usize, String> {
     let count = count_cpu_list(list)?;
@@ -410,6 +426,15 @@ mod tests {
         assert_eq!(
             Expect::from_cmdline("tzmk.expect=ful"),
             Err("tzmk.expect=ful on the kernel command line: expected absent, standalone or full".to_owned())
+        );
+    }
+
+    #[test]
+    fn hotplug_lists() {
+        assert_eq!(check_hotplug_offline("0-1"), Ok(()));
+        assert_eq!(
+            check_hotplug_offline("0-2"),
+            Err("cpu 2 offline: online cpus are \"0-2\", expected \"0-1\"".to_owned())
         );
     }
 

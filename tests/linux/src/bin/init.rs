@@ -15,7 +15,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 
-use tzmk_linux_guest::{check_cpus_online, Expect, Probe, MODULE_NAME};
+use tzmk_linux_guest::{check_cpus_online, check_hotplug_offline, Expect, Probe, HOTPLUG_CPU, MODULE_NAME};
 
 /// Where build.mk's linux-initramfs puts the module.
 const MODULE_PATH: &str = "/tzmk_probe.ko";
@@ -120,6 +120,18 @@ fn run() -> Result<(), String> {
         return Err(format!("timer: CLOCK_MONOTONIC advanced {slept:?} across a {TIMER_SLEEP:?} sleep"));
     }
     say(&format!("timer: slept {:.2} s", slept.as_secs_f64()));
+
+    // Linux's CPU_OFF runs on the dying CPU; another then polls AFFINITY_INFO until the firmware
+    // reports it off; bringing it back is a CPU_ON. On tzmk's monitor the core waits in EL3.
+    step("taking the last cpu offline and online again (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON)");
+    let control = format!("/sys/devices/system/cpu/cpu{HOTPLUG_CPU}/online");
+    fs::write(&control, "0").map_err(|e| format!("cpu {HOTPLUG_CPU} offline: writing {control}: {e}"))?;
+    let offline = read_trimmed("/sys/devices/system/cpu/online")?;
+    check_hotplug_offline(&offline)?;
+    fs::write(&control, "1").map_err(|e| format!("cpu {HOTPLUG_CPU} online again: writing {control}: {e}"))?;
+    let online = read_trimmed("/sys/devices/system/cpu/online")?;
+    check_cpus_online(&online)?;
+    say(&format!("cpu {HOTPLUG_CPU} offline (online {offline}) and back (online {online})"));
     Ok(())
 }
 
