@@ -72,12 +72,14 @@ pub fn run_qemu(
 
 /// Whether `line` was printed, even if another writer's characters got in between: the PDs on
 /// seL4's core print one character per system call, and a PD whose budget runs out mid-line is
-/// interleaved with the next (docs/qemu-and-sel4-facts.md). Matches `line`'s characters in order,
-/// within a stretch of the console at most three times as long as `line`.
+/// interleaved with the next, or a whole line of another PD lands inside it
+/// (docs/qemu-and-sel4-facts.md). Matches `line`'s characters in order, within a stretch of the
+/// console of twice `line`'s length plus room for two other lines.
 pub fn printed(console: &str, line: &str) -> bool {
+    const OTHER_LINE: usize = 120;
     let (console, line) = (console.as_bytes(), line.as_bytes());
     let Some(&first) = line.first() else { return true };
-    let span = 3 * line.len();
+    let span = 2 * line.len() + 2 * OTHER_LINE;
     (0..console.len()).filter(|&start| console[start] == first).any(|start| {
         let window = &console[start..console.len().min(start + span)];
         let mut wanted = line.iter().peekable();
@@ -101,8 +103,10 @@ mod tests {
         assert!(printed(console, "attestation-pd: INFO: ready"));
         assert!(printed("attestation-pd:rt-task: INFO: ready\n INFO: go: yes", "attestation-pd: INFO: go"));
         assert!(!printed(console, "comm-pd: INFO: ready"));
+        let whole_line_inside = "rt-task: INFO: ready: period 1000 us (channcomm-pd: INFO: ready: 6 ports, attestation-pd interface v1, kick on channel 0\nel 1)";
+        assert!(printed(whole_line_inside, "rt-task: INFO: ready: period 1000 us (channel 1)"));
         // Scattered far apart is not a line.
-        let far = format!("rt-task{}: INFO: ready", "x".repeat(200));
+        let far = format!("rt-task{}: INFO: ready", "x".repeat(400));
         assert!(!printed(&far, "rt-task: INFO: ready"));
     }
 }

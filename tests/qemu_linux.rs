@@ -85,6 +85,7 @@ fn check_linux(console: &str, monitor_log: &str) {
         "tzmk-init: cpus online 0-2 (3)",
         "tzmk-init: sip uid tzmk revision 0.1",
         "tzmk-init: timer: slept",
+        "tzmk-init: refusals: cpu_on(secure core)=-3, cpu_on(entry outside Linux's RAM)=-9",
         "tzmk-init: cpu 2 offline (online 0-1) and back (online 0-2)",
     ] {
         assert!(console.contains(want), "no {want:?} on Linux's console");

@@ -190,6 +190,10 @@ pub struct Probe {
     pub doorbell_hwirq: i64,
     /// Doorbells the module took by the end of its init (after its wait, if NOTIFY_SECURE succeeded).
     pub doorbells: u32,
+    /// `name=x0` of each call a hostile normal world might make; `!` marks a wrong answer.
+    pub refusals: String,
+    /// Every one got its expected refusal.
+    pub refusals_ok: bool,
     /// µs from NOTIFY_SECURE to the first doorbell after it; -1: not waited for, or none came
     /// within DOORBELL_WAIT_MS.
     pub doorbell_wait_us: i64,
@@ -220,11 +224,12 @@ impl Probe {
         let sip_uid: [u32; 4] = words
             .try_into()
             .map_err(|_| format!("{MODULE_NAME} parameter sip_uid is {sip_uid_text:?}, not four hex words"))?;
-        let tzmk = match read("tzmk")?.as_str() {
-            "Y" => true,
-            "N" => false,
-            other => return Err(format!("{MODULE_NAME} parameter tzmk is {other:?}, not Y or N")),
+        let flag = |name: &str| match read(name)?.as_str() {
+            "Y" => Ok(true),
+            "N" => Ok(false),
+            other => Err(format!("{MODULE_NAME} parameter {name} is {other:?}, not Y or N")),
         };
+        let tzmk = flag("tzmk")?;
         let smccc_version = read("smccc_version")?;
         let doorbells = read("doorbells")?;
         Ok(Probe {
@@ -244,6 +249,8 @@ impl Probe {
                 .parse()
                 .map_err(|_| format!("{MODULE_NAME} parameter doorbells is {doorbells:?}, not a number"))?,
             doorbell_wait_us: number("doorbell_wait_us")?,
+            refusals: read("refusals")?,
+            refusals_ok: flag("refusals_ok")?,
         })
     }
 
@@ -260,6 +267,7 @@ impl Probe {
         lines.push(format!("notify_secure(0) = {} ({})", self.notify_secure, status_name(self.notify_secure)));
         lines.push(format!("go from the normal world = {} ({})", self.go, status_name(self.go)));
         lines.push(format!("unknown sip {UNKNOWN_SIP:#x} = {} ({})", self.unknown, status_name(self.unknown)));
+        lines.push(format!("refusals: {}", self.refusals));
         lines.push(match self.doorbell_irq {
             -1 => "doorbell: no tzmk,ports node in the device tree".to_owned(),
             0 => {
@@ -340,6 +348,9 @@ impl Probe {
         let (major, minor) = smc::REVISION;
         if self.revision != (i64::from(major), i64::from(minor)) {
             return Err(format!("SiP Revision is {}.{}, expected {major}.{minor}", self.revision.0, self.revision.1));
+        }
+        if !self.refusals_ok {
+            return Err(format!("a hostile call was not refused as it must be ('!'): {}", self.refusals));
         }
         let answers = [
             ("notify_secure(0)", self.notify_secure, notify_expected),
@@ -467,6 +478,8 @@ mod tests {
             doorbell_hwirq: 145,
             doorbells: 0,
             doorbell_wait_us: -1,
+            refusals: "cpu_on(secure core)=-3, notify_normal from Linux=-257".to_owned(),
+            refusals_ok: true,
         }
     }
 
@@ -488,6 +501,8 @@ mod tests {
             doorbell_hwirq: -1,
             doorbells: 0,
             doorbell_wait_us: -1,
+            refusals: "not called".to_owned(),
+            refusals_ok: false,
         }
     }
 
@@ -501,20 +516,21 @@ mod tests {
                 "notify_secure(0) = -256 (no secure world)",
                 "go from the normal world = -257 (denied)",
                 "unknown sip 0xc200ffff = -1 (not supported)",
+                "refusals: cpu_on(secure core)=-3, notify_normal from Linux=-257",
                 "doorbell irq 11 (gic 145)",
                 "doorbells: 0 (notify_secure did not succeed: none awaited)",
             ]
         );
         assert_eq!(
-            full().report()[5..],
+            full().report()[6..],
             ["doorbell irq 11 (gic 145)", "doorbell after notify_secure: 1 in 850 us (the secure world answered)"]
         );
         let silent = Probe { doorbells: 0, doorbell_wait_us: -1, ..full() };
-        assert_eq!(silent.report()[6], "doorbell after notify_secure: none within 2 s (0 doorbells in all)");
+        assert_eq!(silent.report()[7], "doorbell after notify_secure: none within 2 s (0 doorbells in all)");
         let no_node = Probe { doorbell_irq: -1, doorbell_hwirq: -1, ..standalone() };
-        assert_eq!(no_node.report()[5..], ["doorbell: no tzmk,ports node in the device tree"]);
+        assert_eq!(no_node.report()[6..], ["doorbell: no tzmk,ports node in the device tree"]);
         let unmapped = Probe { doorbell_irq: 0, doorbell_hwirq: -1, ..standalone() };
-        assert!(unmapped.report()[5].starts_with("doorbell: the tzmk,ports interrupt could not be mapped"));
+        assert!(unmapped.report()[6].starts_with("doorbell: the tzmk,ports interrupt could not be mapped"));
         assert_eq!(
             qemu_firmware().report(),
             ["smccc 1.0 conduit none", "sip uid ffffffff ffffffff ffffffff ffffffff: no tzmk monitor"]
@@ -540,6 +556,16 @@ mod tests {
         assert!(open_go.check(Expect::Standalone).unwrap_err().starts_with("go from the normal world = 0"));
         let fallthrough = Probe { unknown: 0, ..standalone() };
         assert!(fallthrough.check(Expect::Standalone).unwrap_err().starts_with("unknown sip = 0"));
+        let accepted = Probe {
+            refusals: "cpu_on(secure core)=0!, notify_normal from Linux=-257".to_owned(),
+            refusals_ok: false,
+            ..standalone()
+        };
+        assert_eq!(
+            accepted.check(Expect::Standalone),
+            Err("a hostile call was not refused as it must be ('!'): cpu_on(secure core)=0!, notify_normal from Linux=-257"
+                .to_owned())
+        );
         let old = Probe { revision: (0, 0), ..standalone() };
         assert_eq!(old.check(Expect::Standalone), Err("SiP Revision is 0.0, expected 0.1".to_owned()));
 
@@ -600,6 +626,8 @@ mod tests {
         write("doorbell_hwirq", "145");
         write("doorbells", "0");
         write("doorbell_wait_us", "-1");
+        write("refusals", "cpu_on(secure core)=-3, notify_normal from Linux=-257");
+        write("refusals_ok", "Y");
         assert_eq!(Probe::read(&dir), Ok(standalone()));
         write("doorbells", "-1");
         assert_eq!(Probe::read(&dir), Err("tzmk_probe parameter doorbells is \"-1\", not a number".to_owned()));

@@ -31,9 +31,61 @@
 #include <linux/moduleparam.h>
 #include <linux/of.h>
 #include <linux/of_irq.h>
+#include <uapi/linux/psci.h>
 #include <linux/wait.h>
 
 #include "tzmk_smc.h"
+
+/*
+ * Calls a hostile normal world might make, and the refusal each must get: the monitor must check
+ * the caller's world and every argument on the real SMC path too, not only in its host tests.
+ */
+static char refusals[384] = "not called";
+module_param_string(refusals, refusals, sizeof(refusals), 0444);
+MODULE_PARM_DESC(refusals, "name=x0 of each refused call; '!' marks an answer that is not the expected refusal");
+static bool refusals_ok;
+module_param(refusals_ok, bool, 0444);
+MODULE_PARM_DESC(refusals_ok, "every refused call got its expected answer");
+
+struct refusal {
+	const char *name;
+	u32 fid;
+	unsigned long a1, a2;
+	long expected;
+};
+
+static const struct refusal refusal_calls[] = {
+	/* MPIDR 0 is the secure core: Linux may not start it, nor ask about it. */
+	{ "cpu_on(secure core)", PSCI_0_2_FN64_CPU_ON, 0, 0, PSCI_RET_DENIED },
+	/* Address 0 is secure flash, not Linux's RAM. */
+	{ "cpu_on(entry outside Linux's RAM)", PSCI_0_2_FN64_CPU_ON, 3, 0, PSCI_RET_INVALID_ADDRESS },
+	{ "affinity_info(secure core)", PSCI_0_2_FN64_AFFINITY_INFO, 0, 0, PSCI_RET_INVALID_PARAMS },
+	{ "notify_normal from Linux", TZMK_NOTIFY_NORMAL, 1, 0, TZMK_DENIED },
+	{ "notify_secure(port 4096)", TZMK_NOTIFY_SECURE, 4096, 0, TZMK_INVALID_PARAMETER },
+	/* Bit 31 clear: a yielding call, which tzmk has none of. */
+	{ "yielding sip call", TZMK_NOTIFY_SECURE & ~0x80000000U, 0, 0, TZMK_NOT_SUPPORTED },
+};
+
+static void call_refusals(void)
+{
+	struct arm_smccc_res res;
+	size_t i, used = 0;
+
+	refusals_ok = true;
+	refusals[0] = '\0';
+	for (i = 0; i < ARRAY_SIZE(refusal_calls); i++) {
+		const struct refusal *r = &refusal_calls[i];
+		long got;
+
+		arm_smccc_1_1_invoke(r->fid, r->a1, r->a2, 0, &res);
+		got = (long)res.a0;
+		if (got != r->expected)
+			refusals_ok = false;
+		used += scnprintf(refusals + used, sizeof(refusals) - used, "%s%s=%ld%s", i ? ", " : "", r->name, got,
+				  got == r->expected ? "" : "!");
+	}
+	pr_info("refusals: %s\n", refusals);
+}
 
 static char *conduit = "none";
 module_param(conduit, charp, 0444);
@@ -194,6 +246,7 @@ static int __init tzmk_probe_init(void)
 	go = (long)res.a0;
 	arm_smccc_1_1_invoke(TZMK_UNKNOWN_SIP, &res);
 	unknown = (long)res.a0;
+	call_refusals();
 
 	pr_info("tzmk monitor: uid %s, revision %ld.%ld\n", sip_uid, revision_major, revision_minor);
 	pr_info("notify_secure(0) = %ld, go = %ld, unknown sip = %ld\n", notify_secure, go, unknown);
