@@ -61,3 +61,28 @@ fn dot_picture_draws_the_world_boundary() {
     assert!(text.contains("pd_comm_pd -> pd_attestation_pd [style=bold, label=\"pp\"]"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn dtb_writes_linux_device_tree() {
+    let dir = std::env::temp_dir().join(format!("tzmk-dtb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let initrd = dir.join("initrd");
+    std::fs::write(&initrd, vec![0u8; 4096]).unwrap();
+    let dtb = dir.join("linux.dtb");
+    let (initrd_arg, dtb_arg) = (initrd.display().to_string(), dtb.display().to_string());
+    let out = tzmk(&["dtb", "system.xml", "--initrd", &initrd_arg, "--bootargs", "console=ttyAMA0", "-o", &dtb_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let blob = std::fs::read(&dtb).unwrap();
+    assert_eq!(blob[..4], [0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
+
+    // Bad input: a precise message and exit 2, nothing written.
+    let missing = dir.join("no-such-initrd").display().to_string();
+    let out = tzmk(&["dtb", "system.xml", "--initrd", &missing, "-o", &dtb_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("error: {missing}: cannot read")), "{stderr}");
+    let out = tzmk(&["dtb", "tests/audit/bad/duplicate-irq.xml", "-o", &dtb_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: tests/audit/bad/duplicate-irq.xml:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
