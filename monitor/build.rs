@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
+const STACK_SLOT: u64 = 0x4000;
+const STACK_GUARD: u64 = 0x1000;
+
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
@@ -30,11 +33,18 @@ fn main() {
     let partition = tzmk_sdf::partition::Partition::compute(&system, &platform)
         .unwrap_or_else(|e| fail(format!("{}: {e}", platform_path.display())));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    std::fs::write(out.join("partition.rs"), partition.to_rust())
+    // Each core's stack slot: an unmapped guard page, then the stack. The one definition, for the
+    // linker script, entry.S and the page tables.
+    let cores = partition.secure_cores.iter().chain(&partition.normal_cores).max().map_or(0, |&c| c + 1);
+    let stacks =
+        format!("pub const STACK_SLOT: u64 = {STACK_SLOT:#x};\npub const STACK_GUARD: u64 = {STACK_GUARD:#x};\n");
+    std::fs::write(out.join("partition.rs"), partition.to_rust() + &stacks)
         .unwrap_or_else(|e| fail(format!("cannot write partition.rs: {e}")));
-
-    std::fs::write(out.join("memory.ld"), partition.linker_memory())
-        .unwrap_or_else(|e| fail(format!("cannot write memory.ld: {e}")));
+    let memory = format!(
+        "{}STACK_SLOT = {STACK_SLOT:#x};\nSTACK_GUARD = {STACK_GUARD:#x};\nSTACK_CORES = {cores};\n",
+        partition.linker_memory()
+    );
+    std::fs::write(out.join("memory.ld"), memory).unwrap_or_else(|e| fail(format!("cannot write memory.ld: {e}")));
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         let script = Path::new(&manifest).join("monitor.ld");
         println!("cargo:rustc-link-arg-bins=-L{}", out.display());

@@ -3,7 +3,6 @@
  * Arm ARM D1.10 (exception entry), D1.11 (ERET), D13 (VBAR_EL3 vector layout).
  */
 
-.equ STACK_SLOT, 0x4000
 .equ FRAME, 20 * 8            /* x0..x18, x30 */
 .equ EC_SMC64, 0x17
 
@@ -21,7 +20,7 @@ _start:
     /* sp = top of this core's stack slot */
     ldr     x0, =__stacks_start
     add     x1, x19, #1
-    mov     x2, #STACK_SLOT
+    mov     x2, #{stack_slot}
     madd    x0, x1, x2, x0
     mov     sp, x0
 
@@ -116,8 +115,16 @@ park_core:
     b       park_forever
 
 /* The vector table (VBAR_EL3). Only synchronous exceptions from a lower EL (SMCs) are expected. */
+/* A fresh stack first: the exception may be a stack overflow into the guard page. */
 .macro unexpected kind
     .balign 0x80
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff
+    add     x1, x1, #1
+    ldr     x2, =__stacks_start
+    mov     x3, #{stack_slot}
+    madd    x2, x1, x3, x2
+    mov     sp, x2
     mov     x0, #\kind
     b       unexpected_exception
 .endm

@@ -7,7 +7,6 @@
 //! handoff), and seL4's RAM read-only (to find and measure the secure image). Nothing of the
 //! normal world's memory is mapped.
 
-use super::{STACK_GUARD, STACK_SLOT};
 use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El3, MemoryRegion, PageTable, Translation};
 use aarch64_paging::{MapError, Mapping};
@@ -15,6 +14,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tzmk_monitor::config;
+use tzmk_monitor::config::{STACK_GUARD, STACK_SLOT};
 
 /// Tables in the pool: a root, one level-2 table per GiB touched below 4 GiB and level-3 tables
 /// for the page-granular ranges.

@@ -23,6 +23,7 @@ core::arch::global_asm!(
     include_str!("entry.S"),
     cores = const config::CORES,
     boot_magic = const BOOT_MAGIC,
+    stack_slot = const config::STACK_SLOT,
 );
 
 /// What core 0 writes once memory and page tables are ready ("TZMKBOOT"); the other cores compare
@@ -31,9 +32,7 @@ const BOOT_MAGIC: u64 = 0x545a_4d4b_424f_4f54;
 #[unsafe(no_mangle)]
 static tzmk_boot_magic: AtomicU64 = AtomicU64::new(0);
 
-/// Per-core stack slots (monitor.ld): a guard page, then the stack.
-pub const STACK_SLOT: u64 = 0x4000;
-pub const STACK_GUARD: u64 = 0x1000;
+use config::STACK_SLOT;
 
 /// SCR_EL3 for each world (Arm ARM D13.2.119): RW (lower ELs are AArch64) and the RES1 bits 5:4;
 /// the normal world adds NS and HCE. IRQ, FIQ and external aborts are never routed to EL3.
