@@ -35,7 +35,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     // Each core's stack slot: an unmapped guard page, then the stack. The one definition, for the
     // linker script, entry.S and the page tables.
-    let cores = partition.secure_cores.iter().chain(&partition.normal_cores).max().map_or(0, |&c| c + 1);
+    let cores = partition.cores();
     let stacks =
         format!("pub const STACK_SLOT: u64 = {STACK_SLOT:#x};\npub const STACK_GUARD: u64 = {STACK_GUARD:#x};\n");
     std::fs::write(out.join("partition.rs"), partition.to_rust() + &stacks)

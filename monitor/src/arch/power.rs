@@ -15,10 +15,8 @@ fn drive_high(line: u32) -> ! {
         dir.write_volatile(dir.read_volatile() | bit);
         ((base + ((bit as usize) << 2)) as *mut u32).write_volatile(bit);
     }
-    loop {
-        // SAFETY: waiting for the power controller.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-    }
+    // Waiting for the power controller.
+    super::halt()
 }
 
 pub fn system_off(core: usize) -> ! {

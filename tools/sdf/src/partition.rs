@@ -199,6 +199,11 @@ impl Partition {
         })
     }
 
+    /// The number of core slots the monitor needs: the highest core number of either world, plus one.
+    pub fn cores(&self) -> u32 {
+        self.secure_cores.iter().chain(&self.normal_cores).max().map_or(0, |&c| c + 1)
+    }
+
     /// Whether an SPI stays with the secure world.
     pub fn is_group0(&self, intid: u32) -> bool {
         self.group0_spis.binary_search(&intid).is_ok()
@@ -241,8 +246,7 @@ impl Partition {
         line(format!("pub const PLATFORM: &str = {:?};", self.platform));
         line(format!("pub const SECURE_CORES: u64 = {:#x};", Self::core_mask(&self.secure_cores)));
         line(format!("pub const NORMAL_CORES: u64 = {:#x};", Self::core_mask(&self.normal_cores)));
-        let cores = self.secure_cores.iter().chain(&self.normal_cores).max().map_or(0, |&c| c + 1);
-        line(format!("pub const CORES: usize = {cores};"));
+        line(format!("pub const CORES: usize = {};", self.cores()));
         line(format!("pub const FIRST_SECURE_CORE: usize = {};", self.secure_cores[0]));
         line(format!("pub const FIRST_NORMAL_CORE: usize = {};", self.normal_cores[0]));
         line(format!("pub const SECURE_ENTRY: u64 = {:#x};", self.secure_entry));
