@@ -9,11 +9,17 @@ MICROKIT_BOARD ?= qemu_virt_aarch64_el1
 MICROKIT_CONFIG ?= debug
 BUILD_DIR ?= build
 CARGO ?= cargo
+# Where cargo puts what it builds, as cargo itself says (CARGO_TARGET_DIR, build.target-dir in a
+# config file, or ./target): every path to a cargo product below starts here, never at a guessed
+# `target/`. Evaluated once, on first use.
+CARGO_TARGET_DIR_OF = $(shell $(CARGO) metadata --format-version 1 --no-deps --offline 2>/dev/null | \
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TARGET_DIR = $(eval TARGET_DIR := $$(or $$(CARGO_TARGET_DIR_OF),$$(error cargo metadata names no target directory: run `$(CARGO) metadata --format-version 1 --no-deps` to see why)))$(TARGET_DIR)
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit audit picture check-picture demo sim pds image qemu-sel4 check-sdk bench-sim bench-ports fuzz-setup fuzz-smoke fuzz bench-payload bench-monitor bench-payload-qemu check-monitor-bin
+.PHONY: help setup test lint unit audit picture check-picture demo fresh sim pds image qemu-sel4 check-sdk bench-sim bench-ports fuzz-setup fuzz-smoke fuzz bench-payload bench-monitor bench-payload-qemu check-monitor-bin
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
@@ -67,7 +73,7 @@ setup:
 	    fi; \
 	fi
 
-test: setup lint unit audit check-picture pds monitor demo fuzz-smoke qemu-linux qemu-sel4 qemu
+test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke qemu-linux qemu-sel4 qemu
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -96,6 +102,15 @@ check-picture:
 
 demo:
 	$(CARGO) run --release --locked -q -p tzmk -- demo --count 200
+
+# After a build, building again must compile nothing: a build script that declares a dependency
+# on a file that does not exist (or on none at all) makes cargo rebuild its crate, and every crate
+# above it, on every `cargo run`. Names each crate cargo would not take as fresh.
+fresh:
+	@stale=$$($(CARGO) build --release --locked -p tzmk -p tzctl --message-format=json 2>/dev/null | \
+	    sed -n 's/.*"reason":"compiler-artifact".*"package_id":"\([^"]*\)".*"fresh":false.*/\1/p' | sort -u); \
+	if [ -n "$$stale" ]; then echo "fresh: an unchanged workspace rebuilt:" $$stale >&2; exit 1; fi; \
+	echo "fresh: a second build of tzmk and tzctl compiled nothing"
 
 sim:
 	$(CARGO) run --release --locked -q -p tzmk -- sim system.xml
@@ -143,7 +158,7 @@ PD_FEATURES := $(if $(filter debug,$(MICROKIT_CONFIG)),--features $(subst $(spac
 pds:
 	$(CARGO) build --release --locked --target aarch64-unknown-none $(addprefix -p ,$(PD_CRATES)) $(PD_FEATURES)
 	@mkdir -p $(PD_DIR)
-	@for pd in $(PD_CRATES); do cp target/aarch64-unknown-none/release/$$pd $(PD_DIR)/$$pd.elf; done
+	@for pd in $(PD_CRATES); do cp $(TARGET_DIR)/aarch64-unknown-none/release/$$pd $(PD_DIR)/$$pd.elf; done
 	TZMK_PD_DIR=$(abspath $(PD_DIR)) $(CARGO) test --locked -q -p tzmk-tests --test pd_images
 	@echo "pds: $(PD_DIR)/{$(subst $(space),$(comma),$(addsuffix .elf,$(PD_CRATES)))} checked"
 
@@ -186,7 +201,7 @@ LINUX_APT = -o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o APT::Arc
     -o Dir::State::Lists=$(LINUX_APT_DIR)/lists -o Dir::Cache=$(LINUX_APT_DIR)/cache \
     -o Dir::State::Status=/dev/null -o APT::Sandbox::User=root
 LINUX_HEADERS = $(abspath $(LINUX_DIR))/root/usr/src/linux-headers-$$(cat $(LINUX_DIR)/VERSION)
-LINUX_INIT := target/aarch64-unknown-linux-musl/release/tzmk-init
+LINUX_INIT = $(TARGET_DIR)/aarch64-unknown-linux-musl/release/tzmk-init
 
 linux-setup:
 	@rustup target add aarch64-unknown-linux-musl >/dev/null
@@ -286,7 +301,7 @@ BENCH_RUN = PAYLOAD=$(abspath $(BENCH_PAYLOAD)) TZMK_BENCH_CPU=$(BENCH_CPU) \
 bench-payload:
 	TZMK_BENCH_PAYLOAD_BASE=$(BENCH_PAYLOAD_BASE) $(CARGO) build --release --locked --target $(BENCH_TARGET) -p tzmk-bench-payload --bin bench-payload
 	@mkdir -p $(BUILD_DIR)
-	@cp target/$(BENCH_TARGET)/release/bench-payload $(BENCH_PAYLOAD)
+	@cp $(TARGET_DIR)/$(BENCH_TARGET)/release/bench-payload $(BENCH_PAYLOAD)
 	@echo "bench-payload: $(BENCH_PAYLOAD), linked at $(BENCH_PAYLOAD_BASE)"
 
 check-monitor-bin:
@@ -307,7 +322,7 @@ bench-payload-qemu: bench-payload
 # monitor/platform/qemu-virt.toml and system.xml by its build script.
 .PHONY: monitor linux-dtbs qemu-linux qemu
 MONITOR_TARGET := aarch64-unknown-none-softfloat
-MONITOR_ELF := target/$(MONITOR_TARGET)/release/tzmk-monitor
+MONITOR_ELF = $(TARGET_DIR)/$(MONITOR_TARGET)/release/tzmk-monitor
 LINUX_BOOTARGS := console=ttyAMA0 panic=-1
 QEMU_LINUX_RUN = TZMK_MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) \
     $(CARGO) test --locked -q -p tzmk-tests --test qemu_linux

@@ -28,7 +28,9 @@ fn images() -> (PathBuf, bool) {
         return (PathBuf::from(dir), true);
     }
     let root = tzmk_tests::workspace_root();
-    let target_dir = root.join("target/pd-images");
+    // A target directory of the test's own inside cargo's (CARGO_TARGET_DIR honoured): the PD
+    // build's features must not disturb the workspace's host build.
+    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pd-images");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--locked", "--target", "aarch64-unknown-none"])
         .args(["-p", "comm-pd", "-p", "attestation-pd", "-p", "rt-task"])
