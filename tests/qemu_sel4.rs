@@ -18,8 +18,7 @@ fn every_pd_prints_its_ready_line_on_sel4() {
     let root = tzmk_tests::workspace_root();
     let text = std::fs::read_to_string(root.join("system.xml")).unwrap();
     let system = tzmk_sdf::parse_system("system.xml", &text).expect("system.xml parses");
-    let wanted: Vec<String> =
-        system.protection_domains.iter().map(|pd| format!("{}: INFO: ready", pd.name)).collect();
+    let wanted: Vec<String> = system.protection_domains.iter().map(|pd| format!("{}: INFO: ready", pd.name)).collect();
     // rt-task's timer fires, it acknowledges the IRQ, publishes in rt_shared and notifies comm-pd,
     // which reads the statistics: the runtime's IRQ, notification and shared-memory paths on seL4.
     // Its report is checked for what must hold, not for the figures a given run's timing gave.

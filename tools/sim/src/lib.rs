@@ -31,8 +31,10 @@ pub use images::KNOWN_IMAGES;
 /// Why the simulator could not start.
 #[derive(Debug)]
 pub enum SimError {
-    /// system.xml (or the platform file) is unreadable or not a valid Microkit system: the audit's
-    /// own message, `file:line:col: ...`.
+    /// system.xml or the platform file cannot be read, or is not XML (TOML): the audit's own
+    /// message. `tzmk audit` exits 2 for these, and so do `tzmk sim` and `tzmk demo`.
+    Unreadable(String),
+    /// system.xml is not a valid Microkit system: the audit's own message, `file:line:col: ...`.
     System(String),
     /// system.xml breaks tzmk's isolation rules; one audit line each.
     Violations(Vec<String>),
@@ -51,7 +53,7 @@ pub enum SimError {
 impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SimError::System(message) => f.write_str(message),
+            SimError::Unreadable(message) | SimError::System(message) => f.write_str(message),
             SimError::Violations(lines) => {
                 write!(f, "{} isolation violation(s); `tzmk audit` explains each:", lines.len())?;
                 for line in lines {
@@ -106,8 +108,11 @@ impl Simulator {
     /// Builds and starts the system, and waits until every PD is ready.
     pub fn start(options: &Options) -> Result<Simulator, SimError> {
         let platform =
-            tzmk_sdf::load_platform(options.platform.as_deref()).map_err(|d| SimError::System(d.to_string()))?;
-        let system = tzmk_sdf::load_system(&options.system).map_err(|e| SimError::System(e.to_string()))?;
+            tzmk_sdf::load_platform(options.platform.as_deref()).map_err(|d| SimError::Unreadable(d.to_string()))?;
+        let system = tzmk_sdf::load_system(&options.system).map_err(|e| match e {
+            tzmk_sdf::LoadError::Unreadable(d) => SimError::Unreadable(d.to_string()),
+            tzmk_sdf::LoadError::Invalid(d) => SimError::System(d.to_string()),
+        })?;
         let file = options.system.display().to_string();
         let violations = tzmk_sdf::audit(&system, &platform);
         if !violations.is_empty() {
@@ -237,19 +242,46 @@ fn pd_configs(system: &System, regions: &memory::Regions) -> Vec<PdConfig> {
         .collect()
 }
 
-/// Prints the simulator's fault reports for PDs: a panic names the PD thread it happened on.
-pub fn install_fault_reporter() {
-    std::panic::set_hook(Box::new(|info| {
-        let pd = Kernel::current_pd_name().unwrap_or("tzmk-sim");
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+/// Prints the simulator's fault reports for PDs: a panic on a PD's thread names that PD. A panic
+/// anywhere else is a bug of the host tool (`tool`) itself and says so: it is never reported as a
+/// fault of a PD.
+pub fn install_fault_reporter(tool: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
         let message = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!("tzmk-sim: fault in PD '{pd}'{location}: {message}");
+        eprintln!("{}", panic_report(tool, Kernel::current_pd_name(), location.as_deref(), &message));
     }));
+}
+
+/// The line [`install_fault_reporter`] prints for a panic on PD `pd`'s thread (or on no PD's).
+pub fn panic_report(tool: &str, pd: Option<&str>, location: Option<&str>, message: &str) -> String {
+    let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+    match pd {
+        Some(pd) => format!("tzmk-sim: fault in PD '{pd}'{at}: {message}"),
+        None => format!("{tool}: internal error{at}: {message} (a bug of {tool} itself, not a fault of any PD)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_report;
+
+    #[test]
+    fn a_panic_off_every_pd_thread_is_the_tools_own() {
+        assert_eq!(
+            panic_report("tzmk demo", None, Some("tools/tzmk/src/demo.rs:80"), "index out of bounds"),
+            "tzmk demo: internal error at tools/tzmk/src/demo.rs:80: index out of bounds (a bug of tzmk demo itself, \
+             not a fault of any PD)"
+        );
+        let report = panic_report("tzmk sim", Some("comm-pd"), None, "overflow");
+        assert_eq!(report, "tzmk-sim: fault in PD 'comm-pd': overflow");
+        assert!(!panic_report("tzmk sim", None, None, "x").contains("PD '"));
+    }
 }
 
 /// Reads the doorbell eventfd's counter, for callers that poll it.

@@ -24,13 +24,16 @@ use crate::SimError;
 #[derive(Debug)]
 pub(crate) struct RunDir {
     path: PathBuf,
-    created_dir: bool,
+    /// The directories this simulator created, the run directory first and its topmost missing
+    /// ancestor last: removed in that order on drop (each only if empty), so that what existed
+    /// before stays and nothing else is removed.
+    created: Vec<PathBuf>,
 }
 
 impl RunDir {
     pub(crate) fn create(path: &Path) -> Result<RunDir, SimError> {
         let fail = |reason: String| SimError::RunDir { path: path.to_owned(), reason };
-        let created_dir = match fs::read_dir(path) {
+        let created = match fs::read_dir(path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
                     return Err(fail(
@@ -39,15 +42,20 @@ impl RunDir {
                             .into(),
                     ));
                 }
-                false
+                Vec::new()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let missing: Vec<PathBuf> = path
+                    .ancestors()
+                    .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+                    .map(Path::to_path_buf)
+                    .collect();
                 fs::create_dir_all(path).map_err(|e| fail(format!("cannot create: {e}")))?;
-                true
+                missing
             }
             Err(e) => return Err(fail(format!("cannot read: {e}"))),
         };
-        let dir = RunDir { path: path.to_owned(), created_dir };
+        let dir = RunDir { path: path.to_owned(), created };
         fs::create_dir(dir.regions()).map_err(|e| fail(format!("cannot create regions/: {e}")))?;
         Ok(dir)
     }
@@ -70,8 +78,11 @@ impl Drop for RunDir {
         let _ = fs::remove_file(self.socket());
         let _ = fs::remove_file(self.path.join(crate::attach::CONTROL_LOCK));
         let _ = fs::remove_dir_all(self.regions());
-        if self.created_dir {
-            let _ = fs::remove_dir(&self.path);
+        for dir in &self.created {
+            // Not remove_dir_all: a directory someone else put files in meanwhile stays.
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
         }
     }
 }

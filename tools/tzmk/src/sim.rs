@@ -26,17 +26,20 @@ pub fn default_run_dir() -> PathBuf {
     std::env::temp_dir().join(format!("tzmk-sim-{}", std::process::id()))
 }
 
-/// Exit code of a system description the simulator refuses (as `tzmk audit`).
+/// Exit code of a system description the simulator refuses (as `tzmk audit`'s violations).
 const BAD_SYSTEM: u8 = 1;
-/// Exit code when the host cannot provide what the simulator needs.
-const HOST_PROBLEM: u8 = 2;
+/// Exit code when an input cannot be read (as `tzmk audit`), or the host cannot provide what the
+/// simulator needs.
+const UNREADABLE_OR_HOST: u8 = 2;
 
 pub fn exit_code(error: &SimError) -> ExitCode {
     match error {
         SimError::System(_) | SimError::Violations(_) | SimError::UnknownImage { .. } | SimError::Kernel(_) => {
             ExitCode::from(BAD_SYSTEM)
         }
-        _ => ExitCode::from(HOST_PROBLEM),
+        SimError::Unreadable(_) | SimError::RunDir { .. } | SimError::Host(_) | SimError::FaultAtBoot { .. } => {
+            ExitCode::from(UNREADABLE_OR_HOST)
+        }
     }
 }
 
@@ -48,9 +51,9 @@ pub fn run(args: Args) -> ExitCode {
     signals.add(Signal::SIGTERM);
     if let Err(e) = signals.thread_block() {
         eprintln!("tzmk-sim: cannot block SIGINT/SIGTERM: {e}");
-        return ExitCode::from(HOST_PROBLEM);
+        return ExitCode::from(UNREADABLE_OR_HOST);
     }
-    tzmk_sim::install_fault_reporter();
+    tzmk_sim::install_fault_reporter("tzmk sim");
     let options =
         Options { system: args.system, platform: args.platform, run_dir: args.run_dir.unwrap_or_else(default_run_dir) };
     let simulator = match Simulator::start(&options) {

@@ -157,3 +157,72 @@ fn busy_run_directory_is_refused() {
     assert!(dir.join("something").exists(), "the simulator must not touch a directory it refused");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn run_directory_parents_it_created_are_removed_and_no_more() {
+    let base = scratch("parents");
+    std::fs::create_dir_all(&base).unwrap();
+    let run_dir = base.join("a/b/c");
+    let mut sim = spawn_sim("system.xml", &run_dir);
+    let mut line = String::new();
+    BufReader::new(sim.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), format!("tzmk-sim: ready {}", run_dir.display()));
+    kill(Pid::from_raw(sim.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(sim.wait().unwrap().success());
+    assert!(!base.join("a").exists(), "the simulator left a/b behind, which it created");
+    assert!(base.exists(), "the simulator removed a directory that existed before it");
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+#[test]
+fn unreadable_input_exits_two_for_sim_and_demo_as_for_audit() {
+    for command in ["audit", "sim", "demo"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+            .args([command, "no/such/system.xml"])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "tzmk {command}: {stderr}");
+        assert!(stderr.contains("no/such/system.xml: cannot read"), "tzmk {command}: {stderr}");
+    }
+    // Invalid (but readable) input is a violation, 1, for all three alike.
+    for command in ["audit", "sim", "demo"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+            .args([command, "tests/audit/bad/duplicate-pd-name.xml"])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "tzmk {command}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn every_demo_count_works_or_is_refused_by_the_parser() {
+    for count in ["0", "10000001", "18446744073709551615", "ten"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+            .args(["demo", "--count", count])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--count {count}: {stderr}");
+        assert!(stderr.contains("invalid value") && stderr.contains("--count"), "--count {count}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("fault in PD"), "--count {count}: {stderr}");
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_tzmk")).args(["demo", "--count", "0"]).current_dir(root()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1..=10000000"), "the refusal names the limit");
+    // Every small count, which once indexed an empty result of the 64 KiB echo.
+    for count in ["1", "9"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+            .args(["demo", "--count", count])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "--count {count}: {stderr}");
+        assert!(stdout.contains("| echo-bulk | 1 | 65536 B | all match |"), "--count {count}: {stdout}");
+        assert!(stdout.trim_end().ends_with("tzmk demo: ok"), "{stdout}");
+    }
+}
