@@ -702,7 +702,9 @@ impl Ports {
             }
             Operation::Close => {
                 let slot = &mut self.slots[index];
-                if slot.status.state != PortState::Open as u8 {
+                // The request names the session it ends: a client closing late (a dead process
+                // whose port someone has reopened since) must not end the new session.
+                if slot.status.state != PortState::Open as u8 || request.command != slot.status.session {
                     return Err(ControlError::NotOpen);
                 }
                 slot.end_session();

@@ -116,6 +116,11 @@ impl Transport for Attachment {
     fn doorbell(&self) -> BorrowedFd<'_> {
         self.bell.as_fd()
     }
+
+    /// Nothing stands for the driver here: this process's ports close when dropped.
+    fn hold(&self, _port: u16, _session: u32) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn local() -> (Arc<Shared>, Tz) {
@@ -251,6 +256,12 @@ fn garbage_in_the_mailbox_gets_typed_errors() {
     assert_eq!(error(&unknown_name, unknown_name.len() as u32), Some(ControlError::NoSuchPort));
     assert_eq!(error(&request(Operation::Call as u32, 3, 1, &[]), 16), Some(ControlError::NotOpen));
     assert_eq!(error(&request(Operation::Close as u32, 3, 0, &[]), 16), Some(ControlError::NotOpen));
+    // A close names the session it ends: a stale one (an earlier client's) leaves the port open.
+    let echo = shared.directory().ports[0];
+    assert_eq!((echo.name(), echo.state), (Some("echo"), PortState::Open as u8));
+    let stale = request(Operation::Close as u32, echo.id.into(), echo.session.wrapping_sub(1), &[]);
+    assert_eq!(error(&stale, 16), Some(ControlError::NotOpen));
+    assert_eq!(shared.directory().ports[0].state, PortState::Open as u8, "a stale close closed the port");
     // The same sequence number twice is one request: nothing is handled again.
     assert_eq!(shared.run().requests, 0);
     // After all that, the library's own requests still work.

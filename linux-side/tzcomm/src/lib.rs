@@ -91,6 +91,10 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn wait(&self, timeout: Duration) -> io::Result<bool>;
     /// Readable when the doorbell rang: for poll/epoll.
     fn doorbell(&self) -> BorrowedFd<'_>;
+    /// Tells what stands for the kernel driver (the simulator; the driver itself knows) that this
+    /// attachment holds session `session` of `port`, so that the port is closed when the
+    /// attachment ends, however its process ends: exit, crash or kill.
+    fn hold(&self, port: u16, session: u32) -> io::Result<()>;
 }
 
 #[derive(Debug)]
@@ -321,7 +325,15 @@ impl Tz {
         }
     }
 
-    /// Opens a port by name or id (a decimal number): a new session with both rings empty.
+    /// Closes session `session` of `port`: the secure side refuses (`NotOpen`) when the port is
+    /// not open or holds another session now, so a late close never ends someone else's session.
+    pub fn close_session(&self, port: u16, session: u32) -> Result<()> {
+        self.control(Operation::Close, port.into(), session, &[])?;
+        Ok(())
+    }
+
+    /// Opens a port by name or id (a decimal number): a new session with both rings empty. The
+    /// session ends when the [`Port`] is closed or dropped, or its process ends.
     pub fn open(&self, port: &str) -> Result<Port> {
         let entry = self.find(port)?;
         let name = entry.name().unwrap_or("?").to_owned();
@@ -347,9 +359,15 @@ impl Tz {
         let producer = unsafe { Producer::attach(rx_base, rx_layout.size(), rx_layout) }.map_err(broken)?;
         // SAFETY: as above.
         let consumer = unsafe { Consumer::attach(tx_base, tx_layout.size(), tx_layout) }.map_err(broken)?;
+        let transport = self.backend.attach()?;
+        if let Err(e) = transport.hold(entry.id, reply.value) {
+            let _ = self.close_session(entry.id, reply.value);
+            return Err(e.into());
+        }
         Ok(Port {
             tz: self.clone(),
-            transport: self.backend.attach()?,
+            transport,
+            closed: false,
             id: entry.id,
             name,
             session: reply.value,
@@ -393,6 +411,8 @@ fn info(entry: &PortEntry) -> PortInfo {
 pub struct Port {
     tz: Tz,
     transport: Box<dyn Transport>,
+    /// The session was ended by [`close`](Port::close): nothing left for `drop` to do.
+    closed: bool,
     id: u16,
     name: String,
     session: u32,
@@ -609,10 +629,27 @@ impl Port {
         PortStatus::read_from_bytes(&payload).map_err(|_| Error::SecureMisbehaviour("a status reply".into()))
     }
 
-    /// Ends the session.
-    pub fn close(self) -> Result<()> {
-        self.tz.control(Operation::Close, self.id.into(), 0, &[])?;
-        Ok(())
+    /// This port's session number (the directory's, at open).
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// Ends the session, and says whether the secure side agreed (dropping the port ends it
+    /// too, silently).
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.tz.close_session(self.id, self.session)
+    }
+}
+
+/// A dropped port closes its session: nobody is left to read it, and a port left open would keep
+/// being fed (rt events pile up in its ring) and look busy to `tzctl list`.
+impl Drop for Port {
+    fn drop(&mut self) {
+        if !self.closed {
+            // Refused when the secure side already ended the session (a reset, a reopen): fine.
+            let _ = self.tz.close_session(self.id, self.session);
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! `tzmk-sim 1\n` with two descriptors (SCM_RIGHTS): the **kick** eventfd (writing it is
 //! `notify_secure`) and a **doorbell** eventfd of this connection's own (readable once a PD has
 //! called `notify_normal`; reading it clears it), and keeps the connection open until the client
-//! closes it. The regions shared with the normal world are files in `<run-dir>/regions/`, mapped
+//! closes it. The client may write lines `hold <port> <session>\n` on it: the simulator then
+//! closes those sessions when the connection ends (the process exited or was killed), as the
+//! kernel driver's `release` does on hardware. The regions shared with the normal world are files in `<run-dir>/regions/`, mapped
 //! `MAP_SHARED`; `<run-dir>/control.lock` serialises control requests among processes (the kernel
 //! driver does that on hardware). docs/simulator.md describes the whole protocol.
 
@@ -93,15 +95,28 @@ impl Backend for SimBackend {
 pub struct Attachment {
     kick: OwnedFd,
     doorbell: OwnedFd,
-    /// Kept open: the simulator forgets the doorbell when it closes.
-    _connection: UnixStream,
+    /// Kept open: the simulator forgets the doorbell, and closes the sessions held, when it closes.
+    connection: UnixStream,
 }
 
 impl Attachment {
     /// Connects to the simulator whose run directory is `dir`.
     pub fn connect(dir: &Path) -> io::Result<Attachment> {
-        let stream = UnixStream::connect(dir.join(SOCKET_NAME))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(SOCKET_NAME).display())))?;
+        let stream = UnixStream::connect(dir.join(SOCKET_NAME)).map_err(|e| {
+            let socket = dir.join(SOCKET_NAME);
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: no simulator runs here any more (a stale run directory: its {SOCKET_NAME} is left by \
+                         a simulator that was killed). Remove the directory and start `tzmk sim` again",
+                        dir.display()
+                    ),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("{}: {e}", socket.display()))
+            }
+        })?;
         let mut hello = [0u8; 32];
         let mut space = nix::cmsg_space!([RawFd; 2]);
         let mut iov = [IoSliceMut::new(&mut hello)];
@@ -123,7 +138,7 @@ impl Attachment {
         }
         let doorbell = fds.pop().expect("two descriptors");
         let kick = fds.pop().expect("two descriptors");
-        Ok(Attachment { kick, doorbell, _connection: stream })
+        Ok(Attachment { kick, doorbell, connection: stream })
     }
 }
 
@@ -154,7 +169,15 @@ impl Transport for Attachment {
     fn doorbell(&self) -> BorrowedFd<'_> {
         self.doorbell.as_fd()
     }
+
+    fn hold(&self, port: u16, session: u32) -> io::Result<()> {
+        use std::io::Write;
+        (&self.connection).write_all(format!("{HOLD} {port} {session}\n").as_bytes())
+    }
 }
+
+/// The word of a `hold <port> <session>` line.
+pub const HOLD: &str = "hold";
 
 /// A region file of the run directory, mapped into this process for its whole life (a process
 /// maps each region once per backend).

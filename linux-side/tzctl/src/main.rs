@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{command, PortService, Tz};
+use tzmk_interface::attestation::{
+    ERR_MALFORMED, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, OK, OP_SECURE_MEASUREMENT, OP_VERSION,
+};
 use tzmk_interface::port::{AttestationReply, AttestationRequest, PortState, SinkTotals};
 use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
@@ -44,7 +47,7 @@ enum Command {
     Recv {
         port: String,
         /// Messages to receive.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
         /// Give up after this many milliseconds without a message.
         #[arg(long)]
@@ -54,9 +57,10 @@ enum Command {
     Echo {
         #[arg(default_value = "echo")]
         port: String,
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
-        #[arg(long, default_value_t = 64)]
+        /// Bytes per message, at most the port's largest message.
+        #[arg(long, default_value_t = 64, value_parser = message_size)]
         size: usize,
     },
     /// A typed control call: attestation version, rt statistics, sink or echo totals.
@@ -71,29 +75,45 @@ enum Command {
         #[arg(default_value = "rt")]
         port: String,
         /// Events to print.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
         /// Give up after this many milliseconds without an event.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
-    /// An attestation request on an attestation port (operation 1: version, 2: measurement).
+    /// An attestation request on an attestation port, its answer decoded.
     Attest {
         #[arg(default_value = "attestation")]
         port: String,
-        #[arg(long, default_value_t = 1)]
-        operation: u64,
+        /// version (attestation-pd's interface version) | measurement (the secure image's SHA-256
+        /// as the monitor measured it), or an operation number.
+        #[arg(long, default_value = "version")]
+        operation: String,
     },
     /// Throughput of one port (one way, to a sink) or round trips (through an echo port).
     Bench {
         #[arg(default_value = "sink")]
         port: String,
-        #[arg(long, default_value_t = 4096)]
-        size: usize,
-        /// Bytes to send in total.
-        #[arg(long, default_value_t = 256 << 20)]
+        /// Bytes per message (at least 1: a stream of empty messages moves nothing), at most the
+        /// port's largest message.
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=MAX_MESSAGE_SIZE))]
+        size: u64,
+        /// Bytes to send in total, at least one message's.
+        #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
         bytes: u64,
     },
+}
+
+/// No port carries a message larger than a quarter of a ring's largest capacity (2^30).
+const MAX_MESSAGE_SIZE: u64 = 1 << 28;
+
+/// `--size` of echo: 0 (an empty message is a message) up to [`MAX_MESSAGE_SIZE`].
+fn message_size(text: &str) -> std::result::Result<usize, String> {
+    let size: u64 = text.parse().map_err(|e| format!("{e}"))?;
+    if size > MAX_MESSAGE_SIZE {
+        return Err(format!("{size} is not in 0..={MAX_MESSAGE_SIZE}"));
+    }
+    Ok(size as usize)
 }
 
 fn main() -> ExitCode {
@@ -176,20 +196,8 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Echo { port, count, size } => echo(tz, &port, count, size),
         Command::Events { port, count, timeout_ms } => events(tz, &port, count, timeout_ms),
         Command::Call { port, command } => call(tz, &port, &command),
-        Command::Attest { port, operation } => {
-            let mut port = tz.open(&port)?;
-            port.set_timeout(Some(Duration::from_secs(5)));
-            port.write(AttestationRequest { operation }.as_bytes())?;
-            let mut buf = [0u8; 64];
-            let n = port.read(&mut buf)?;
-            let reply = AttestationReply::read_from_bytes(&buf[..n]).map_err(|_| format!("a reply of {n} bytes"))?;
-            println!(
-                "label {} words {:#018x} {:#018x} {:#018x} {:#018x}",
-                reply.label, reply.words[0], reply.words[1], reply.words[2], reply.words[3]
-            );
-            Ok(())
-        }
-        Command::Bench { port, size, bytes } => bench(tz, &port, size, bytes),
+        Command::Attest { port, operation } => attest(tz, &port, &operation),
+        Command::Bench { port, size, bytes } => bench(tz, &port, size as usize, bytes),
     }
 }
 
@@ -309,7 +317,12 @@ fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {
         }
         (Some(PortService::Sink | PortService::Echo), _) => {
             let totals = SinkTotals::read_from_bytes(&output).map_err(|_| "a totals reply of the wrong size")?;
-            println!("{} messages, {} bytes", totals.messages, totals.bytes);
+            // Counters are a session's, and this call opened the port for itself.
+            println!(
+                "{} messages, {} bytes in this session (totals count one session, and this call opened a new one: \
+                 `tzctl echo` and `tzctl bench` print their own session's)",
+                totals.messages, totals.bytes
+            );
         }
         (Some(PortService::Attestation), command::ATTESTATION_VERSION) => {
             let version = u64::read_from_bytes(&output).map_err(|_| "a version reply of the wrong size")?;
@@ -320,11 +333,54 @@ fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {
     Ok(())
 }
 
-fn bench(tz: &Tz, port: &str, size: usize, bytes: u64) -> Result<()> {
+fn attest(tz: &Tz, port: &str, operation: &str) -> Result<()> {
+    let number = match operation {
+        "version" => OP_VERSION,
+        "measurement" => OP_SECURE_MEASUREMENT,
+        other => other
+            .parse()
+            .map_err(|_| format!("no attestation operation '{other}' (version, measurement, or a number)"))?,
+    };
     let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::Attestation) {
+        return Err(format!("port '{}' is not an attestation port", port.name()).into());
+    }
+    port.set_timeout(Some(Duration::from_secs(5)));
+    port.write(AttestationRequest { operation: number }.as_bytes())?;
+    let mut buf = [0u8; 64];
+    let n = port.read(&mut buf)?;
+    let reply = AttestationReply::read_from_bytes(&buf[..n])
+        .map_err(|_| format!("port '{}' answered {n} bytes, no attestation reply", port.name()))?;
+    match (reply.label, number) {
+        (OK, OP_VERSION) => println!("attestation-pd interface v{}", reply.words[0]),
+        (OK, OP_SECURE_MEASUREMENT) => {
+            let digest: String = reply.words.iter().map(|w| format!("{w:016x}")).collect();
+            println!("secure image SHA-256 {digest} (measured by the monitor)");
+        }
+        (OK, _) => println!("operation {number}: {:#018x?}", reply.words),
+        (ERR_UNKNOWN_OPERATION, _) => return Err(format!("attestation-pd has no operation {number}").into()),
+        (ERR_NO_HANDOFF, _) => {
+            return Err("attestation-pd has no measurements: the monitor left no valid boot handoff".into())
+        }
+        (ERR_MALFORMED, _) => return Err("comm-pd refused the request as malformed".into()),
+        (label, _) => return Err(format!("attestation-pd answered with unknown error label {label}").into()),
+    }
+    Ok(())
+}
+
+fn bench(tz: &Tz, port: &str, size: usize, bytes: u64) -> Result<()> {
+    if bytes < size as u64 {
+        return Err(format!("--bytes {bytes} is less than one message of --size {size}").into());
+    }
+    let mut port = tz.open(port)?;
+    if size > port.max_message() {
+        return Err(
+            format!("--size {size} is larger than port '{}' carries ({})", port.name(), port.max_message()).into()
+        );
+    }
     port.set_timeout(Some(Duration::from_secs(30)));
     let message = vec![0x5au8; size];
-    let count = (bytes / size.max(1) as u64).max(1);
+    let count = bytes / size as u64;
     match port.service() {
         Some(PortService::Sink) => {
             let started = Instant::now();

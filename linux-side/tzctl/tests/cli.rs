@@ -62,6 +62,12 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
 
     assert_eq!(ok(&dir, &["send", "echo", "hello secure world", "--reply"]).trim(), "hello secure world");
     assert_eq!(ok(&dir, &["call", "attestation", "version"]).trim(), "attestation-pd interface v1");
+    assert_eq!(ok(&dir, &["attest"]).trim(), "attestation-pd interface v1");
+    assert!(refused(&dir, &["attest", "--operation", "measurement"]).contains("no valid boot handoff"));
+    assert!(refused(&dir, &["attest", "--operation", "99"]).contains("attestation-pd has no operation 99"));
+    assert!(refused(&dir, &["attest", "--operation", "launch"]).contains("no attestation operation 'launch'"));
+    assert!(refused(&dir, &["attest", "echo"]).contains("port 'echo' is not an attestation port"));
+    assert!(ok(&dir, &["call", "echo", "totals"]).contains("in this session"));
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");
     // rt-task's events, through its secure ring and comm-pd, to this normal-world process: the
@@ -75,6 +81,27 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     assert!(refused(&dir, &["events", "echo"]).contains("port 'echo' is not an rt port"));
     let bench = ok(&dir, &["bench", "sink", "--size", "4096", "--bytes", "4194304"]);
     assert!(bench.starts_with("1024 messages of 4096 B to 'sink'"), "{bench}");
+
+    // Arguments that would do nothing, or run for ever, are refused by the parser with the limit.
+    for (args, limit) in [
+        (&["bench", "--size", "0"][..], "0 is not in 1..=268435456"),
+        (&["bench", "--bytes", "0"], "0 is not in 1..=1099511627776"),
+        (&["echo", "--count", "0"], "0 is not in 1.."),
+        (&["echo", "--size", "268435457"], "268435457 is not in 0..=268435456"),
+        (&["events", "--count", "0"], "0 is not in 1.."),
+    ] {
+        let output = tzctl(&dir, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(limit), "{args:?}: {stderr}");
+    }
+    assert!(refused(&dir, &["bench", "--size", "4096", "--bytes", "100"]).contains("less than one message"));
+    assert!(refused(&dir, &["bench", "echo-small", "--size", "5000"]).contains("larger than port 'echo-small' carries"));
+
+    // Every command above closed what it opened (the port of a process that exits is closed).
+    let list = ok(&dir, &["list"]);
+    let open: Vec<&str> = list.lines().filter(|l| l.split_whitespace().nth(4) == Some("open")).collect();
+    assert!(open.is_empty(), "ports left open with no client alive:\n{list}");
 
     // Refusals name the problem.
     assert!(refused(&dir, &["echo", "nope"]).contains("no port 'nope'"));
@@ -198,6 +225,75 @@ fn a_hostile_process_cannot_disturb_another_port() {
         let port = by_name(name);
         assert_eq!((port.faults, port.service), (0, Some(PortService::Echo)), "{name}");
         assert_ne!(port.state, Some(PortState::Faulted));
+    }
+    sim.shutdown();
+}
+
+/// The rt port's statistics as `tzctl status` prints them: (periods, events refused by rt-task).
+fn rt_status(dir: &Path) -> (u64, u64) {
+    let status = ok(dir, &["status"]);
+    let number_before = |line: &str, word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| w.starts_with(word)).unwrap_or_else(|| panic!("{word} in {line}"));
+        words[at - 1].parse().unwrap_or_else(|_| panic!("a number before {word} in {line}"))
+    };
+    let periods = status.lines().find(|l| l.starts_with("rt-task ") && l.contains("periods of")).unwrap();
+    let events = status.lines().find(|l| l.starts_with("rt-task events")).unwrap();
+    (number_before(periods, "periods"), number_before(events, "refused"))
+}
+
+#[test]
+fn a_client_that_exits_leaves_no_stale_backlog() {
+    let sim = simulator("backlog");
+    let dir = sim.run_dir().to_path_buf();
+    let first = ok(&dir, &["events", "--count", "1"]);
+    assert!(first.starts_with("summary at period ") || first.starts_with("overrun at period "), "{first}");
+    // tzctl has exited: its port must be closed, or comm-pd keeps feeding it and rt-task's ring
+    // fills while nobody listens. 1.5 s is 15 summaries.
+    std::thread::sleep(Duration::from_millis(1500));
+    let list = ok(&dir, &["list"]);
+    let rt = list.lines().find(|l| l.split_whitespace().nth(1) == Some("rt")).unwrap();
+    assert_eq!(rt.split_whitespace().nth(4), Some("closed"), "{list}");
+    let (periods, refused) = rt_status(&dir);
+    assert_eq!(refused, 0, "rt-task's events were refused while the port was closed");
+    let again = ok(&dir, &["events", "--count", "1"]);
+    let period: u64 = again
+        .split_whitespace()
+        .nth(3)
+        .and_then(|p| p.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("{again}"));
+    // A fresh event comes from after the reopen; a stale one would be 1500 periods old. Summaries
+    // come every 100 periods: allow one that was on its way.
+    assert!(period + 100 >= periods, "the first event after reopening is from period {period}, {periods} had passed");
+    assert!(again.trim_end().ends_with("0 events refused so far"), "{again}");
+    sim.shutdown();
+}
+
+#[test]
+fn a_killed_client_has_its_port_closed() {
+    let sim = simulator("killed");
+    let dir = sim.run_dir().to_path_buf();
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_tzctl"))
+        .arg("--sim")
+        .arg(&dir)
+        .args(["recv", "echo", "--timeout-ms", "60000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tz = Tz::sim(&dir).unwrap();
+    let state = |tz: &Tz| tz.ports().unwrap().into_iter().find(|p| p.name == "echo").unwrap().state;
+    let started = Instant::now();
+    while state(&tz) != Some(PortState::Open) {
+        assert!(started.elapsed() < Duration::from_secs(10), "tzctl recv never opened echo");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    // The simulator notices the connection end and closes the port, as the driver's release does.
+    let started = Instant::now();
+    while state(&tz) != Some(PortState::Closed) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the killed client's port stayed {:?}", state(&tz));
+        std::thread::sleep(Duration::from_millis(10));
     }
     sim.shutdown();
 }

@@ -247,7 +247,8 @@ pub enum Operation {
     OpenId = 1,
     /// Open the port named by the payload; reply as for `OpenId`.
     OpenName = 2,
-    /// Close `port`.
+    /// Close session `command` of `port` (the session its open replied): refused with
+    /// [`ControlError::NotOpen`] when the port is not open or holds another session.
     Close = 3,
     /// Counters of `port`; reply payload: [`PortStatus`].
     Status = 4,

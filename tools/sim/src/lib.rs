@@ -267,6 +267,14 @@ pub fn panic_report(tool: &str, pd: Option<&str>, location: Option<&str>, messag
     }
 }
 
+/// Reads the doorbell eventfd's counter, for callers that poll it.
+pub(crate) fn fd_is_readable(fd: impl AsFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    matches!(poll(&mut fds, PollTimeout::from(millis)), Ok(n) if n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::panic_report;
@@ -282,12 +290,4 @@ mod tests {
         assert_eq!(report, "tzmk-sim: fault in PD 'comm-pd': overflow");
         assert!(!panic_report("tzmk sim", None, None, "x").contains("PD '"));
     }
-}
-
-/// Reads the doorbell eventfd's counter, for callers that poll it.
-pub(crate) fn fd_is_readable(fd: impl AsFd, timeout: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    matches!(poll(&mut fds, PollTimeout::from(millis)), Ok(n) if n > 0)
 }

@@ -226,3 +226,20 @@ fn every_demo_count_works_or_is_refused_by_the_parser() {
         assert!(stdout.trim_end().ends_with("tzmk demo: ok"), "{stdout}");
     }
 }
+
+#[test]
+fn a_killed_simulators_directory_is_named_stale() {
+    let run_dir = scratch("stale");
+    let mut sim = spawn_sim("system.xml", &run_dir);
+    let mut line = String::new();
+    BufReader::new(sim.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("tzmk-sim: ready"), "{line}");
+    // SIGKILL: no chance to clean up; sim.sock and the regions stay behind.
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    assert!(run_dir.join("sim.sock").exists());
+    let error = Tz::sim(&run_dir).expect_err("nobody listens any more").to_string();
+    assert!(error.contains("no simulator runs here any more") && error.contains("Remove the directory"), "{error}");
+    assert!(!error.contains("Connection refused"), "{error}");
+    std::fs::remove_dir_all(run_dir).unwrap();
+}
