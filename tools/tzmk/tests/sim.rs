@@ -224,7 +224,33 @@ fn every_demo_count_works_or_is_refused_by_the_parser() {
         assert!(out.status.success(), "--count {count}: {stderr}");
         assert!(stdout.contains("| echo-bulk | 1 | 65536 B | all match |"), "--count {count}: {stdout}");
         assert!(stdout.trim_end().ends_with("tzmk demo: ok"), "{stdout}");
+        assert_tables_fit(&stdout);
     }
+}
+
+/// Every Markdown table in `text` has rows of as many cells as its heading, and no empty cell:
+/// each figure sits under a heading that names it.
+fn assert_tables_fit(text: &str) {
+    let mut heading: Option<usize> = None;
+    let mut tables = 0;
+    for line in text.lines() {
+        let Some(row) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) else {
+            heading = None;
+            continue;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        match heading {
+            None => {
+                heading = Some(cells.len());
+                tables += 1;
+            }
+            Some(columns) => {
+                assert_eq!(cells.len(), columns, "a row that does not fit its heading: {line}");
+                assert!(cells.iter().all(|c| !c.is_empty()), "a row with an empty cell: {line}");
+            }
+        }
+    }
+    assert!(tables >= 4, "the demo printed {tables} tables:\n{text}");
 }
 
 #[test]
