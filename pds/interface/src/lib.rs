@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod attestation;
+pub mod driver;
 pub mod port;
 pub mod rt;
 pub mod smc;

@@ -43,11 +43,14 @@ pub const RECORD_HEADER: usize = 8;
 pub const HEADER_SIZE: usize = 3 * CACHE_LINE;
 const CACHE_LINE: usize = 64;
 /// How far `revoke` moves an index: farther than any capacity (2^30 at most) can explain.
-const REVOKE_DISTANCE: u32 = 1 << 31;
-const PRODUCER_OFFSET: usize = 0;
-const CONSUMER_OFFSET: usize = CACHE_LINE;
-const SIGNALLED_OFFSET: usize = 2 * CACHE_LINE;
-const PRODUCER_WAITING_OFFSET: usize = 2 * CACHE_LINE + 4;
+pub const REVOKE_DISTANCE: u32 = 1 << 31;
+/// Where the ring header's words are (u32 each): the producer's and the consumer's free-running
+/// byte indices, `consumer_signalled` and `producer_waiting`. Public for the C side of the ring
+/// (the Linux driver's `tzmk_abi.h`).
+pub const PRODUCER_OFFSET: usize = 0;
+pub const CONSUMER_OFFSET: usize = CACHE_LINE;
+pub const SIGNALLED_OFFSET: usize = 2 * CACHE_LINE;
+pub const PRODUCER_WAITING_OFFSET: usize = 2 * CACHE_LINE + 4;
 
 /// Where a ring lives and how big it is: both sides derive it from configuration, never from the
 /// shared memory itself.

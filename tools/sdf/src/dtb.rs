@@ -19,11 +19,30 @@ pub struct LinuxBoot<'a> {
 
 const GIC_PHANDLE: u32 = 1;
 const CLOCK_PHANDLE: u32 = 2;
+/// Shared region i's reserved-memory node has phandle FIRST_REGION_PHANDLE + i.
+const FIRST_REGION_PHANDLE: u32 = 16;
 /// GIC binding interrupt specifier: type 0 = SPI, 1 = PPI; flags 1 = edge rising, 4 = level high.
 const SPI: u32 = 0;
 const PPI: u32 = 1;
 const EDGE_RISING: u32 = 1;
 const LEVEL_HIGH: u32 = 4;
+
+/// The phandle of shared region `index`'s reserved-memory node.
+fn region_phandle(index: usize) -> u32 {
+    FIRST_REGION_PHANDLE + index as u32
+}
+
+/// A reserved-memory child: `no-map`, so Linux never maps it in its linear map (the driver maps
+/// it with `memremap`).
+fn reserve(fdt: &mut FdtWriter, name: &str, base: u64, size: u64, phandle: Option<u32>) -> FdtWriterResult<()> {
+    let node = fdt.begin_node(&format!("{name}@{base:x}"))?;
+    fdt.property_array_u64("reg", &[base, size])?;
+    fdt.property_null("no-map")?;
+    if let Some(phandle) = phandle {
+        fdt.property_phandle(phandle)?;
+    }
+    fdt.end_node(node)
+}
 
 fn reg(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<u64> {
     ranges.into_iter().flat_map(|(base, size)| [base, size]).collect()
@@ -63,11 +82,27 @@ fn build(p: &Partition, boot: &LinuxBoot) -> FdtWriterResult<Vec<u8>> {
     fdt.property_u32("#address-cells", 2)?;
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_null("ranges")?;
+    // The whole shared window is reserved (no-map): one node per shared region, which the tzmk
+    // node names through `memory-region`, and one per gap between them (reserved-memory nodes
+    // must not overlap).
     for window in &p.shared_window {
-        let node = fdt.begin_node(&format!("tzmk-shared@{:x}", window.base))?;
-        fdt.property_array_u64("reg", &[window.base, window.size])?;
-        fdt.property_null("no-map")?;
-        fdt.end_node(node)?;
+        let mut at = window.base;
+        let inside: Vec<(usize, &crate::partition::PhysRange)> = p
+            .shared_regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.base >= window.base && r.end() <= window.end())
+            .collect();
+        for (index, region) in inside {
+            if region.base > at {
+                reserve(&mut fdt, "tzmk-shared", at, region.base - at, None)?;
+            }
+            reserve(&mut fdt, &format!("tzmk-{}", region.name), region.base, region.size, Some(region_phandle(index)))?;
+            at = region.end();
+        }
+        if window.end() > at {
+            reserve(&mut fdt, "tzmk-shared", at, window.end() - at, None)?;
+        }
     }
     fdt.end_node(reserved)?;
 
@@ -133,8 +168,9 @@ fn build(p: &Partition, boot: &LinuxBoot) -> FdtWriterResult<Vec<u8>> {
     if let Some(ctrl) = p.shared_regions.first() {
         let node = fdt.begin_node(&format!("tzmk@{:x}", ctrl.base))?;
         fdt.property_string("compatible", "tzmk,ports")?;
-        fdt.property_array_u64("reg", &reg(p.shared_regions.iter().map(|r| (r.base, r.size))))?;
-        fdt.property_string_list("reg-names", p.shared_regions.iter().map(|r| r.name.clone()).collect())?;
+        let phandles: Vec<u32> = (0..p.shared_regions.len()).map(region_phandle).collect();
+        fdt.property_array_u32("memory-region", &phandles)?;
+        fdt.property_string_list("memory-region-names", p.shared_regions.iter().map(|r| r.name.clone()).collect())?;
         fdt.property_array_u32("interrupts", &[SPI, p.doorbell_intid - FIRST_SPI, EDGE_RISING])?;
         fdt.end_node(node)?;
     }
@@ -171,7 +207,7 @@ mod tests {
     fn linux_sees_only_its_own_cores_and_memory() {
         let b = dtb();
         let has = |s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
-        for s in ["cpu@1", "cpu@2", "cpu@3", "memory@c0000000", "tzmk-shared@fe000000", "tzmk,ports", "port_ctrl"] {
+        for s in ["cpu@1", "cpu@2", "cpu@3", "memory@c0000000", "tzmk-port_ctrl@fe000000", "tzmk,ports", "port_ctrl"] {
             assert!(has(s), "{s} missing");
         }
         assert!(!has("cpu@0"), "the secure core must not be in Linux's DTB");
@@ -197,8 +233,49 @@ mod tests {
         let end = fdt.find_node("/chosen").unwrap().property("linux,initrd-end").unwrap().as_usize();
         assert_eq!((start, end), (Some(0xc840_0000), Some(0xc840_1234)));
         let tzmk = fdt.find_compatible(&["tzmk,ports"]).unwrap();
-        let regs: Vec<usize> = tzmk.reg().unwrap().map(|r| r.starting_address as usize).collect();
-        assert_eq!(regs, [0xfe00_0000, 0xfe20_0000, 0xfe40_0000]);
+        let names: Vec<&str> = tzmk
+            .property("memory-region-names")
+            .unwrap()
+            .value
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| std::str::from_utf8(n).unwrap())
+            .collect();
+        assert_eq!(names, ["port_ctrl", "port_rx", "port_tx"]);
+        let phandles: Vec<u32> = tzmk
+            .property("memory-region")
+            .unwrap()
+            .value
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        let regions: Vec<(usize, Option<usize>)> = phandles
+            .iter()
+            .map(|&phandle| {
+                let node = fdt.find_phandle(phandle).expect("memory-region names a node");
+                assert!(node.property("no-map").is_some(), "{} is mapped by Linux", node.name);
+                let reg = node.reg().unwrap().next().unwrap();
+                (reg.starting_address as usize, reg.size)
+            })
+            .collect();
+        assert_eq!(
+            regions,
+            [(0xfe00_0000, Some(0x1000)), (0xfe20_0000, Some(0x20_0000)), (0xfe40_0000, Some(0x20_0000))]
+        );
+        // The whole window stays reserved, in pieces that do not overlap.
+        let mut pieces: Vec<(usize, usize)> = fdt
+            .find_node("/reserved-memory")
+            .unwrap()
+            .children()
+            .map(|n| {
+                let reg = n.reg().unwrap().next().unwrap();
+                (reg.starting_address as usize, reg.size.unwrap())
+            })
+            .collect();
+        pieces.sort();
+        assert_eq!(pieces.first().map(|p| p.0), Some(0xfe00_0000));
+        assert!(pieces.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{pieces:x?}");
+        assert_eq!(pieces.last().map(|p| p.0 + p.1), Some(0x1_0000_0000));
         let doorbell = tzmk.property("interrupts").unwrap().value;
         assert_eq!(doorbell, [0, 0, 0, 0, 0, 0, 0, 113, 0, 0, 0, 1], "SPI 113 (INTID 145), edge");
     }
