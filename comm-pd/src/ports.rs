@@ -84,8 +84,17 @@ fn layouts(port: &PortConfig) -> Result<(RingLayout, RingLayout), TableError> {
     ))
 }
 
-/// The rings of `table[index]`: in table order, back to back (each ring's size is a multiple of
-/// 64, so each starts 64-byte aligned). With `index == table.len()`, the bytes all rings need.
+/// The granule rings are placed at: every ring starts on a page of its own and no other ring
+/// shares its pages, so that the Linux driver can map one port's rings into its client (`mmap`
+/// works in pages) without exposing any other port's.
+pub const RING_ALIGN: usize = 4096;
+
+const fn page_up(bytes: usize) -> usize {
+    bytes.div_ceil(RING_ALIGN) * RING_ALIGN
+}
+
+/// The rings of `table[index]`: in table order, each on pages of its own ([`RING_ALIGN`]). With
+/// `index == table.len()`, the bytes all rings need.
 fn place(table: &[PortConfig], index: usize) -> Result<(usize, usize, Option<Place>), TableError> {
     let (mut rx_offset, mut tx_offset) = (0, 0);
     for (i, port) in table.iter().enumerate() {
@@ -93,8 +102,8 @@ fn place(table: &[PortConfig], index: usize) -> Result<(usize, usize, Option<Pla
         if i == index {
             return Ok((rx_offset, tx_offset, Some(Place { rx_offset, rx, tx_offset, tx })));
         }
-        rx_offset += rx.size();
-        tx_offset += tx.size();
+        rx_offset += page_up(rx.size());
+        tx_offset += page_up(tx.size());
     }
     Ok((rx_offset, tx_offset, None))
 }

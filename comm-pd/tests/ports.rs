@@ -537,3 +537,24 @@ proptest! {
         echo_once(&mut echo, 7, 3000, &mut message, &mut buf);
     }
 }
+
+#[test]
+fn every_ring_has_pages_of_its_own() {
+    let (shared, _tz) = local();
+    let directory = shared.directory();
+    let entries = &directory.ports[..directory.count as usize];
+    for ring in [0, 1] {
+        let mut spans: Vec<(u32, u32)> = entries
+            .iter()
+            .map(|e| if ring == 0 { (e.rx_offset, e.rx_capacity) } else { (e.tx_offset, e.tx_capacity) })
+            .map(|(offset, capacity)| (offset, offset + capacity + tzmk_interface::port::ring::HEADER_SIZE as u32))
+            .collect();
+        spans.sort();
+        for (start, _) in &spans {
+            assert_eq!(start % 4096, 0, "a ring at {start:#x} does not start a page");
+        }
+        for pair in spans.windows(2) {
+            assert!(pair[0].1.div_ceil(4096) * 4096 <= pair[1].0, "rings share a page: {spans:x?}");
+        }
+    }
+}
