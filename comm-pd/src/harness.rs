@@ -106,8 +106,11 @@ impl Harness {
         Ok(Harness { ports, services: LocalServices::default(), ctrl, rx, tx, feed, feed_memory, _scratch: scratch })
     }
 
+    /// One run of comm-pd's handler: a poll, then the announcement of what it found.
     pub fn poll(&mut self) -> crate::ports::Poll {
-        self.ports.poll(&mut self.services)
+        let poll = self.ports.poll(&mut self.services);
+        self.ports.announce(poll.pending, &mut self.services);
+        poll
     }
 
     pub fn memory(&self, area: Area) -> &Memory {
@@ -190,9 +193,18 @@ pub enum Area {
 #[derive(Debug, Default)]
 pub struct LocalServices {
     pub messages: u64,
+    /// Every doorbell rung: (core, port hint), as the monitor would get them.
+    pub rung: std::vec::Vec<(u32, u16)>,
+    /// A core the monitor refuses (not a running Linux core).
+    pub refused_core: Option<u32>,
 }
 
 impl Services for LocalServices {
+    fn ring_doorbell(&mut self, core: u32, port: u16) -> bool {
+        self.rung.push((core, port));
+        self.refused_core != Some(core)
+    }
+
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>) {
         self.messages += 1;
         let _ = match port.service {

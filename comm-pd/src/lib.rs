@@ -17,6 +17,7 @@ use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{ERR_MALFORMED, OK, OP_VERSION};
+use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL};
 use tzmk_interface::port::{
     command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
 };
@@ -115,12 +116,22 @@ impl Services for SecureServices {
 
     /// Rings the normal world's doorbell. A refused SMC (no monitor, or no SMC right) is reported
     /// and survived: the normal world can still poll the status page.
-    fn ring_doorbell(&mut self) {
-        let args = [u64::from(smc::NOTIFY_NORMAL), smc::ANY_NORMAL_CORE, 0, 0, 0, 0, 0, 0];
+    fn ring_doorbell(&mut self, core: u32, port: u16) -> bool {
+        let core = if core == ANY_CORE { smc::ANY_NORMAL_CORE } else { u64::from(core) };
+        let args = [u64::from(smc::NOTIFY_NORMAL), core, u64::from(port), 0, 0, 0, 0, 0];
         match smc_call(&args) {
-            Ok(ret) if ret[0] as i64 == smc::SUCCESS => {}
-            Ok(ret) => log::warn!("notify_normal answered {}", ret[0] as i64),
-            Err(e) => log::warn!("notify_normal: {e}"),
+            Ok(ret) if ret[0] as i64 == smc::SUCCESS => true,
+            // A core the driver named that is no running Linux core: the engine rings the
+            // monitor's choice instead.
+            Ok(ret) if ret[0] as i64 == smc::INVALID_PARAMETER && core != smc::ANY_NORMAL_CORE => false,
+            Ok(ret) => {
+                log::warn!("notify_normal answered {}", ret[0] as i64);
+                true
+            }
+            Err(e) => {
+                log::warn!("notify_normal: {e}");
+                true
+            }
         }
     }
 
@@ -244,8 +255,9 @@ impl Handler for CommPd {
                 self.status.rt = stats;
             }
             // Events on rt_events (the same engine forwards them to the rt port).
-            if !channels.contains(self.kick) && self.ports.poll(&mut self.services).doorbell {
-                self.services.ring_doorbell();
+            if !channels.contains(self.kick) {
+                let poll = self.ports.poll(&mut self.services);
+                self.ports.announce(poll.pending, &mut self.services);
             }
         }
         if channels.contains(self.kick) {
@@ -261,9 +273,8 @@ impl Handler for CommPd {
             let poll = self.ports.poll(&mut self.services);
             // A kick that carried no port traffic asks for the status page: answer it too.
             let bare = poll.requests == 0 && poll.messages == 0 && poll.faults == 0;
-            if poll.doorbell || bare {
-                self.services.ring_doorbell();
-            }
+            // (A bare kick's answer concerns whoever kicked: the monitor's choice of core.)
+            self.ports.announce(if bare { poll.pending | PENDING_CONTROL } else { poll.pending }, &mut self.services);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use microkit::MemoryRegion;
+use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL, PENDING_OFFSET, READER_CORE_OFFSET};
 use tzmk_interface::port::ring::{
     Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
 };
@@ -33,6 +34,9 @@ pub struct PortConfig {
     /// Data capacity of the secure -> normal ring.
     pub tx_capacity: u32,
 }
+
+/// The most distinct cores one announcement rings: Linux's cores on the platforms tzmk knows.
+pub const MAX_DOORBELL_CORES: usize = 8;
 
 /// Messages taken from one port before the others get their turn.
 const MESSAGES_PER_TURN: usize = 64;
@@ -187,10 +191,15 @@ pub trait Services {
     fn reads(&self, service: Service) -> bool {
         service.reads_messages()
     }
-    /// Tells the normal world now (its doorbell). The engine calls it before it spins
-    /// ([`Ports::set_spin`]) when the normal world has something to hear, so that the client
-    /// need not wait for the window to end; by default, nothing (an engine that never spins).
-    fn ring_doorbell(&mut self) {}
+    /// Rings the normal world's doorbell at `core` (the monitor's core number, or
+    /// [`ANY_CORE`]: the monitor's choice), naming `port` (a directory index) as a hint; `false`
+    /// when the monitor refused that core (the engine then rings the monitor's choice). The
+    /// engine calls it from [`Ports::announce`], once per core where a reader of a port with news
+    /// waits; by default, nothing.
+    fn ring_doorbell(&mut self, core: u32, port: u16) -> bool {
+        let _ = (core, port);
+        true
+    }
     /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
     /// empty slice when the service does not [`read`](Self::reads) them.
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
@@ -231,6 +240,9 @@ impl Slot {
 pub struct Poll {
     /// The normal world must be told (a reply, data, or space it waits for).
     pub doorbell: bool,
+    /// Whom it concerns: bit `i` for the port at directory index `i`, [`PENDING_CONTROL`] for a
+    /// control reply; what [`Ports::announce`] publishes in the pending word.
+    pub pending: u64,
     /// Control requests handled.
     pub requests: u32,
     /// Ports reset because the normal world broke the protocol.
@@ -328,6 +340,13 @@ impl Ports {
         // one found now is a request.
         let mut ports = ports;
         ports.last_request = ports.request_header().0;
+        // Nobody waits yet, and nothing is pending.
+        for index in 0..MAX_PORTS {
+            let _ = ports.ctrl.write_bytes(READER_CORE_OFFSET + 4 * index, &ANY_CORE.to_le_bytes());
+        }
+        if let Ok(word) = ports.ctrl.atomic_u64(PENDING_OFFSET) {
+            word.store(0, Ordering::Release);
+        }
         ports.publish_directory();
         Ok(ports)
     }
@@ -409,6 +428,7 @@ impl Ports {
             if self.control(services) {
                 poll.requests += 1;
                 poll.doorbell = true;
+                poll.pending |= PENDING_CONTROL;
             }
             let mut more = false;
             // Ports drained this round (they ask for a kick before the engine returns), and ports
@@ -418,6 +438,7 @@ impl Ports {
                 match self.serve(index, services) {
                     Ok(turn) => {
                         poll.doorbell |= turn.doorbell;
+                        poll.pending |= u64::from(turn.doorbell) << index;
                         poll.messages += turn.messages;
                         more |= turn.more;
                         drained |= u32::from(turn.drained) << index;
@@ -427,18 +448,23 @@ impl Ports {
                         self.fault(index, fault);
                         poll.faults += 1;
                         poll.doorbell = true;
+                        poll.pending |= 1 << index;
                     }
                 }
             }
             if let Some(forwarded) = self.forward() {
                 poll.doorbell |= forwarded.doorbell;
+                if let Some(index) = self.feed.as_ref().and_then(|f| f.port) {
+                    poll.pending |= u64::from(forwarded.doorbell) << index;
+                }
                 more |= forwarded.more;
             }
             if !more && poll.messages > 0 && self.spin_ticks > 0 {
                 // The client may be waiting for what this round sent: tell it before spinning.
                 if poll.doorbell {
-                    services.ring_doorbell();
+                    self.announce(poll.pending, services);
                     poll.doorbell = false;
+                    poll.pending = 0;
                 }
                 more = self.spin(stalled);
             }
@@ -454,12 +480,61 @@ impl Ports {
                         self.fault(index, PortFault::new(PortFault::RX, m));
                         poll.faults += 1;
                         poll.doorbell = true;
+                        poll.pending |= 1 << index;
                     }
                 }
             }
             if !more {
                 return poll;
             }
+        }
+    }
+
+    /// Tells the normal world about `pending` (a [`Poll::pending`]): ORs it into `port_ctrl`'s
+    /// pending word, then rings the doorbell once per core where a reader of those ports waits
+    /// (the driver's `reader_core` words: allegations, passed to the monitor, which refuses a core
+    /// that is no running Linux core; the engine then rings the monitor's choice instead). A
+    /// control reply, or more than [`MAX_DOORBELL_CORES`] cores, rings the monitor's choice.
+    pub fn announce(&mut self, pending: u64, services: &mut impl Services) {
+        if pending == 0 {
+            return;
+        }
+        if let Ok(word) = self.ctrl.atomic_u64(PENDING_OFFSET) {
+            // Release: everything the rings say now is visible before the bit that points at them.
+            word.fetch_or(pending, Ordering::Release);
+        }
+        let mut cores = [(ANY_CORE, 0u16); MAX_DOORBELL_CORES];
+        let mut count = 0;
+        let mut any = pending & PENDING_CONTROL != 0;
+        for index in (0..self.table.len()).filter(|i| pending & 1 << i != 0) {
+            let core = self.reader_core(index);
+            if core == ANY_CORE {
+                any = true;
+            } else if !cores[..count].iter().any(|&(c, _)| c == core) {
+                if count == MAX_DOORBELL_CORES {
+                    any = true;
+                } else {
+                    cores[count] = (core, index as u16);
+                    count += 1;
+                }
+            }
+        }
+        let mut refused = false;
+        for &(core, port) in &cores[..count] {
+            refused |= !services.ring_doorbell(core, port);
+        }
+        if any || refused || count == 0 {
+            let port = (0..self.table.len()).find(|i| pending & 1 << i != 0).unwrap_or(0);
+            services.ring_doorbell(ANY_CORE, port as u16);
+        }
+    }
+
+    /// The core where port `index`'s reader waits, as the driver wrote it: one copy of the word.
+    fn reader_core(&self, index: usize) -> u32 {
+        let mut bytes = [0u8; 4];
+        match self.ctrl.read_bytes(READER_CORE_OFFSET + 4 * index, &mut bytes) {
+            Ok(()) => u32::from_le_bytes(bytes),
+            Err(_) => ANY_CORE,
         }
     }
 

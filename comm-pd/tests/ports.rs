@@ -558,3 +558,36 @@ fn every_ring_has_pages_of_its_own() {
         }
     }
 }
+
+/// The pending word and the doorbells rung: each port's news goes to the core where its reader
+/// waits, as the driver wrote it; a control reply, an unknown or a refused core to the monitor's
+/// choice.
+#[test]
+fn doorbells_are_aimed_at_the_readers_core() {
+    use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL, PENDING_OFFSET, READER_CORE_OFFSET};
+    let (shared, tz) = local();
+    let pending = |shared: &Shared| {
+        let mut word = [0u8; 8];
+        shared.harness().peek(Area::Ctrl, PENDING_OFFSET, &mut word);
+        shared.scribble(Area::Ctrl, PENDING_OFFSET, &[0; 8]);
+        u64::from_ne_bytes(word)
+    };
+    let rung = |shared: &Shared| std::mem::take(&mut shared.harness().services.rung);
+    let mut echo = tz.open("echo").unwrap();
+    assert_eq!(pending(&shared) & PENDING_CONTROL, PENDING_CONTROL, "the open's reply");
+    assert!(rung(&shared).iter().all(|&(core, _)| core == ANY_CORE));
+    // echo is the directory's port 0; its reader waits on core 2.
+    shared.scribble(Area::Ctrl, READER_CORE_OFFSET, &2u32.to_le_bytes());
+    echo.write(b"to core 2").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(echo.read(&mut buf).unwrap(), 9);
+    assert_eq!(pending(&shared), 1, "only echo's bit");
+    assert_eq!(rung(&shared), [(2, 0)]);
+    // A core the monitor refuses: the monitor's choice instead, never silence.
+    shared.harness().services.refused_core = Some(2);
+    // The reader asks for a doorbell (an empty ring: it would sleep), then the answer comes.
+    assert_eq!(echo.try_read(&mut buf).unwrap(), None);
+    echo.write(b"again").unwrap();
+    assert_eq!(echo.read(&mut buf).unwrap(), 5);
+    assert_eq!(rung(&shared), [(2, 0), (ANY_CORE, 0)]);
+}
