@@ -107,7 +107,7 @@ impl Transport for Attachment {
     }
 
     /// The secure world gets a turn (as if its core ran meanwhile), then the doorbell is looked at.
-    fn wait(&self, _timeout: Duration) -> io::Result<bool> {
+    fn wait(&self, _timeout: Duration, _interest: tzcomm::Interest) -> io::Result<bool> {
         self.shared.run();
         let mut fds = [PollFd::new(self.bell.as_fd(), PollFlags::POLLIN)];
         Ok(poll(&mut fds, PollTimeout::ZERO)? > 0)

@@ -13,13 +13,16 @@
 //!
 //! Underneath, a port is two rings in memory shared with the secure world (tzmk-ring), the
 //! control mailbox and port directory in `port_ctrl` (tzmk-interface `port`), an SMC to kick the
-//! secure side and an interrupt back (the doorbell). A [`Backend`] provides those: the host
-//! simulator's ([`sim::SimBackend`]) now; the kernel driver's later, behind the same trait.
+//! secure side and an interrupt back (the doorbell). Two ways to reach them: a [`Backend`] that
+//! maps the shared regions itself (the host simulator's, [`sim::SimBackend`]), or the kernel
+//! driver ([`driver::Driver`]), which keeps `port_ctrl` to itself and maps only a port's own rings
+//! into this process. The rings are read and written by the same code either way.
 //!
 //! The secure side is trusted to be correct, but the library still checks what it reads there
 //! (ring indices and records, directory, replies) so that a broken secure side gives an
 //! [`Error`], never a crash of the application.
 
+pub mod driver;
 pub mod pattern;
 pub mod sim;
 
@@ -87,14 +90,23 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn kick(&self, port: u16) -> io::Result<()>;
     /// Clears the doorbell (before a re-check that precedes waiting).
     fn clear(&self) -> io::Result<()>;
-    /// Waits until the doorbell rang (`Ok(true)`) or `timeout` passed (`Ok(false)`).
-    fn wait(&self, timeout: Duration) -> io::Result<bool>;
+    /// Waits until the doorbell rang, or (the driver) the port became ready for `interest`
+    /// (`Ok(true)`), or `timeout` passed (`Ok(false)`).
+    fn wait(&self, timeout: Duration, interest: Interest) -> io::Result<bool>;
     /// Readable when the doorbell rang: for poll/epoll.
     fn doorbell(&self) -> BorrowedFd<'_>;
     /// Tells what stands for the kernel driver (the simulator; the driver itself knows) that this
     /// attachment holds session `session` of `port`, so that the port is closed when the
     /// attachment ends, however its process ends: exit, crash or kill.
     fn hold(&self, port: u16, session: u32) -> io::Result<()>;
+}
+
+/// What a wait is for: a message to read, room to write, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    Readable,
+    Writable,
+    Any,
 }
 
 #[derive(Debug)]
@@ -182,8 +194,30 @@ pub struct PortInfo {
 /// The secure world as one process sees it.
 #[derive(Debug, Clone)]
 pub struct Tz {
-    backend: Arc<dyn Backend>,
-    control: Arc<dyn Transport>,
+    link: Link,
+}
+
+/// How this process reaches the secure world.
+#[derive(Debug, Clone)]
+enum Link {
+    /// It maps the shared regions itself (the simulator), and holds an attachment for control.
+    Shared { backend: Arc<dyn Backend>, control: Arc<dyn Transport> },
+    /// Through the kernel driver, which keeps `port_ctrl` to itself.
+    Driver(Arc<driver::Driver>),
+}
+
+/// The shared-memory link's backend and control attachment.
+type SharedLink<'a> = (&'a Arc<dyn Backend>, &'a Arc<dyn Transport>);
+
+/// How an open port reaches the secure world besides its rings.
+#[derive(Debug)]
+enum PortLink {
+    Shared,
+    Driver(driver::PortFile),
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Io(io::Error::new(io::ErrorKind::Unsupported, format!("{what} is not offered by the kernel driver")))
 }
 
 impl Tz {
@@ -193,7 +227,20 @@ impl Tz {
             return Err(Error::SecureMisbehaviour(format!("port_ctrl has {:#x} bytes", ctrl.size)));
         }
         let control = Arc::from(backend.attach()?);
-        Ok(Tz { backend, control })
+        Ok(Tz { link: Link::Shared { backend, control } })
+    }
+
+    /// The secure world through the kernel driver (`/dev/tzmk`).
+    pub fn driver() -> Result<Tz> {
+        Ok(Tz { link: Link::Driver(Arc::new(driver::Driver::open()?)) })
+    }
+
+    /// The shared-memory link's backend and control attachment.
+    fn shared(&self, what: &str) -> Result<SharedLink<'_>> {
+        match &self.link {
+            Link::Shared { backend, control } => Ok((backend, control)),
+            Link::Driver(_) => Err(unsupported(what)),
+        }
     }
 
     /// The simulator whose run directory is `dir`.
@@ -201,29 +248,34 @@ impl Tz {
         Tz::new(Arc::new(sim::SimBackend::open(dir.as_ref())?))
     }
 
-    /// The simulator named by `TZMK_SIM`. (The kernel driver's backend will be the default when
-    /// it exists.)
+    /// The simulator named by `TZMK_SIM`, or else the kernel driver.
     pub fn from_env() -> Result<Tz> {
         match std::env::var_os(SIM_ENV) {
             Some(dir) => Tz::sim(dir),
-            None => Err(Error::Io(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no secure world: set {SIM_ENV} to a simulator's run directory (tzmk sim prints it)"),
-            ))),
+            None => Tz::driver(),
         }
     }
 
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+    /// The shared-memory backend (the simulator's); `None` through the kernel driver.
+    pub fn backend(&self) -> Option<&Arc<dyn Backend>> {
+        match &self.link {
+            Link::Shared { backend, .. } => Some(backend),
+            Link::Driver(_) => None,
+        }
     }
 
-    fn ctrl(&self) -> Mapping {
-        self.backend.region(Region::Ctrl)
+    /// Whether this is the kernel driver's link.
+    pub fn is_driver(&self) -> bool {
+        matches!(self.link, Link::Driver(_))
+    }
+
+    fn ctrl(&self) -> Result<Mapping> {
+        Ok(self.shared("port_ctrl")?.0.region(Region::Ctrl))
     }
 
     /// The port directory, copied under its sequence lock.
     fn directory(&self) -> Result<Directory> {
-        let ctrl = self.ctrl();
+        let ctrl = self.ctrl()?;
         let mut bytes = [0u8; std::mem::size_of::<Directory>()];
         for _ in 0..1000 {
             if snapshot(ctrl, DIRECTORY_SEQUENCE_OFFSET, DIRECTORY_OFFSET, &mut bytes) {
@@ -240,11 +292,24 @@ impl Tz {
 
     /// Every port the secure world offers.
     pub fn ports(&self) -> Result<Vec<PortInfo>> {
+        if let Link::Driver(driver) = &self.link {
+            return driver.ports();
+        }
         let directory = self.directory()?;
         Ok(directory.ports[..directory.count as usize].iter().map(info).collect())
     }
 
-    fn find(&self, port: &str) -> Result<PortEntry> {
+    /// A port by name or id (a decimal number).
+    pub fn find(&self, port: &str) -> Result<PortInfo> {
+        let ports = self.ports()?;
+        let found = match port.parse::<u16>() {
+            Ok(id) => ports.into_iter().find(|p| p.id == id),
+            Err(_) => ports.into_iter().find(|p| p.name == port),
+        };
+        found.ok_or_else(|| Error::NoSuchPort(port.to_owned()))
+    }
+
+    fn find_entry(&self, port: &str) -> Result<PortEntry> {
         let directory = self.directory()?;
         let entries = &directory.ports[..directory.count as usize];
         let found = match port.parse::<u16>() {
@@ -256,9 +321,13 @@ impl Tz {
 
     /// The secure world's status page.
     pub fn status_page(&self) -> Result<StatusPage> {
+        if let Link::Driver(driver) = &self.link {
+            return driver.status_page();
+        }
+        let ctrl = self.ctrl()?;
         let mut bytes = [0u8; std::mem::size_of::<StatusPage>()];
         for _ in 0..1000 {
-            if snapshot(self.ctrl(), STATUS_SEQUENCE_OFFSET, STATUS_OFFSET, &mut bytes) {
+            if snapshot(ctrl, STATUS_SEQUENCE_OFFSET, STATUS_OFFSET, &mut bytes) {
                 let page = StatusPage::read_from_bytes(&bytes).map_err(|_| Error::NoDirectory)?;
                 return if page.magic == STATUS_MAGIC { Ok(page) } else { Err(Error::NoDirectory) };
             }
@@ -268,10 +337,12 @@ impl Tz {
     }
 
     /// Kicks the secure world with no traffic: comm-pd refreshes the status page and rings back.
+    /// (Through the driver: the page as comm-pd last wrote it.)
     pub fn refresh(&self) -> Result<StatusPage> {
-        self.control.clear()?;
-        self.control.kick(0)?;
-        if !self.control.wait(CONTROL_TIMEOUT)? {
+        let Link::Shared { control, .. } = &self.link else { return self.status_page() };
+        control.clear()?;
+        control.kick(0)?;
+        if !control.wait(CONTROL_TIMEOUT, Interest::Any)? {
             return Err(Error::Timeout);
         }
         self.status_page()
@@ -282,8 +353,9 @@ impl Tz {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::TooLarge { length: payload.len(), max: MAX_CONTROL_PAYLOAD });
         }
-        let _lock = self.backend.lock_control()?;
-        let ctrl = self.ctrl();
+        let (backend, control) = self.shared("the control mailbox")?;
+        let _lock = backend.lock_control()?;
+        let ctrl = backend.region(Region::Ctrl);
         let request_word = word(ctrl, REQUEST_OFFSET);
         let reply_word = word(ctrl, REPLY_OFFSET);
         let sequence = (request_word.load(Ordering::Acquire) as u32).wrapping_add(1);
@@ -292,8 +364,8 @@ impl Tz {
         message.extend_from_slice(payload);
         write_bytes(ctrl, REQUEST_OFFSET + 8, &message);
         request_word.store(u64::from(sequence) | (message.len() as u64) << 32, Ordering::Release);
-        self.control.clear()?;
-        self.control.kick(0)?;
+        control.clear()?;
+        control.kick(0)?;
         let deadline = Instant::now() + CONTROL_TIMEOUT;
         loop {
             let answer = reply_word.load(Ordering::Acquire);
@@ -320,8 +392,8 @@ impl Tz {
             if left.is_zero() {
                 return Err(Error::Timeout);
             }
-            self.control.wait(left.min(RECHECK))?;
-            self.control.clear()?;
+            control.wait(left.min(RECHECK), Interest::Any)?;
+            control.clear()?;
         }
     }
 
@@ -335,13 +407,18 @@ impl Tz {
     /// Opens a port by name or id (a decimal number): a new session with both rings empty. The
     /// session ends when the [`Port`] is closed or dropped, or its process ends.
     pub fn open(&self, port: &str) -> Result<Port> {
-        let entry = self.find(port)?;
+        if let Link::Driver(driver) = &self.link {
+            let name = self.find(port)?.name;
+            return self.open_driver(driver.open_port(&name)?, name);
+        }
+        let (backend, _) = self.shared("open")?;
+        let entry = self.find_entry(port)?;
         let name = entry.name().unwrap_or("?").to_owned();
         let (reply, payload) = self.control(Operation::OpenId, entry.id.into(), 0, &[])?;
         let entry = PortEntry::read_from_bytes(&payload)
             .map_err(|_| Error::SecureMisbehaviour("an open reply without the port entry".into()))?;
         let ring = |region: Region, offset: u32, capacity: u32| -> Result<(NonNull<u8>, RingLayout)> {
-            let mapping = self.backend.region(region);
+            let mapping = backend.region(region);
             let layout = RingLayout::new(capacity.into())
                 .map_err(|e| Error::SecureMisbehaviour(format!("port '{name}': {e}")))?;
             let offset = offset as usize;
@@ -359,7 +436,7 @@ impl Tz {
         let producer = unsafe { Producer::attach(rx_base, rx_layout.size(), rx_layout) }.map_err(broken)?;
         // SAFETY: as above.
         let consumer = unsafe { Consumer::attach(tx_base, tx_layout.size(), tx_layout) }.map_err(broken)?;
-        let transport = self.backend.attach()?;
+        let transport = backend.attach()?;
         if let Err(e) = transport.hold(entry.id, reply.value) {
             let _ = self.close_session(entry.id, reply.value);
             return Err(e.into());
@@ -367,6 +444,7 @@ impl Tz {
         Ok(Port {
             tz: self.clone(),
             transport,
+            link: PortLink::Shared,
             closed: false,
             id: entry.id,
             name,
@@ -380,9 +458,46 @@ impl Tz {
         })
     }
 
-    /// A port's counters.
+    /// A port opened through the driver: its rings mapped from the port file.
+    fn open_driver(&self, file: driver::PortFile, name: String) -> Result<Port> {
+        let info = file.info()?;
+        let broken = |e| Error::SecureMisbehaviour(format!("port '{name}': {e}"));
+        let rx_layout = RingLayout::new(info.rx_capacity.into()).map_err(broken)?;
+        let tx_layout = RingLayout::new(info.tx_capacity.into()).map_err(broken)?;
+        let fits = |size: u64, layout: RingLayout| size as usize >= layout.size();
+        if !fits(info.rx_mmap_size, rx_layout) || !fits(info.tx_mmap_size, tx_layout) {
+            return Err(Error::SecureMisbehaviour(format!("port '{name}': a ring mapping smaller than its ring")));
+        }
+        let rx_base = file.map(info.rx_mmap_offset, info.rx_mmap_size)?;
+        let tx_base = file.map(info.tx_mmap_offset, info.tx_mmap_size)?;
+        let broken = |e| Error::SecureMisbehaviour(format!("port '{name}': {e}"));
+        // SAFETY: both rings are shared mappings of this port's file, at least a ring long
+        // (checked), that stay mapped for the process's life; this process produces into rx and
+        // consumes tx only through this Port.
+        let producer = unsafe { Producer::attach(rx_base, info.rx_mmap_size as usize, rx_layout) }.map_err(broken)?;
+        // SAFETY: as above.
+        let consumer = unsafe { Consumer::attach(tx_base, info.tx_mmap_size as usize, tx_layout) }.map_err(broken)?;
+        Ok(Port {
+            tz: self.clone(),
+            transport: file.transport(),
+            link: PortLink::Driver(file),
+            closed: false,
+            id: info.id,
+            name,
+            session: info.session,
+            service: Service::from_u8(info.service),
+            producer,
+            consumer,
+            max_message: rx_layout.max_message(),
+            timeout: None,
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// A port's counters (the simulator's mailbox; through the driver, open the port and ask
+    /// [`Port::status`]).
     pub fn status(&self, port: &str) -> Result<PortStatus> {
-        let entry = self.find(port)?;
+        let entry = self.find_entry(port)?;
         let (_, payload) = self.control(Operation::Status, entry.id.into(), 0, &[])?;
         PortStatus::read_from_bytes(&payload).map_err(|_| Error::SecureMisbehaviour("a status reply".into()))
     }
@@ -411,6 +526,7 @@ fn info(entry: &PortEntry) -> PortInfo {
 pub struct Port {
     tz: Tz,
     transport: Box<dyn Transport>,
+    link: PortLink,
     /// The session was ended by [`close`](Port::close): nothing left for `drop` to do.
     closed: bool,
     id: u16,
@@ -457,6 +573,17 @@ impl Port {
 
     /// Is the port still this session's? A reset or a reopen by someone else ends it.
     fn check(&self) -> Result<()> {
+        if let PortLink::Driver(file) = &self.link {
+            let info = file.info()?;
+            return match PortState::from_u8(info.state) {
+                Some(PortState::Open) if info.session == self.session => Ok(()),
+                Some(PortState::Faulted) => {
+                    let fault = self.tz.find(&self.name).ok().and_then(|p| p.last_fault).unwrap_or(PortFault(0));
+                    Err(Error::Reset { port: self.name.clone(), fault })
+                }
+                _ => Err(Error::Lost { port: self.name.clone() }),
+            };
+        }
         let directory = self.tz.directory()?;
         let entry = directory.ports[..directory.count as usize].iter().find(|e| e.id == self.id);
         let entry = entry.ok_or_else(|| Error::NoSuchPort(self.name.clone()))?;
@@ -540,7 +667,7 @@ impl Port {
         }
     }
 
-    fn wait(&self, started: Instant) -> Result<()> {
+    fn wait(&self, started: Instant, interest: Interest) -> Result<()> {
         let slice = match self.timeout {
             Some(timeout) => {
                 let left = timeout.saturating_sub(started.elapsed());
@@ -551,7 +678,7 @@ impl Port {
             }
             None => RECHECK,
         };
-        self.transport.wait(slice)?;
+        self.transport.wait(slice, interest)?;
         Ok(())
     }
 
@@ -576,7 +703,7 @@ impl Port {
             if self.try_write(message)? {
                 return Ok(());
             }
-            self.wait(started)?;
+            self.wait(started, Interest::Writable)?;
         }
         Ok(())
     }
@@ -594,7 +721,7 @@ impl Port {
             if let Some(length) = self.try_read(buf)? {
                 return Ok(length);
             }
-            self.wait(started)?;
+            self.wait(started, Interest::Readable)?;
         }
     }
 
@@ -613,18 +740,33 @@ impl Port {
                 return Ok(());
             }
             self.check()?;
-            self.wait(started)?;
+            if matches!(self.link, PortLink::Driver(_)) {
+                // The driver's poll says when a largest message fits, not when the ring is
+                // empty: look again shortly instead.
+                std::thread::sleep(Duration::from_micros(200));
+                if self.timeout.is_some_and(|t| started.elapsed() > t) {
+                    return Err(Error::Timeout);
+                }
+                continue;
+            }
+            self.wait(started, Interest::Writable)?;
         }
     }
 
     /// An ioctl-style call to the port's service: `command` with `input`, its output returned.
     pub fn call(&self, command: u32, input: &[u8]) -> Result<Vec<u8>> {
+        if let PortLink::Driver(file) = &self.link {
+            return file.call(command, input);
+        }
         let (_, output) = self.tz.control(Operation::Call, self.id.into(), command, input)?;
         Ok(output)
     }
 
     /// This port's counters in the secure world.
     pub fn status(&self) -> Result<PortStatus> {
+        if let PortLink::Driver(file) = &self.link {
+            return file.status();
+        }
         let (_, payload) = self.tz.control(Operation::Status, self.id.into(), 0, &[])?;
         PortStatus::read_from_bytes(&payload).map_err(|_| Error::SecureMisbehaviour("a status reply".into()))
     }
@@ -638,7 +780,11 @@ impl Port {
     /// too, silently).
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        self.tz.close_session(self.id, self.session)
+        match self.link {
+            // Closing the file (when `self` drops) is the driver's close.
+            PortLink::Driver(_) => Ok(()),
+            PortLink::Shared => self.tz.close_session(self.id, self.session),
+        }
     }
 }
 
@@ -646,7 +792,7 @@ impl Port {
 /// being fed (rt events pile up in its ring) and look busy to `tzctl list`.
 impl Drop for Port {
     fn drop(&mut self) {
-        if !self.closed {
+        if !self.closed && matches!(self.link, PortLink::Shared) {
             // Refused when the secure side already ended the session (a reset, a reopen): fine.
             let _ = self.tz.close_session(self.id, self.session);
         }

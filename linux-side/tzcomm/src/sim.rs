@@ -156,7 +156,7 @@ impl Transport for Attachment {
         }
     }
 
-    fn wait(&self, timeout: Duration) -> io::Result<bool> {
+    fn wait(&self, timeout: Duration, _interest: crate::Interest) -> io::Result<bool> {
         let mut fds = [PollFd::new(self.doorbell.as_fd(), PollFlags::POLLIN)];
         let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {

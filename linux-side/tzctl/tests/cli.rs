@@ -149,8 +149,8 @@ fn hostile_client() {
         }
     });
     let info = tz.ports().unwrap().into_iter().find(|p| p.name == "echo-small").unwrap();
-    let rx = tz.backend().region(Region::Rx);
-    let tx = tz.backend().region(Region::Tx);
+    let rx = tz.backend().unwrap().region(Region::Rx);
+    let tx = tz.backend().unwrap().region(Region::Tx);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut random = move || {
         state ^= state << 13;
@@ -159,7 +159,7 @@ fn hostile_client() {
         state
     };
     let (mut resets, mut scribbles) = (0u64, 0u64);
-    let kick = tz.backend().attach().unwrap();
+    let kick = tz.backend().unwrap().attach().unwrap();
     let mut port = tz.open("echo-small").unwrap();
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         // Some honest traffic, then lies: random words over the ring headers and records.
