@@ -293,9 +293,46 @@ fn lying_consumer_index_is_refused() {
     producer.try_send(&[1; 16]).unwrap();
     producer.publish();
     // The consumer claims to have consumed more than was produced.
-    memory.poke(CONSUMER_OFFSET, &100u32.to_le_bytes());
+    memory.poke(CONSUMER_OFFSET, &5000u32.to_le_bytes());
     assert_eq!(producer.free(), Err(PeerMisbehaviour::IndexOutOfRange));
-    assert_eq!(producer.try_send(b"x"), Err(SendError::Peer(PeerMisbehaviour::IndexOutOfRange)));
+    // Sends within the free space the last accepted index left do not read the index again; the
+    // first one that needs more reads it, and refuses the lie (before the producer could wait).
+    let mut sent = 0;
+    let refused = loop {
+        match producer.try_send(&[2; 16]) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused, SendError::Peer(PeerMisbehaviour::IndexOutOfRange));
+    assert_eq!(sent, (256 - 24) / 24, "the sends the cached index had room for");
+    assert_eq!(producer.fits(16), Err(PeerMisbehaviour::IndexOutOfRange));
+    assert_eq!(producer.request_space_signal(16), Err(PeerMisbehaviour::IndexOutOfRange));
+}
+
+#[test]
+fn cached_indices_are_read_again_only_when_they_run_out() {
+    let (memory, mut producer, mut consumer) = ring(256);
+    let mut out = [0u8; 64];
+    for round in 0..3u8 {
+        producer.try_send(&[round; 8]).unwrap();
+    }
+    producer.publish();
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(8)));
+    // A producer index that lies now is not read while the cached one still covers records:
+    // they were published before, and are delivered.
+    memory.poke(PRODUCER_OFFSET, &4000u32.to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(8)));
+    assert_eq!((out[0], consumer.try_recv(&mut out), out[0]), (1, Ok(Some(8)), 2));
+    // The cache says empty: the index is read, and refused.
+    assert_eq!(consumer.try_recv(&mut out), Err(RecvError::Peer(PeerMisbehaviour::IndexOutOfRange)));
+    assert_eq!(consumer.request_signal(), Err(PeerMisbehaviour::IndexOutOfRange));
+    // An honest index again: the consumer goes on where it was.
+    memory.poke(PRODUCER_OFFSET, &48u32.to_le_bytes());
+    assert_eq!(consumer.try_recv(&mut out), Ok(None));
+    producer.try_send(b"next").unwrap();
+    producer.publish();
+    assert_eq!(consumer.try_recv(&mut out), Ok(Some(4)));
 }
 
 #[test]
