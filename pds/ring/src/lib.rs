@@ -687,3 +687,5 @@ impl Consumer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod model;
