@@ -19,12 +19,15 @@
 //! is touched.
 //!
 //! The fast path (as in LMAX- and Aeron-style rings): each side also keeps the last peer index it
-//! accepted, and reads the shared one again only when that cached copy says the message does not
-//! fit (producer) or the ring is empty (consumer), and always in the re-check of a wait
-//! ([`Producer::request_space_signal`], [`Consumer::request_signal`]). Every index read is
-//! validated as before; a cached index is one that passed, and a peer's honest index only ever
-//! moves forward, so the cache never claims more room or data than there is. A batch of
-//! [`Producer::try_send`] calls ends with one [`Producer::publish`]: one index store per batch.
+//! accepted, and within a batch (until its next [`Producer::publish`] or [`Consumer::release`])
+//! reads the shared one again only when that cached copy says the message does not fit
+//! (producer) or the ring is empty (consumer). The first operation of every batch reads it, as
+//! does the re-check of every wait ([`Producer::request_space_signal`],
+//! [`Consumer::request_signal`]). Every index read is validated as before; a cached index is one
+//! that passed, and a peer's honest index only ever moves forward, so the cache never claims more
+//! room or data than there is. A one-message batch (send, publish) reads the peer's index as
+//! often as before this cache; a batch of [`Producer::try_send`] calls ends with one `publish`:
+//! one index store, and one index load while the ring has room.
 //!
 //! Signalling follows the sDDF queues: after consuming everything, the consumer clears
 //! `consumer_signalled` ([`Consumer::request_signal`]) and re-checks for data; the producer, after
@@ -314,6 +317,9 @@ pub struct Producer {
     /// copy free space is computed from until a message does not fit (at most a capacity behind
     /// `producer`: every send fits in the free space it leaves).
     consumer_seen: u32,
+    /// Whether `consumer_seen` was read in this batch (since the last `publish`): only then does a
+    /// send trust it without reading the shared index.
+    cached: bool,
     /// The index last made visible to the consumer.
     published: u32,
 }
@@ -335,7 +341,7 @@ impl Producer {
         shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
         shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
-        Ok(Self { shared, producer: 0, consumer_seen: 0, published: 0 })
+        Ok(Self { shared, producer: 0, consumer_seen: 0, cached: false, published: 0 })
     }
 
     /// Takes the producing end of a ring the other side has reset, at the indices found in it.
@@ -350,7 +356,7 @@ impl Producer {
         if producer.wrapping_sub(consumer) > layout.capacity || !producer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
-        Ok(Self { shared, producer, consumer_seen: consumer, published: producer })
+        Ok(Self { shared, producer, consumer_seen: consumer, cached: false, published: producer })
     }
 
     /// The consumer's index, checked: at most a capacity behind ours and never backwards.
@@ -364,6 +370,7 @@ impl Producer {
             return Err(PeerMisbehaviour::IndexMovedBackwards);
         }
         self.consumer_seen = consumer;
+        self.cached = true;
         Ok(consumer)
     }
 
@@ -377,19 +384,29 @@ impl Producer {
         Ok(self.free_cached())
     }
 
-    /// Free bytes as the cached consumer index says: at most what [`free`](Self::free) would say.
+    /// Free bytes as the consumer index cached in this batch says (at most what
+    /// [`free`](Self::free) would say); 0 before it was read in this batch.
     fn free_cached(&self) -> usize {
+        if !self.cached {
+            return 0;
+        }
         self.shared.layout.capacity() - self.producer.wrapping_sub(self.consumer_seen) as usize
     }
 
-    /// Whether a message of `length` bytes could be sent now. Reads the consumer's index only
-    /// when the cached one says it does not fit.
+    /// Whether `needed` ring bytes are free: per the cached consumer index, or else per the
+    /// shared one, read and checked.
+    fn has_room(&mut self, needed: usize) -> Result<bool, PeerMisbehaviour> {
+        Ok(self.free_cached() >= needed || self.free()? >= needed)
+    }
+
+    /// Whether a message of `length` bytes could be sent now. Reads the consumer's index unless
+    /// the one cached in this batch says it fits.
     pub fn fits(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
         if length > self.shared.layout.max_message() {
             return Ok(false);
         }
         let needed = self.needed(length);
-        Ok(self.free_cached() >= needed || self.free()? >= needed)
+        self.has_room(needed)
     }
 
     /// Ring bytes a message of `length` bytes takes at the current position, pad included.
@@ -432,9 +449,9 @@ impl Producer {
     }
 
     /// Appends one message; it becomes visible to the consumer at the next [`publish`](Self::publish).
-    /// Reads the consumer's index only when the cached one says the message does not fit: a
-    /// consumer that lies is caught then (at the latest when the ring looks full, so before any
-    /// wait for space).
+    /// Reads the consumer's index, unless the one cached in this batch says the message fits: a
+    /// consumer that lies is caught by the first send of the next batch, or when the cache runs
+    /// out (before any wait for space).
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), SendError> {
         let layout = self.shared.layout;
         if message.len() > layout.max_message() {
@@ -445,7 +462,7 @@ impl Producer {
         let at = self.producer as usize & (capacity - 1);
         let to_end = capacity - at;
         let needed = self.needed(message.len());
-        if self.free_cached() < needed && self.free().map_err(SendError::Peer)? < needed {
+        if !self.has_room(needed).map_err(SendError::Peer)? {
             return Err(SendError::Full);
         }
         let mut at = at;
@@ -464,6 +481,8 @@ impl Producer {
     /// Makes everything sent so far visible. Returns whether the consumer must be notified (it
     /// asked for a signal and nobody has sent one since).
     pub fn publish(&mut self) -> bool {
+        // A batch ends: the next one reads the consumer's index before it trusts it.
+        self.cached = false;
         if self.published == self.producer {
             return false;
         }
@@ -492,6 +511,9 @@ pub struct Consumer {
     /// copy records are taken from until it says the ring is empty (never behind `consumer`, at
     /// most a capacity ahead).
     producer_seen: u32,
+    /// Whether `producer_seen` was read in this batch (since the last `release`): only then are
+    /// records taken on its word without reading the shared index.
+    cached: bool,
     /// Where the consumer index goes when the message last [`peek`](Self::peek)ed is consumed.
     peeked: Option<u32>,
 }
@@ -511,7 +533,7 @@ impl Consumer {
         shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
         shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
-        Ok(Self { shared, consumer: 0, producer_seen: 0, peeked: None })
+        Ok(Self { shared, consumer: 0, producer_seen: 0, cached: false, peeked: None })
     }
 
     /// Takes the consuming end of a ring the other side has reset, at the indices found in it.
@@ -525,7 +547,7 @@ impl Consumer {
         if !consumer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
-        let mut this = Self { shared, consumer, producer_seen: consumer, peeked: None };
+        let mut this = Self { shared, consumer, producer_seen: consumer, cached: false, peeked: None };
         this.pending()?;
         Ok(this)
     }
@@ -544,6 +566,7 @@ impl Consumer {
             return Err(PeerMisbehaviour::IndexMovedBackwards);
         }
         self.producer_seen = producer;
+        self.cached = true;
         Ok(producer)
     }
 
@@ -588,10 +611,11 @@ impl Consumer {
         let layout = self.shared.layout;
         let capacity = layout.capacity();
         loop {
-            // The cached producer index first; the shared one is read (and checked) only when
-            // the cache says the ring is empty. An honest producer publishes record boundaries
-            // only, so every record before a cached index ends at or before it.
-            let mut available = self.producer_seen.wrapping_sub(self.consumer) as usize;
+            // The producer index cached in this batch first; the shared one is read (and
+            // checked) when there is none or it says the ring is empty. An honest producer
+            // publishes record boundaries only, so every record before a cached index ends at
+            // or before it.
+            let mut available = if self.cached { self.producer_seen.wrapping_sub(self.consumer) as usize } else { 0 };
             if available == 0 {
                 available = self.pending().map_err(RecvError::Peer)?;
                 if available == 0 {
@@ -658,6 +682,8 @@ impl Consumer {
     /// Hands the consumed space back to the producer. Returns whether the producer must be
     /// notified (it is waiting for space).
     pub fn release(&mut self) -> bool {
+        // A batch ends: the next one reads the producer's index before it trusts it.
+        self.cached = false;
         self.shared.word(CONSUMER_OFFSET).store(self.consumer, Ordering::Release);
         // As in `Producer::publish`: the producer sets its flag and then re-checks our index.
         fence(Ordering::SeqCst);

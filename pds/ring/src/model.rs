@@ -1,6 +1,8 @@
 //! An exhaustive explicit-state model of the ring's signalling: a producer (tzcomm's
 //! `Port::write_batch` and `Port::write`) and a consumer (comm-pd's `Ports::poll`/`serve`), every
 //! interleaving of their shared-memory accesses explored, for small rings and several messages.
+//! Both work from cached peer indices as the ring does: read in each batch, then trusted until
+//! they say full (empty).
 //!
 //! Why hand-written, not loom: loom replaces `std::sync::atomic` with its own types, and the ring
 //! accesses raw shared memory through `AtomicU32::from_ptr` (the memory belongs to the other
@@ -178,6 +180,8 @@ struct State {
     produced: u8,
     published: u8,
     consumer_cached: u8,
+    /// `Producer::cached`: the consumer index was read since the last `publish`.
+    consumer_cache_valid: bool,
     unpublished: u8,
     /// Inside `Port::write` (one message, published at once) rather than batching.
     one_message: bool,
@@ -185,6 +189,8 @@ struct State {
     consumer: Consumer,
     consumed: u8,
     producer_cached: u8,
+    /// `Consumer::cached`: the producer index was read since the last `release`.
+    producer_cache_valid: bool,
     taken: u8,
     doorbell_owed: bool,
 }
@@ -203,11 +209,13 @@ impl State {
             produced: 0,
             published: 0,
             consumer_cached: 0,
+            consumer_cache_valid: false,
             unpublished: 0,
             one_message: false,
             consumer: if config.consumer_asleep { Consumer::Sleep } else { Consumer::Peek },
             consumed: 0,
             producer_cached: 0,
+            producer_cache_valid: false,
             taken: 0,
             doorbell_owed: false,
         }
@@ -240,7 +248,7 @@ fn producer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
             if s.produced == config.messages {
                 // `write_batch`'s final `publish_batch`.
                 t.producer = Producer::PublishStore(After::Done);
-            } else if s.produced - s.consumer_cached < capacity {
+            } else if s.consumer_cache_valid && s.produced - s.consumer_cached < capacity {
                 // `try_send`: the slot store (`self.shared.write`), the producer index private.
                 t.slots[usize::from(s.produced % capacity)] = s.produced;
                 t.produced += 1;
@@ -261,6 +269,7 @@ fn producer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
         Producer::ReloadConsumer => {
             // `Producer::consumer`: `word(CONSUMER_OFFSET).load(Acquire)`, checked, cached.
             t.consumer_cached = s.consumer_index;
+            t.consumer_cache_valid = true;
             t.producer = if s.produced - t.consumer_cached < capacity {
                 Producer::Append
             } else if s.one_message {
@@ -273,6 +282,8 @@ fn producer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
             };
         }
         Producer::PublishStore(then) => {
+            // `publish`: `self.cached = false` (the next batch reads the consumer index first).
+            t.consumer_cache_valid = false;
             if s.published == s.produced {
                 // `publish`: `if self.published == self.producer { return false }`.
                 t.producer = after(then);
@@ -316,9 +327,10 @@ fn producer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
             t.producer = if mutation == Mutation::NoSpaceRecheck { Producer::Sleep } else { Producer::SpaceRecheck };
         }
         Producer::SpaceRecheck => {
-            // `fits`: the cache first, the shared index only when it says no room.
-            if s.produced - s.consumer_cached >= capacity {
+            // `fits`: the cache first (if read in this batch), else the shared index.
+            if !s.consumer_cache_valid || s.produced - s.consumer_cached >= capacity {
                 t.consumer_cached = s.consumer_index;
+                t.consumer_cache_valid = true;
             }
             t.producer = if s.produced - t.consumer_cached < capacity {
                 Producer::SpaceFlagWithdraw
@@ -355,7 +367,7 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
     let mut t = s.clone();
     match s.consumer {
         Consumer::Peek => {
-            if s.producer_cached != s.consumed {
+            if s.producer_cache_valid && s.producer_cached != s.consumed {
                 // `peek_into`: the record read (`read_header`/`read`), then `consume`.
                 let slot = s.slots[usize::from(s.consumed % capacity)];
                 if slot != s.consumed {
@@ -375,11 +387,14 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
         Consumer::ReloadProducer => {
             // `Consumer::producer`: `word(PRODUCER_OFFSET).load(Acquire)`, checked, cached.
             t.producer_cached = s.producer_index;
+            t.producer_cache_valid = true;
             t.consumer =
                 if t.producer_cached != s.consumed { Consumer::Peek } else { Consumer::ReleaseStore(Turn::Drained) };
         }
         Consumer::ReleaseStore(turn) => {
+            // `release`: `self.cached = false`, then the store.
             t.taken = 0;
+            t.producer_cache_valid = false;
             if mutation == Mutation::ReleaseFenceRemoved {
                 t.consumer = Consumer::ReleaseStoreAfterLoad(turn, s.producer_waiting);
             } else {
@@ -413,12 +428,14 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
         }
         Consumer::SpinLook => {
             t.producer_cached = s.producer_index;
+            t.producer_cache_valid = true;
             t.consumer = if t.producer_cached != s.consumed { Consumer::Peek } else { Consumer::AfterTurn };
         }
         Consumer::SignalClear => match mutation {
             Mutation::DataFenceRemoved => {
                 t.consumer = Consumer::SignalClearAfterLoad(s.producer_index != s.consumed);
                 t.producer_cached = s.producer_index;
+                t.producer_cache_valid = true;
             }
             _ => {
                 t.consumer_signalled = false;
@@ -433,6 +450,7 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
             if mutation != Mutation::DataRecheckCached {
                 // `self.pending()`: always the shared index.
                 t.producer_cached = s.producer_index;
+                t.producer_cache_valid = true;
             }
             t.consumer = if t.producer_cached != s.consumed { Consumer::SignalRestore } else { Consumer::Sleep };
         }
