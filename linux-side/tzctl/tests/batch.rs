@@ -44,7 +44,9 @@ fn a_batch_stops_at_a_message_too_large_having_sent_those_before() {
     let (small, large) = (vec![1u8; 10], vec![2u8; sink.max_message() + 1]);
     let batch = [&small[..], &small[..], &small[..], &large[..], &small[..]];
     let max = sink.max_message();
-    assert!(matches!(sink.write_batch(batch), Err(Error::TooLarge { length, max: m }) if length == max + 1 && m == max));
+    assert!(
+        matches!(sink.write_batch(batch), Err(Error::TooLarge { length, max: m }) if length == max + 1 && m == max)
+    );
     sink.flush().unwrap();
     let status = sink.status().unwrap();
     assert_eq!((status.messages_in, status.bytes_in), (3, 30), "the three before it were sent");

@@ -712,6 +712,6 @@ impl Consumer {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod model;
+#[cfg(test)]
+mod tests;

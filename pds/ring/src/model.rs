@@ -332,11 +332,8 @@ fn producer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
                 t.consumer_cached = s.consumer_index;
                 t.consumer_cache_valid = true;
             }
-            t.producer = if s.produced - t.consumer_cached < capacity {
-                Producer::SpaceFlagWithdraw
-            } else {
-                Producer::Sleep
-            };
+            t.producer =
+                if s.produced - t.consumer_cached < capacity { Producer::SpaceFlagWithdraw } else { Producer::Sleep };
         }
         Producer::SpaceFlagWithdraw => {
             t.producer_waiting = false;
@@ -375,11 +372,8 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
                 }
                 t.consumed += 1;
                 t.taken += 1;
-                t.consumer = if t.taken == config.per_turn {
-                    Consumer::ReleaseStore(Turn::Full)
-                } else {
-                    Consumer::Peek
-                };
+                t.consumer =
+                    if t.taken == config.per_turn { Consumer::ReleaseStore(Turn::Full) } else { Consumer::Peek };
             } else {
                 t.consumer = Consumer::ReloadProducer;
             }
@@ -439,7 +433,8 @@ fn consumer_steps(s: &State, config: &Config, mutation: Mutation, next: &mut Vec
             }
             _ => {
                 t.consumer_signalled = false;
-                t.consumer = if mutation == Mutation::NoDataRecheck { Consumer::Sleep } else { Consumer::SignalRecheck };
+                t.consumer =
+                    if mutation == Mutation::NoDataRecheck { Consumer::Sleep } else { Consumer::SignalRecheck };
             }
         },
         Consumer::SignalClearAfterLoad(arrived) => {
