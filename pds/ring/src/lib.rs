@@ -18,6 +18,17 @@
 //! then checked. A peer that lies gets [`PeerMisbehaviour`] and nothing outside the ring's bytes
 //! is touched.
 //!
+//! The fast path (as in LMAX- and Aeron-style rings): each side also keeps the last peer index it
+//! accepted, and within a batch (until its next [`Producer::publish`] or [`Consumer::release`])
+//! reads the shared one again only when that cached copy says the message does not fit
+//! (producer) or the ring is empty (consumer). The first operation of every batch reads it, as
+//! does the re-check of every wait ([`Producer::request_space_signal`],
+//! [`Consumer::request_signal`]). Every index read is validated as before; a cached index is one
+//! that passed, and a peer's honest index only ever moves forward, so the cache never claims more
+//! room or data than there is. A one-message batch (send, publish) reads the peer's index as
+//! often as before this cache; a batch of [`Producer::try_send`] calls ends with one `publish`:
+//! one index store, and one index load while the ring has room.
+//!
 //! Signalling follows the sDDF queues: after consuming everything, the consumer clears
 //! `consumer_signalled` ([`Consumer::request_signal`]) and re-checks for data; the producer, after
 //! publishing, notifies only if the flag is clear and sets it ([`Producer::publish`] returns
@@ -276,9 +287,14 @@ impl Shared {
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.data(at), data.len()) };
     }
 
+    /// The record header at data offset `at` (8-aligned, checked by the caller): one volatile
+    /// 8-byte load into private memory, which is then split and checked (no double fetch).
     fn read_header(&self, at: usize) -> (u32, u32) {
-        let mut bytes = [0u8; RECORD_HEADER];
-        self.read(at, &mut bytes);
+        assert!(at + RECORD_HEADER <= self.layout.capacity() && at.is_multiple_of(RECORD_HEADER));
+        // SAFETY: 8 bytes inside the data area (asserted), which starts 64-byte aligned (`new`),
+        // so 8-aligned; mapped by `new`'s contract. Volatile: the peer may write it concurrently.
+        let word = unsafe { self.data(at).cast::<u64>().read_volatile() };
+        let bytes = word.to_ne_bytes();
         let length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let reserved = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         (length, reserved)
@@ -300,8 +316,13 @@ const fn padded(length: usize) -> usize {
 pub struct Producer {
     shared: Shared,
     producer: u32,
-    /// The consumer index last seen, to refuse it moving backwards.
+    /// The consumer index last read and accepted: to refuse it moving backwards, and the cached
+    /// copy free space is computed from until a message does not fit (at most a capacity behind
+    /// `producer`: every send fits in the free space it leaves).
     consumer_seen: u32,
+    /// Whether `consumer_seen` was read in this batch (since the last `publish`): only then does a
+    /// send trust it without reading the shared index.
+    cached: bool,
     /// The index last made visible to the consumer.
     published: u32,
 }
@@ -323,7 +344,7 @@ impl Producer {
         shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
         shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
-        Ok(Self { shared, producer: 0, consumer_seen: 0, published: 0 })
+        Ok(Self { shared, producer: 0, consumer_seen: 0, cached: false, published: 0 })
     }
 
     /// Takes the producing end of a ring the other side has reset, at the indices found in it.
@@ -338,7 +359,7 @@ impl Producer {
         if producer.wrapping_sub(consumer) > layout.capacity || !producer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
-        Ok(Self { shared, producer, consumer_seen: consumer, published: producer })
+        Ok(Self { shared, producer, consumer_seen: consumer, cached: false, published: producer })
     }
 
     /// The consumer's index, checked: at most a capacity behind ours and never backwards.
@@ -352,6 +373,7 @@ impl Producer {
             return Err(PeerMisbehaviour::IndexMovedBackwards);
         }
         self.consumer_seen = consumer;
+        self.cached = true;
         Ok(consumer)
     }
 
@@ -359,15 +381,35 @@ impl Producer {
         self.shared.layout
     }
 
-    /// Free bytes now (as the consumer claims).
+    /// Free bytes now (as the consumer claims): always reads the consumer's index.
     pub fn free(&mut self) -> Result<usize, PeerMisbehaviour> {
-        let consumer = self.consumer()?;
-        Ok(self.shared.layout.capacity() - self.producer.wrapping_sub(consumer) as usize)
+        self.consumer()?;
+        Ok(self.free_cached())
     }
 
-    /// Whether a message of `length` bytes could be sent now.
+    /// Free bytes as the consumer index cached in this batch says (at most what
+    /// [`free`](Self::free) would say); 0 before it was read in this batch.
+    fn free_cached(&self) -> usize {
+        if !self.cached {
+            return 0;
+        }
+        self.shared.layout.capacity() - self.producer.wrapping_sub(self.consumer_seen) as usize
+    }
+
+    /// Whether `needed` ring bytes are free: per the cached consumer index, or else per the
+    /// shared one, read and checked.
+    fn has_room(&mut self, needed: usize) -> Result<bool, PeerMisbehaviour> {
+        Ok(self.free_cached() >= needed || self.free()? >= needed)
+    }
+
+    /// Whether a message of `length` bytes could be sent now. Reads the consumer's index unless
+    /// the one cached in this batch says it fits.
     pub fn fits(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
-        Ok(length <= self.shared.layout.max_message() && self.free()? >= self.needed(length))
+        if length > self.shared.layout.max_message() {
+            return Ok(false);
+        }
+        let needed = self.needed(length);
+        self.has_room(needed)
     }
 
     /// Ring bytes a message of `length` bytes takes at the current position, pad included.
@@ -385,6 +427,9 @@ impl Producer {
     /// Before waiting for free space: asks the consumer to notify when it releases some. Returns
     /// `true` when a message of `length` bytes fits meanwhile, in which case the producer must
     /// go on instead of waiting (and the request is withdrawn).
+    ///
+    /// The re-check reads the consumer's index whenever the cached one says the message does not
+    /// fit (a cached index that says it fits is right: space is only ever released).
     pub fn request_space_signal(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
         let shared = self.shared;
         shared.word(PRODUCER_WAITING_OFFSET).store(1, Ordering::Relaxed);
@@ -407,6 +452,9 @@ impl Producer {
     }
 
     /// Appends one message; it becomes visible to the consumer at the next [`publish`](Self::publish).
+    /// Reads the consumer's index, unless the one cached in this batch says the message fits: a
+    /// consumer that lies is caught by the first send of the next batch, or when the cache runs
+    /// out (before any wait for space).
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), SendError> {
         let layout = self.shared.layout;
         if message.len() > layout.max_message() {
@@ -416,7 +464,8 @@ impl Producer {
         let capacity = layout.capacity();
         let at = self.producer as usize & (capacity - 1);
         let to_end = capacity - at;
-        if self.free().map_err(SendError::Peer)? < self.needed(message.len()) {
+        let needed = self.needed(message.len());
+        if !self.has_room(needed).map_err(SendError::Peer)? {
             return Err(SendError::Full);
         }
         let mut at = at;
@@ -435,6 +484,8 @@ impl Producer {
     /// Makes everything sent so far visible. Returns whether the consumer must be notified (it
     /// asked for a signal and nobody has sent one since).
     pub fn publish(&mut self) -> bool {
+        // A batch ends: the next one reads the consumer's index before it trusts it.
+        self.cached = false;
         if self.published == self.producer {
             return false;
         }
@@ -459,8 +510,13 @@ impl Producer {
 pub struct Consumer {
     shared: Shared,
     consumer: u32,
-    /// The producer index last seen, to refuse it moving backwards.
+    /// The producer index last read and accepted: to refuse it moving backwards, and the cached
+    /// copy records are taken from until it says the ring is empty (never behind `consumer`, at
+    /// most a capacity ahead).
     producer_seen: u32,
+    /// Whether `producer_seen` was read in this batch (since the last `release`): only then are
+    /// records taken on its word without reading the shared index.
+    cached: bool,
     /// Where the consumer index goes when the message last [`peek`](Self::peek)ed is consumed.
     peeked: Option<u32>,
 }
@@ -480,7 +536,7 @@ impl Consumer {
         shared.word(CONSUMER_OFFSET).store(0, Ordering::Release);
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Release);
         shared.word(PRODUCER_WAITING_OFFSET).store(0, Ordering::Release);
-        Ok(Self { shared, consumer: 0, producer_seen: 0, peeked: None })
+        Ok(Self { shared, consumer: 0, producer_seen: 0, cached: false, peeked: None })
     }
 
     /// Takes the consuming end of a ring the other side has reset, at the indices found in it.
@@ -494,7 +550,7 @@ impl Consumer {
         if !consumer.is_multiple_of(RECORD_HEADER as u32) {
             return Err(PeerMisbehaviourOrLayout::Peer(PeerMisbehaviour::IndexOutOfRange));
         }
-        let mut this = Self { shared, consumer, producer_seen: consumer, peeked: None };
+        let mut this = Self { shared, consumer, producer_seen: consumer, cached: false, peeked: None };
         this.pending()?;
         Ok(this)
     }
@@ -513,6 +569,7 @@ impl Consumer {
             return Err(PeerMisbehaviour::IndexMovedBackwards);
         }
         self.producer_seen = producer;
+        self.cached = true;
         Ok(producer)
     }
 
@@ -520,7 +577,8 @@ impl Consumer {
         self.shared.layout
     }
 
-    /// Bytes published and not yet consumed (as the producer claims).
+    /// Bytes published and not yet consumed (as the producer claims): always reads the
+    /// producer's index.
     pub fn pending(&mut self) -> Result<usize, PeerMisbehaviour> {
         Ok(self.producer()?.wrapping_sub(self.consumer) as usize)
     }
@@ -555,18 +613,22 @@ impl Consumer {
         self.peeked = None;
         let layout = self.shared.layout;
         let capacity = layout.capacity();
-        let mut consumer = self.consumer;
         loop {
-            let skipped = consumer.wrapping_sub(self.consumer) as usize;
-            let available = self.pending().map_err(RecvError::Peer)?.checked_sub(skipped);
-            let available = available.ok_or(RecvError::Peer(PeerMisbehaviour::IndexMovedBackwards))?;
+            // The producer index cached in this batch first; the shared one is read (and
+            // checked) when there is none or it says the ring is empty. An honest producer
+            // publishes record boundaries only, so every record before a cached index ends at
+            // or before it.
+            let mut available = if self.cached { self.producer_seen.wrapping_sub(self.consumer) as usize } else { 0 };
             if available == 0 {
-                return Ok(None);
+                available = self.pending().map_err(RecvError::Peer)?;
+                if available == 0 {
+                    return Ok(None);
+                }
             }
             if available < RECORD_HEADER {
                 return Err(RecvError::Peer(PeerMisbehaviour::BadLength));
             }
-            let at = consumer as usize & (capacity - 1);
+            let at = self.consumer as usize & (capacity - 1);
             // Records start 8-aligned, so the header never straddles the end of the data area,
             // unless the peer misaligned the indices.
             if !at.is_multiple_of(RECORD_HEADER) {
@@ -575,15 +637,14 @@ impl Consumer {
             let (length, reserved) = self.shared.read_header(at);
             if length == PAD {
                 let to_end = capacity - at;
-                if reserved != 0 || available < to_end || consumer != self.consumer {
+                if reserved != 0 || available < to_end {
                     return Err(RecvError::Peer(PeerMisbehaviour::BadRecord));
                 }
                 // A pad carries nothing: it is consumed as soon as it is seen, even when no
                 // message follows it yet. (Left in place, a ring holding only a pad would look
                 // non-empty to `pending` and empty to `peek` for ever: a consumer that re-checks
                 // before sleeping would spin.)
-                consumer = consumer.wrapping_add(to_end as u32);
-                self.consumer = consumer;
+                self.consumer = self.consumer.wrapping_add(to_end as u32);
                 continue;
             }
             let length = length as usize;
@@ -600,7 +661,7 @@ impl Consumer {
                 }
                 self.shared.read(at + RECORD_HEADER, &mut out[..length]);
             }
-            self.peeked = Some(consumer.wrapping_add(record as u32));
+            self.peeked = Some(self.consumer.wrapping_add(record as u32));
             return Ok(Some(length));
         }
     }
@@ -624,6 +685,8 @@ impl Consumer {
     /// Hands the consumed space back to the producer. Returns whether the producer must be
     /// notified (it is waiting for space).
     pub fn release(&mut self) -> bool {
+        // A batch ends: the next one reads the producer's index before it trusts it.
+        self.cached = false;
         self.shared.word(CONSUMER_OFFSET).store(self.consumer, Ordering::Release);
         // As in `Producer::publish`: the producer sets its flag and then re-checks our index.
         fence(Ordering::SeqCst);
@@ -638,7 +701,7 @@ impl Consumer {
 
     /// Before waiting: asks the producer to notify on its next publish. Returns `true` when data
     /// arrived meanwhile, in which case the consumer must go on consuming instead of waiting (and
-    /// the request is withdrawn).
+    /// the request is withdrawn). The re-check always reads the producer's index.
     pub fn request_signal(&mut self) -> Result<bool, PeerMisbehaviour> {
         let shared = self.shared;
         shared.word(SIGNALLED_OFFSET).store(0, Ordering::Relaxed);
@@ -651,5 +714,7 @@ impl Consumer {
     }
 }
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;
