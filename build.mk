@@ -104,10 +104,12 @@ check-picture:
 demo:
 	$(CARGO) run --release --locked -q -p tzmk -- demo --count 200
 
-# After a build, building again must compile nothing: a build script that declares a dependency
+# After a build, building again must compile nothing (the first build here is for what `demo` did
+# not build): a build script that declares a dependency
 # on a file that does not exist (or on none at all) makes cargo rebuild its crate, and every crate
 # above it, on every `cargo run`. Names each crate cargo would not take as fresh.
 fresh:
+	@$(CARGO) build --release --locked -q -p tzmk -p tzctl
 	@stale=$$($(CARGO) build --release --locked -p tzmk -p tzctl --message-format=json 2>/dev/null | \
 	    sed -n 's/.*"reason":"compiler-artifact".*"package_id":"\([^"]*\)".*"fresh":false.*/\1/p' | sort -u); \
 	if [ -n "$$stale" ]; then echo "fresh: an unchanged workspace rebuilt:" $$stale >&2; exit 1; fi; \
@@ -303,6 +305,28 @@ linux-smoke: linux-setup linux-kernel linux-initramfs
 	    echo "linux-smoke: no single tzmk-init: PASS line; the console is in $$log" >&2; exit 1; fi; \
 	grep -q 'tzmk_probe: no tzmk monitor' "$$log" || { echo "linux-smoke: tzmk_probe did not report \"no tzmk monitor\"; the console is in $$log" >&2; exit 1; }; \
 	echo "linux-smoke: PASS ($$(cat $(LINUX_DIR)/VERSION), QEMU's own firmware)"
+
+# ---- The interactive guest (make run; linux-side/guest/) --------------------------------------
+# busybox from Debian's busybox-static (arm64), fetched with the same private apt state as the
+# kernel; tzctl as a static musl binary; linux-side/guest/init as /init.
+.PHONY: linux-busybox linux-tzctl run-initramfs run run-qemu
+LINUX_BUSYBOX := $(LINUX_DIR)/busybox
+LINUX_TZCTL = $(TARGET_DIR)/aarch64-unknown-linux-musl/release/tzctl
+
+linux-busybox: $(LINUX_BUSYBOX)
+
+$(LINUX_BUSYBOX): $(LINUX_DIR)/VERSION
+	@rm -rf $(LINUX_DIR)/busybox-root && mkdir -p $(LINUX_DIR)/busybox-root $(LINUX_DIR)/debs
+	cd $(LINUX_DIR)/debs && rm -f busybox-static_*.deb && apt-get $(LINUX_APT) download -q=2 busybox-static
+	dpkg-deb -x $(LINUX_DIR)/debs/busybox-static_*.deb $(LINUX_DIR)/busybox-root
+	@if [ "$$(od -An -tx1 -j18 -N2 $(LINUX_DIR)/busybox-root/bin/busybox | tr -d ' ')" != b700 ]; then \
+	    echo "error: Debian's busybox-static did not give an AArch64 bin/busybox" >&2; exit 1; fi
+	cp $(LINUX_DIR)/busybox-root/bin/busybox $@
+	@echo "linux-busybox: $@ ($$(cat $(LINUX_DIR)/debs/busybox-static_*.deb | wc -c) B package)"
+
+linux-tzctl: linux-setup
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
+	    --target aarch64-unknown-linux-musl -p tzctl --bin tzctl
 
 # ---- The EL3 monitor's bench (docs/monitor-bench.md) -------------------------------------------
 # A bare-metal normal-world payload times SMCs on the virtual counter under QEMU -icount; the
