@@ -23,29 +23,20 @@ fn env_path(name: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run this through build.mk")))
 }
 
-/// QEMU as build.mk and docs/monitor.md describe it: the monitor in secure flash (`-bios`), the
+/// QEMU as `tzmk run` starts it (tzmk_sdf::qemu): the monitor in secure flash (`-bios`), the
 /// images where the platform description says, the secure UART (second serial) to a file.
 fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
-    let platform = tzmk_sdf::Platform::qemu_virt();
     let linux = env_path("TZMK_LINUX_DIR");
-    let dtb = linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk.dtb".into()));
-    let mut qemu = Command::new("qemu-system-aarch64");
-    qemu.args(["-machine", "virt,secure=on,gic-version=2", "-cpu", "cortex-a53", "-smp", "4", "-m", "3G"])
-        .args(["-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio"])
-        .arg("-serial")
-        .arg(format!("file:{}", secure_log.display()))
-        .arg("-bios")
-        .arg(env_path("TZMK_MONITOR_BIN"));
-    let mut load = |file: PathBuf, addr: u64| {
-        qemu.arg("-device").arg(format!("loader,file={},addr={addr:#x},force-raw=on", file.display()));
+    let images = tzmk_sdf::qemu::Images {
+        monitor: env_path("TZMK_MONITOR_BIN"),
+        kernel: linux.join("Image"),
+        dtb: linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk.dtb".into())),
+        initramfs: linux.join("initramfs.cpio"),
+        loader,
+        secure_log: secure_log.to_owned(),
     };
-    load(linux.join("Image"), platform.boot.linux_kernel);
-    load(dtb, platform.boot.linux_dtb);
-    load(linux.join("initramfs.cpio"), platform.boot.linux_initrd);
-    if let Some(loader) = loader {
-        // No cpu-num: the image is data; the monitor decides where core 0 goes.
-        load(loader, platform.boot.secure_entry);
-    }
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args(tzmk_sdf::qemu::arguments(&tzmk_sdf::Platform::qemu_virt(), &images, "stdio"));
     qemu
 }
 

@@ -10,6 +10,7 @@ pub mod model;
 pub mod parse;
 pub mod partition;
 pub mod platform;
+pub mod qemu;
 pub mod report;
 
 pub use audit::{audit, Violation};

@@ -4,6 +4,7 @@
 //! - `tzmk sim [system.xml]`: the secure world in the host simulator, for a normal-world process.
 //! - `tzmk demo`: the README's main job.
 //! - `tzmk dtb`: Linux's device tree, generated from the platform description and system.xml.
+//! - `tzmk run`: the real system on QEMU, interactive.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 mod audit;
 mod demo;
 mod dtb;
+mod run;
 mod sim;
 
 #[derive(Parser, Debug)]
@@ -34,6 +36,9 @@ enum Command {
     /// Write Linux's device tree for the platform's world partition: only Linux's cores and memory,
     /// PSCI by SMC, the shared window reserved, the tzmk device with its doorbell.
     Dtb(dtb::Args),
+    /// Boot the real system on QEMU with this terminal as its console: seL4 and its PDs on core 0
+    /// under the EL3 monitor, Linux on cores 1-3 (`make -f build.mk run` builds the images).
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +48,6 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Dtb(args) => dtb::run(&args),
+        Command::Run(args) => run::run(args),
     }
 }
