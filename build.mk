@@ -52,6 +52,8 @@ help:
 	@echo "  make -f build.mk monitor    $(BUILD_DIR)/monitor.bin, the secure flash image (-bios)"
 	@echo "  make -f build.mk qemu-linux the monitor with Debian's kernel on cores 1-3, no secure image"
 	@echo "  make -f build.mk qemu       with the SDK: seL4 and its PDs on core 0, Linux on cores 1-3"
+	@echo "  make -f build.mk run        with the SDK: the same, interactive: a shell with tzctl and tzmk.ko (poweroff quits)"
+	@echo "  make -f build.mk run-test   make run as a user uses it: boot, tzctl list, tzctl echo, poweroff"
 	@echo
 	@echo "With the Microkit SDK:"
 	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
@@ -309,7 +311,7 @@ linux-smoke: linux-setup linux-kernel linux-initramfs
 # ---- The interactive guest (make run; linux-side/guest/) --------------------------------------
 # busybox from Debian's busybox-static (arm64), fetched with the same private apt state as the
 # kernel; tzctl as a static musl binary; linux-side/guest/init as /init.
-.PHONY: linux-busybox linux-tzctl run-initramfs run run-qemu
+.PHONY: linux-busybox linux-tzctl run-initramfs run-images run run-qemu run-test
 LINUX_BUSYBOX := $(LINUX_DIR)/busybox
 LINUX_TZCTL = $(TARGET_DIR)/aarch64-unknown-linux-musl/release/tzctl
 
@@ -327,6 +329,41 @@ $(LINUX_BUSYBOX): $(LINUX_DIR)/VERSION
 linux-tzctl: linux-setup
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
 	    --target aarch64-unknown-linux-musl -p tzctl --bin tzctl
+
+# The run initramfs: /init (linux-side/guest/init), busybox, tzctl, tzmk.ko.
+RUN_INITRAMFS := $(LINUX_DIR)/run-initramfs.cpio
+run-initramfs: linux-busybox linux-tzctl linux-driver
+	@rm -rf $(LINUX_DIR)/run-root && mkdir -p $(LINUX_DIR)/run-root/bin $(LINUX_DIR)/run-root/lib
+	cp linux-side/guest/init $(LINUX_DIR)/run-root/init
+	cp $(LINUX_BUSYBOX) $(LINUX_DIR)/run-root/bin/busybox
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/run-root/bin/tzctl $(LINUX_TZCTL)
+	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/run-root/lib/tzmk.ko $(LINUX_DRIVER_DIR)/tzmk.ko
+	cd $(LINUX_DIR)/run-root && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > ../run-initramfs.cpio
+	$(CARGO) run --release --locked -q -p tzmk -- dtb system.xml --initrd $(RUN_INITRAMFS) \
+	    --bootargs "$(LINUX_BOOTARGS) quiet" -o $(LINUX_DIR)/tzmk-run.dtb
+	@echo "run-initramfs: $(RUN_INITRAMFS) (/init, busybox, tzctl, tzmk.ko)"
+
+# Every image of the real system for make run, then QEMU with this terminal as the console.
+run-images:
+	@if [ -z "$(HAVE_SDK)" ]; then echo "error: run needs a Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK) (docs/microkit-sdk.md)" >&2; exit 1; fi
+	$(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug
+	$(MAKE) -f build.mk --no-print-directory monitor run-initramfs
+
+RUN_QEMU = $(CARGO) run --release --locked -q -p tzmk -- run --monitor $(MONITOR_BIN) --loader $(BUILD_DIR)/loader.img \
+    --kernel $(LINUX_DIR)/Image --dtb $(LINUX_DIR)/tzmk-run.dtb --initramfs $(RUN_INITRAMFS) \
+    --secure-log $(BUILD_DIR)/run-secure-uart.log
+run-qemu:
+	$(RUN_QEMU)
+
+run: run-images
+	@$(MAKE) -f build.mk --no-print-directory run-qemu
+
+# make run as a user uses it (tests/qemu_run.rs): boot, type tzctl list and tzctl echo, poweroff.
+run-test:
+	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): run-test not run"; \
+	else $(MAKE) -f build.mk --no-print-directory run-images && \
+	    TZMK_RUN="$(MAKE) -f build.mk --no-print-directory -s run-qemu MICROKIT_SDK=$(MICROKIT_SDK)" \
+	    $(CARGO) test --locked -q -p tzmk-tests --test qemu_run -- --ignored --nocapture; fi
 
 # ---- The EL3 monitor's bench (docs/monitor-bench.md) -------------------------------------------
 # A bare-metal normal-world payload times SMCs on the virtual counter under QEMU -icount; the
