@@ -604,7 +604,7 @@ static int tzmk_reattach_rx(struct tzmk_port *port)
 {
 	if (port->broken)
 		return -EPIPE;
-	if (port->mapped && tzmk_producer_attach(&port->rx, port->rx.base, port->rx_capacity))
+	if (READ_ONCE(port->mapped) && tzmk_producer_attach(&port->rx, port->rx.base, port->rx_capacity))
 		port->broken = true;
 	return port->broken ? -EPIPE : 0;
 }
@@ -613,7 +613,7 @@ static int tzmk_reattach_tx(struct tzmk_port *port)
 {
 	if (port->broken)
 		return -EPIPE;
-	if (port->mapped && tzmk_consumer_attach(&port->tx, port->tx.base, port->tx_capacity))
+	if (READ_ONCE(port->mapped) && tzmk_consumer_attach(&port->tx, port->tx.base, port->tx_capacity))
 		port->broken = true;
 	return port->broken ? -EPIPE : 0;
 }
@@ -862,12 +862,13 @@ static int tzmk_mmap(struct file *file, struct vm_area_struct *vma)
 	/* 6.1: vm_flags is written directly (vm_flags_set is 6.3's). */
 	vma->vm_flags &= ~VM_MAYEXEC;
 	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
-	/* From now on user space may move our indices: every read and write re-attaches. */
-	mutex_lock(&port->rx_lock);
-	mutex_lock(&port->tx_lock);
-	port->mapped = true;
-	mutex_unlock(&port->tx_lock);
-	mutex_unlock(&port->rx_lock);
+	/*
+	 * From now on user space may move our indices: every read and write re-attaches. No ring
+	 * lock here: mmap runs under mmap_lock, which a read or write holding its ring lock may
+	 * take in a page fault of its copy. A read or write already past its re-attach sees the
+	 * flag next time; until then user space's indices are checked like the secure side's.
+	 */
+	WRITE_ONCE(port->mapped, true);
 	/* Write-back cacheable, as the secure side maps the rings: the vma's normal protection. */
 	err = remap_pfn_range(vma, vma->vm_start, PHYS_PFN(phys), size, vma->vm_page_prot);
 	return err;

@@ -1,4 +1,4 @@
-//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service and the secure world's doorbell (through tzmk_probe.ko) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
+//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service and the secure world's doorbell (through tzmk_probe.ko), the port driver (tzmk.ko, /tzmk-check) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
 //!
 //! Every line it prints starts with `tzmk-init: `; exactly one verdict line is printed, then
 //! reboot(POWER_OFF) (PSCI SYSTEM_OFF), whatever happened. A watchdog thread turns a step that
