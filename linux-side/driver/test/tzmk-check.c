@@ -22,6 +22,7 @@
 #include "tzmk_abi.h"
 
 #define PORT "/dev/tzmk/echo"
+#define SYSFS "/sys/class/tzmk/tzmk!echo/"
 #define ROUND_TRIPS 1000
 
 static void fail(const char *format, ...)
@@ -63,6 +64,31 @@ static size_t make_message(unsigned char *buf, unsigned int i, size_t max)
 	sum = checksum(buf + 4, length - 4);
 	memcpy(buf, &sum, 4);
 	return length;
+}
+
+/* The first line of a sysfs file, without its newline. */
+static void read_sysfs(const char *path, char *out, size_t size)
+{
+	FILE *file = fopen(path, "r");
+
+	if (!file || !fgets(out, (int)size, file))
+		fail("reading %s: %s", path, strerror(errno));
+	fclose(file);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/* The sum of the counts in a `doorbells` line ("cpu0 N cpu1 N ..."). */
+static unsigned long doorbell_total(const char *line)
+{
+	unsigned long total = 0, count;
+	unsigned int cpu;
+	int used;
+
+	while (sscanf(line, " cpu%u %lu%n", &cpu, &count, &used) == 2) {
+		total += count;
+		line += used;
+	}
+	return total;
 }
 
 static void expect_errno(long result, int expected, const char *what)
@@ -198,8 +224,30 @@ int main(void)
 		     EPERM, "mmap with PROT_EXEC");
 	printf("tzmk-check: mmap: rx ring mapped, bad offset EINVAL, too large EINVAL, PROT_EXEC EPERM\n");
 
+	{
+		char line[512];
+
+		read_sysfs(SYSFS "state", line, sizeof(line));
+		if (strcmp(line, "open"))
+			fail("sysfs state of an open port: %s", line);
+		read_sysfs(SYSFS "doorbells", line, sizeof(line));
+		printf("tzmk-check: sysfs doorbells: %s\n", line);
+		if (doorbell_total(line) == 0)
+			fail("sysfs doorbells: no doorbell woke the port in %u round trips", ROUND_TRIPS);
+		read_sysfs(SYSFS "device/status", line, sizeof(line));
+		printf("tzmk-check: sysfs status: %s\n", line);
+		if (strncmp(line, "version ", 8))
+			fail("sysfs status: %s", line);
+	}
 	if (close(fd))
 		fail("close: %s", strerror(errno));
+	{
+		char line[64];
+
+		read_sysfs(SYSFS "state", line, sizeof(line));
+		if (strcmp(line, "closed"))
+			fail("sysfs state after close: %s, expected closed", line);
+	}
 	/* The release closed the session: the port opens again. */
 	fd = open(PORT, O_RDWR);
 	if (fd < 0)
