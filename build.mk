@@ -212,11 +212,11 @@ qemu-sel4:
 # (tests/linux/README.md). Outputs in $(LINUX_DIR): Image and VERSION (linux-kernel),
 # initramfs.cpio (linux-initramfs: /init and /tzmk_probe.ko). linux-smoke boots them under QEMU's
 # own PSCI firmware, without the monitor.
-.PHONY: linux-setup linux-kernel linux-module linux-init linux-initramfs linux-smoke
+.PHONY: linux-setup linux-kernel linux-module linux-driver linux-init linux-initramfs linux-smoke
 
 LINUX_DIR := $(BUILD_DIR)/linux
 LINUX_CROSS := aarch64-linux-gnu-
-LINUX_APT_PACKAGES := gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu cpio qemu-system-arm
+LINUX_APT_PACKAGES := gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross cpio qemu-system-arm sparse
 # apt with a private state directory: downloads arm64 (and amd64) packages without touching the
 # system's configuration, lists or dpkg database.
 LINUX_APT_DIR = $(abspath $(LINUX_DIR))/apt
@@ -278,18 +278,39 @@ linux-module: linux-setup linux-kernel
 	    ARCH=arm64 CROSS_COMPILE=$(LINUX_CROSS) modules
 	@echo "linux-module: $(LINUX_DIR)/module/tzmk_probe.ko"
 
+# tzmk.ko (linux-side/driver), built out of tree like tzmk_probe.ko with tzmk_abi.h generated from
+# pds/interface and pds/ring, with W=1 and sparse (C=1): any warning fails the build. Then the
+# static test client /tzmk-check against the same header.
+LINUX_DRIVER_DIR := $(LINUX_DIR)/driver
+linux-driver: linux-setup linux-kernel
+	@rm -rf $(LINUX_DRIVER_DIR) && mkdir -p $(LINUX_DRIVER_DIR)
+	cp linux-side/driver/Kbuild linux-side/driver/tzmk.c $(LINUX_DRIVER_DIR)/
+	$(CARGO) run -q --locked -p tzmk-abi-header > $(LINUX_DRIVER_DIR)/tzmk_abi.h
+	@log=$(abspath $(LINUX_DRIVER_DIR))/build.log; \
+	if command -v sparse >/dev/null; then check="C=1"; else check=""; echo "SKIPPED: no sparse (Debian package sparse): tzmk.ko built without C=1"; fi; \
+	nice -n 10 $(MAKE) --no-print-directory -s -C $(LINUX_HEADERS) M=$(abspath $(LINUX_DRIVER_DIR)) \
+	    ARCH=arm64 CROSS_COMPILE=$(LINUX_CROSS) W=1 $$check modules >"$$log" 2>&1 || { cat "$$log"; exit 1; }; \
+	cat "$$log"; \
+	if grep -q 'warning:\|error:' "$$log"; then echo "linux-driver: tzmk.ko built with warnings (W=1 $$check): see above" >&2; exit 1; fi; \
+	echo "linux-driver: $(LINUX_DRIVER_DIR)/tzmk.ko (W=1 $$check, no warnings)"
+	$(LINUX_CROSS)gcc -static -O2 -Wall -Wextra -Werror -I$(LINUX_DRIVER_DIR) \
+	    -o $(LINUX_DRIVER_DIR)/tzmk-check linux-side/driver/test/tzmk-check.c
+	@echo "linux-driver: $(LINUX_DRIVER_DIR)/tzmk-check"
+
 linux-init: linux-setup
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
 	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init
 
 # newc archive of /init and /tzmk_probe.ko (stripped), owned by root. No device nodes: the kernel's
 # built-in initramfs provides /dev/console, and /init mounts devtmpfs.
-linux-initramfs: linux-module linux-init
+linux-initramfs: linux-module linux-driver linux-init
 	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/init $(LINUX_INIT)
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk_probe.ko $(LINUX_DIR)/module/tzmk_probe.ko
+	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk.ko $(LINUX_DRIVER_DIR)/tzmk.ko
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/tzmk-check $(LINUX_DRIVER_DIR)/tzmk-check
 	cd $(LINUX_DIR)/initramfs && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > ../initramfs.cpio
-	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko)"
+	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko, /tzmk.ko, /tzmk-check)"
 
 # Without the monitor: QEMU's own PSCI (virtualization=on makes its conduit smc; Linux starts at
 # EL2). Its SMCCC is 1.0, so the kernel has no SMCCC 1.1 conduit and the module must report "no

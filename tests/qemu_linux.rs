@@ -102,6 +102,14 @@ fn standalone() {
     assert!(monitor_log.contains("no secure image at 0x70000000"));
     check_doorbell_irq(&run.console);
     assert!(run.console.contains("tzmk-init: doorbells: 0 (notify_secure did not succeed: none awaited)"));
+    // tzmk.ko loads and its probe refuses with one line, making no port.
+    for want in [
+        "tzmk: the secure world answers \"no secure world\": no ports",
+        "tzmk-init: tzmk.ko loaded: ports []",
+        "tzmk-init: tzmk.ko probe refused: no secure world, no ports",
+    ] {
+        assert!(run.console.contains(want), "no {want:?} on Linux's console");
+    }
 }
 
 #[test]
@@ -133,6 +141,15 @@ fn full_system() {
         answered.is_some_and(|l| l.trim_end().ends_with("(the secure world answered)")),
         "the secure world did not answer notify_secure with a doorbell: {answered:?}"
     );
+    // tzmk.ko makes the ports and tzmk-check passes on /dev/tzmk/echo.
+    let loaded = run.console.lines().find(|l| l.starts_with("tzmk-init: tzmk.ko loaded: ports ["));
+    assert!(
+        loaded.is_some_and(|l| l.trim_end().trim_end_matches(']').split(['[', ' ']).any(|p| p == "echo")),
+        "tzmk.ko made no echo port: {loaded:?}"
+    );
+    for want in ["tzmk-check: 1000 round trips", "tzmk-check: PASS", "tzmk-init: tzmk-check passed"] {
+        assert!(run.console.contains(want), "no {want:?} on Linux's console");
+    }
     for want in ["entering the secure world at 0x70000000", "go: the secure world initialised the GIC"] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
     }

@@ -199,6 +199,38 @@ pub struct Probe {
     pub doorbell_wait_us: i64,
 }
 
+/// The driver (linux-side/driver) and its test client, where build.mk's linux-initramfs puts them.
+pub const DRIVER_PATH: &str = "/tzmk.ko";
+pub const DRIVER_CHECK_PATH: &str = "/tzmk-check";
+/// The one line tzmk.ko's probe logs when the monitor runs no secure world.
+pub const DRIVER_NO_SECURE_WORLD: &str = "tzmk: the secure world answers \"no secure world\": no ports";
+/// Where devtmpfs puts the driver's port devices (`tzmk!<port>` names).
+pub const DRIVER_DEV_DIR: &str = "/dev/tzmk";
+
+/// The message of one `/dev/kmsg` record (`priority,sequence,timestamp,flags;message`, then
+/// continuation lines starting with a space, which are dropped).
+pub fn kmsg_message(record: &str) -> &str {
+    let first = record.lines().next().unwrap_or("");
+    first.split_once(';').map_or(first, |(_, message)| message)
+}
+
+/// tzmk-check's verdict from its output and exit status: exactly one `tzmk-check: PASS` or
+/// `tzmk-check: FAIL: <reason>` line, and an exit status that agrees.
+pub fn check_driver_test(output: &str, success: bool) -> Result<(), String> {
+    let verdicts: Vec<&str> = output
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| *l == "tzmk-check: PASS" || l.starts_with("tzmk-check: FAIL"))
+        .collect();
+    match verdicts.as_slice() {
+        ["tzmk-check: PASS"] if success => Ok(()),
+        ["tzmk-check: PASS"] => Err("tzmk-check printed PASS but exited with a failure".to_owned()),
+        [fail] => Err(fail.trim_start_matches("tzmk-check: ").to_owned()),
+        [] => Err("tzmk-check printed no verdict".to_owned()),
+        _ => Err(format!("tzmk-check printed {} verdicts", verdicts.len())),
+    }
+}
+
 /// The module's name, as /sys/module and the parameter directory spell it.
 pub const MODULE_NAME: &str = "tzmk_probe";
 
@@ -606,6 +638,24 @@ mod tests {
             other_firmware.check(Expect::Full),
             Err("SiP Call UID is ffffffff ffffffff ffffffff ffffffff, not tzmk's".to_owned())
         );
+    }
+
+    #[test]
+    fn kmsg_records_and_driver_verdicts() {
+        assert_eq!(
+            kmsg_message("3,812,2345678,-;tzmk: the secure world answers \"no secure world\": no ports\n"),
+            DRIVER_NO_SECURE_WORLD
+        );
+        assert_eq!(kmsg_message("6,1,0,-;line\n SUBSYSTEM=platform\n"), "line");
+        assert_eq!(kmsg_message("no separator"), "no separator");
+        assert_eq!(check_driver_test("tzmk-check: port echo\ntzmk-check: PASS\n", true), Ok(()));
+        assert_eq!(
+            check_driver_test("tzmk-check: PASS\n", false),
+            Err("tzmk-check printed PASS but exited with a failure".to_owned())
+        );
+        assert_eq!(check_driver_test("tzmk-check: FAIL: read 3: x\n", false), Err("FAIL: read 3: x".to_owned()));
+        assert_eq!(check_driver_test("", false), Err("tzmk-check printed no verdict".to_owned()));
+        assert!(check_driver_test("tzmk-check: PASS\ntzmk-check: PASS\n", true).is_err());
     }
 
     #[test]

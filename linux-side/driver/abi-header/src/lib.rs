@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use tzmk_interface::driver::{self, Call, PortInfo};
 use tzmk_interface::port::{self, Directory, PortEntry, PortStatus, Reply, Request, SinkTotals};
+use tzmk_interface::rt::RtStats;
+use tzmk_interface::status::StatusPage;
 use tzmk_interface::{smc, status};
 
 /// One C struct: its name, the Rust size, and each field as C declares it with the Rust offset.
@@ -63,6 +65,11 @@ fn array(declaration: &str) -> String {
         .replace("[MAX_PORTS]", &format!("[{}]", port::MAX_PORTS))
         .replace("[MAX_CONTROL_PAYLOAD]", &format!("[{}]", port::MAX_CONTROL_PAYLOAD))
 }
+
+/// The capacities `tzmk_ring::RingLayout::new` accepts are the powers of two in this range (a
+/// unit test checks both ends against it).
+const RING_MIN_CAPACITY: u64 = 64;
+const RING_MAX_CAPACITY: u64 = 1 << 30;
 
 fn define(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "#define {name} {value}");
@@ -133,6 +140,21 @@ pub fn header() -> String {
     ] {
         define(&mut out, name, value);
     }
+    for (name, value) in [
+        ("TZMK_CONTROL_MALFORMED", port::ControlError::Malformed as u32),
+        ("TZMK_CONTROL_NO_SUCH_PORT", port::ControlError::NoSuchPort as u32),
+        ("TZMK_CONTROL_NOT_OPEN", port::ControlError::NotOpen as u32),
+        ("TZMK_CONTROL_UNKNOWN_COMMAND", port::ControlError::UnknownCommand as u32),
+        ("TZMK_CONTROL_BAD_ARGUMENT", port::ControlError::BadArgument as u32),
+        ("TZMK_CONTROL_SERVICE_UNAVAILABLE", port::ControlError::ServiceUnavailable as u32),
+        ("TZMK_COMMAND_ECHO_TOTALS", port::command::ECHO_TOTALS),
+        ("TZMK_COMMAND_SINK_TOTALS", port::command::SINK_TOTALS),
+    ] {
+        define(&mut out, name, value);
+    }
+    define(&mut out, "TZMK_STATUS_OFFSET", format_args!("{:#x}", status::STATUS_OFFSET));
+    define(&mut out, "TZMK_STATUS_MAGIC", format_args!("{:#010x}", status::STATUS_MAGIC));
+    define(&mut out, "TZMK_STATUS_VERSION", status::STATUS_VERSION);
     for service in port::Service::ALL {
         define(&mut out, &format!("TZMK_SERVICE_{}", service.name().to_uppercase()), service as u8);
     }
@@ -148,6 +170,16 @@ pub fn header() -> String {
         ("TZMK_RING_RECORD_HEADER", tzmk_ring::RECORD_HEADER),
     ] {
         define(&mut out, name, format_args!("{value:#x}"));
+    }
+    define(&mut out, "TZMK_RING_MIN_CAPACITY", format_args!("{RING_MIN_CAPACITY:#x}U"));
+    define(&mut out, "TZMK_RING_MAX_CAPACITY", format_args!("{RING_MAX_CAPACITY:#x}U"));
+    define(&mut out, "TZMK_RING_MAX_MESSAGE(capacity)", "((capacity) / 4 - TZMK_RING_RECORD_HEADER)");
+    for capacity in [RING_MIN_CAPACITY, 4096, RING_MAX_CAPACITY] {
+        let max = tzmk_ring::RingLayout::new(capacity).map_or(0, |l| l.max_message());
+        let _ = writeln!(
+            out,
+            "_Static_assert(TZMK_RING_MAX_MESSAGE({capacity:#x}U) == {max}, \"max message of a {capacity}-byte ring\");"
+        );
     }
     define(&mut out, "TZMK_RING_PAD", format_args!("{:#x}U", tzmk_ring::PAD));
     define(&mut out, "TZMK_RING_REVOKE_DISTANCE", format_args!("{:#x}U", tzmk_ring::REVOKE_DISTANCE));
@@ -177,6 +209,17 @@ pub fn header() -> String {
             "__u32 last_fault" => last_fault,
         }),
         cstruct!("tzmk_sink_totals", SinkTotals { "__u64 messages" => messages, "__u64 bytes" => bytes }),
+        cstruct!("tzmk_rt_stats", RtStats {
+            "__u32 magic" => magic, "__u32 period_us" => period_us, "__u64 periods" => periods,
+            "__u64 overruns" => overruns, "__u64 max_lateness_ns" => max_lateness_ns,
+            "__u64 total_lateness_ns" => total_lateness_ns, "__u64 events_sent" => events_sent,
+            "__u64 events_refused" => events_refused,
+        }),
+        cstruct!("tzmk_status_page", StatusPage {
+            "__u32 magic" => magic, "__u32 version" => version, "__u64 kicks" => kicks,
+            "__u64 attestation_version" => attestation_version, "struct tzmk_rt_stats rt" => rt,
+            "__u64 rt_events_forwarded" => rt_events_forwarded, "__u64 rt_events_unheard" => rt_events_unheard,
+        }),
     ] {
         s.write(&mut out);
     }
@@ -231,5 +274,9 @@ mod tests {
         assert!(header.contains("#define TZMK_SERVICE_ECHO 1") || header.contains("#define TZMK_SERVICE_ECHO 0"));
         assert_eq!(field_name("struct tzmk_port_entry ports[MAX_PORTS]"), "ports");
         assert_eq!(field_name("__u32 length"), "length");
+        assert!(tzmk_ring::RingLayout::new(RING_MIN_CAPACITY).is_ok());
+        assert!(tzmk_ring::RingLayout::new(RING_MIN_CAPACITY / 2).is_err());
+        assert!(tzmk_ring::RingLayout::new(RING_MAX_CAPACITY).is_ok());
+        assert!(tzmk_ring::RingLayout::new(RING_MAX_CAPACITY * 2).is_err());
     }
 }

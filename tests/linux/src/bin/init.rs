@@ -1,4 +1,4 @@
-//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service and the secure world's doorbell (through tzmk_probe.ko) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
+//! /init of tzmk's Linux guest test: checks CPUs, the monitor's SiP service and the secure world's doorbell (through tzmk_probe.ko), the port driver (tzmk.ko, /tzmk-check) and the timer, prints `tzmk-init: PASS` or `tzmk-init: FAIL: <reason>`, and powers off.
 //!
 //! Every line it prints starts with `tzmk-init: `; exactly one verdict line is printed, then
 //! reboot(POWER_OFF) (PSCI SYSTEM_OFF), whatever happened. A watchdog thread turns a step that
@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::kmod::{delete_module, finit_module, DeleteModuleFlags, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 
-use tzmk_linux_guest::{check_cpus_online, check_hotplug_offline, Expect, Probe, HOTPLUG_CPU, MODULE_NAME};
+use tzmk_linux_guest::{
+    check_cpus_online, check_driver_test, check_hotplug_offline, kmsg_message, Expect, Probe, DRIVER_CHECK_PATH,
+    DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD, DRIVER_PATH, HOTPLUG_CPU, MODULE_NAME,
+};
 
 /// Where build.mk's linux-initramfs puts the module.
 const MODULE_PATH: &str = "/tzmk_probe.ko";
@@ -84,10 +87,80 @@ fn read_trimmed(path: &str) -> Result<String, String> {
     fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|error| format!("reading {path}: {error}"))
 }
 
-fn load_module() -> Result<(), String> {
-    let module = File::open(MODULE_PATH).map_err(|error| format!("open {MODULE_PATH}: {error}"))?;
-    finit_module(&module, c"", ModuleInitFlags::empty())
-        .map_err(|error| format!("finit_module({MODULE_PATH}): {error}"))
+fn load_module(path: &str) -> Result<(), String> {
+    let module = File::open(path).map_err(|error| format!("open {path}: {error}"))?;
+    finit_module(&module, c"", ModuleInitFlags::empty()).map_err(|error| format!("finit_module({path}): {error}"))
+}
+
+/// Every message in the kernel's log buffer now (`/dev/kmsg`, read without blocking).
+fn kernel_log() -> Result<Vec<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|error| format!("open /dev/kmsg: {error}"))?;
+    let mut lines = Vec::new();
+    let mut record = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => lines.push(kmsg_message(&String::from_utf8_lossy(&record[..n])).to_owned()),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A record overwritten while we read (EPIPE): go on with the next.
+            Err(error) if error.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+            Err(error) => return Err(format!("reading /dev/kmsg: {error}")),
+        }
+    }
+    Ok(lines)
+}
+
+/// The port devices tzmk.ko made (the names in /dev/tzmk), sorted.
+fn driver_ports() -> Vec<String> {
+    let mut ports: Vec<String> = fs::read_dir(DRIVER_DEV_DIR)
+        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    ports.sort();
+    ports
+}
+
+/// tzmk.ko after tzmk_probe (which holds the same doorbell interrupt, so it goes first): with a
+/// secure world it must make the ports and /tzmk-check must pass on /dev/tzmk/echo; without one
+/// its probe must refuse with the one "no secure world" line and make no port.
+fn check_driver(expect: Expect) -> Result<(), String> {
+    delete_module(c"tzmk_probe", DeleteModuleFlags::O_NONBLOCK)
+        .map_err(|error| format!("delete_module(tzmk_probe): {error}"))?;
+    load_module(DRIVER_PATH)?;
+    let ports = driver_ports();
+    say(&format!("tzmk.ko loaded: ports [{}]", ports.join(" ")));
+    match expect {
+        Expect::Full => {
+            if !ports.iter().any(|p| p == "echo") {
+                return Err(format!("tzmk.ko made no {DRIVER_DEV_DIR}/echo"));
+            }
+            let output = std::process::Command::new(DRIVER_CHECK_PATH)
+                .output()
+                .map_err(|error| format!("running {DRIVER_CHECK_PATH}: {error}"))?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            for line in text.lines() {
+                println!("{line}");
+            }
+            check_driver_test(&text, output.status.success()).map_err(|reason| format!("tzmk-check: {reason}"))?;
+            say("tzmk-check passed");
+        }
+        Expect::Standalone => {
+            if !kernel_log()?.iter().any(|line| line == DRIVER_NO_SECURE_WORLD) {
+                return Err(format!("tzmk.ko did not log {DRIVER_NO_SECURE_WORLD:?}"));
+            }
+            if !ports.is_empty() {
+                return Err(format!("tzmk.ko made ports without a secure world: {ports:?}"));
+            }
+            say("tzmk.ko probe refused: no secure world, no ports");
+        }
+        Expect::Absent | Expect::Report => {}
+    }
+    Ok(())
 }
 
 fn run() -> Result<(), String> {
@@ -105,12 +178,15 @@ fn run() -> Result<(), String> {
     say(&format!("cpus online {online} ({count})"));
 
     step("loading tzmk_probe.ko (its init makes the SiP calls and waits up to 2 s for the doorbell)");
-    load_module()?;
+    load_module(MODULE_PATH)?;
     let probe = Probe::read(&Path::new("/sys/module").join(MODULE_NAME).join("parameters"))?;
     for line in probe.report() {
         say(&line);
     }
     probe.check(expect)?;
+
+    step("loading tzmk.ko (and in full mode running /tzmk-check on /dev/tzmk/echo)");
+    check_driver(expect)?;
 
     step("sleeping 1 s (the timer interrupt ends it)");
     let start = Instant::now();

@@ -1,0 +1,1454 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tzmk: the normal world's driver of tzmk's communication ports (/dev/tzmk/<port>).
+ *
+ * The secure world (comm-pd under seL4, on its own core) publishes a port directory and a control
+ * mailbox in the shared region port_ctrl, and one ring per direction per port in port_rx and
+ * port_tx (pds/interface/src/port.rs, pds/ring/src/lib.rs). This driver is the normal world's
+ * end: the producer of each port's rx ring, the consumer of its tx ring, the only user of the
+ * mailbox. It kicks the secure world with the EL3 monitor's NOTIFY_SECURE SiP call (SMCCC 1.1,
+ * Arm DEN 0028) and hears it through the doorbell interrupt of the DT node "tzmk,ports".
+ *
+ * Everything read from shared memory is an allegation: every index and record is copied once and
+ * checked exactly as pds/ring checks it, and a broken ring is -EPIPE, never an access outside the
+ * ring. Every number of the wire format comes from tzmk_abi.h, which build.mk generates from the
+ * Rust definitions (tzmk-abi-header); none is restated here.
+ *
+ * Modelled on drivers/tee/optee (SMCCC probing, asynchronous notification) and rpmsg_char (one
+ * character device per endpoint, whole messages per read and write).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/arm-smccc.h>
+#include <linux/atomic.h>
+#include <linux/bitops.h>
+#include <linux/cdev.h>
+#include <linux/delay.h>
+#include <linux/device.h>
+#include <linux/fs.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/jiffies.h>
+#include <linux/kernel.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/of.h>
+#include <linux/of_reserved_mem.h>
+#include <linux/percpu.h>
+#include <linux/platform_device.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+#include <asm/cputype.h>
+
+#include "tzmk_abi.h"
+
+/* How long a control request may take (as tzcomm's CONTROL_TIMEOUT). */
+#define TZMK_CONTROL_TIMEOUT (5 * HZ)
+/* A control waiter looks at the reply slot at least this often, doorbell or not. */
+#define TZMK_CONTROL_POLL (HZ / 50)
+/* A blocked read or write re-checks its ring and the directory this often. */
+#define TZMK_RECHECK (HZ / 2)
+/* Attempts at a consistent copy of a block under a sequence lock. */
+#define TZMK_SNAPSHOT_TRIES 1000
+/* How long probe waits for the secure world's first directory. */
+#define TZMK_DIRECTORY_WAIT_MS 2000
+
+/* Region indices, in the order of the binding's memory-region-names. */
+enum tzmk_region { TZMK_CTRL, TZMK_RX, TZMK_TX, TZMK_REGIONS };
+static const char *const tzmk_region_names[TZMK_REGIONS] = { "port_ctrl", "port_rx", "port_tx" };
+
+struct tzmk_region_map {
+	void *base;
+	phys_addr_t phys;
+	size_t size;
+};
+
+/* The normal world's producing end of a port's rx ring (pds/ring's Producer). */
+struct tzmk_producer {
+	u8 *base;
+	u32 capacity;
+	u32 producer;
+	/* The consumer index last seen, to refuse it moving backwards. */
+	u32 consumer_seen;
+	/* The index last made visible to the consumer. */
+	u32 published;
+};
+
+/* The normal world's consuming end of a port's tx ring (pds/ring's Consumer). */
+struct tzmk_consumer {
+	u8 *base;
+	u32 capacity;
+	u32 consumer;
+	/* The producer index last seen, to refuse it moving backwards. */
+	u32 producer_seen;
+};
+
+struct tzmk_device;
+
+struct tzmk_port {
+	struct tzmk_device *tz;
+	/* The port's index in the directory: its pending bit and reader_core slot. */
+	unsigned int index;
+	/* Geometry from the directory at probe, validated; the open reply must agree. */
+	u16 id;
+	u8 service;
+	char name[TZMK_NAME_LEN + 1];
+	u32 rx_offset, rx_capacity, tx_offset, tx_capacity;
+	/* Page-rounded sizes of the rings (header and data): what mmap may map. */
+	size_t rx_map_size, tx_map_size;
+
+	struct cdev cdev;
+	struct device *device;
+	wait_queue_head_t wait;
+	/* Doorbells that woke this port: a waiter sleeps until it changes. */
+	atomic_t events;
+	/* Per CPU: doorbells handled on that CPU that woke this port. */
+	unsigned long __percpu *doorbells;
+
+	/* Bit 0: the port is open (exclusive). */
+	unsigned long busy;
+	/* The open's session; valid while busy. */
+	u32 session;
+	/* A ring was found broken or revoked: every read and write fails from now on. */
+	bool broken;
+	/* User space has mapped a ring: re-attach at the indices found before every use. */
+	bool mapped;
+	/* rx_lock: the producer (write, poll's EPOLLOUT); tx_lock: the consumer (read, EPOLLIN). */
+	struct mutex rx_lock, tx_lock;
+	struct tzmk_producer rx;
+	struct tzmk_consumer tx;
+};
+
+struct tzmk_device {
+	struct device *dev;
+	struct tzmk_region_map region[TZMK_REGIONS];
+	int irq;
+	dev_t devt;
+	/* Ports of the directory; the doorbell handler looks at the first `count`. */
+	unsigned int count;
+	/* Minors allocated (0: none). */
+	unsigned int minors;
+	struct tzmk_port ports[TZMK_MAX_PORTS];
+
+	/* The control mailbox: the driver's alone, one request at a time. */
+	struct mutex control_lock;
+	wait_queue_head_t control_wait;
+	atomic_t control_events;
+	u32 sequence;
+	/* Private copies of a request and a reply, under control_lock. */
+	u8 request[TZMK_MAX_CONTROL_MESSAGE];
+	u8 reply[TZMK_MAX_CONTROL_MESSAGE];
+};
+
+static struct class *tzmk_class;
+
+/* ---- Shared words -------------------------------------------------------------------------- */
+
+static u32 *tzmk_word32(void *base, size_t offset)
+{
+	return (u32 *)((u8 *)base + offset);
+}
+
+static u64 *tzmk_word64(void *base, size_t offset)
+{
+	return (u64 *)((u8 *)base + offset);
+}
+
+static void tzmk_notify_secure(unsigned int port)
+{
+	struct arm_smccc_res res;
+
+	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, port, &res);
+}
+
+/*
+ * Copies `length` bytes at `offset` of port_ctrl, published under the sequence word at
+ * `sequence` (odd while the secure side writes). 0, or -EAGAIN when no consistent copy was had.
+ */
+static int tzmk_snapshot(struct tzmk_device *tz, size_t sequence, size_t offset, void *out, size_t length)
+{
+	u64 *word = tzmk_word64(tz->region[TZMK_CTRL].base, sequence);
+	int i;
+
+	for (i = 0; i < TZMK_SNAPSHOT_TRIES; i++) {
+		u64 before = smp_load_acquire(word);
+
+		memcpy(out, (u8 *)tz->region[TZMK_CTRL].base + offset, length);
+		smp_rmb();
+		if (!(before & 1) && READ_ONCE(*word) == before)
+			return 0;
+		cpu_relax();
+	}
+	return -EAGAIN;
+}
+
+/* The directory's entry of `port` now; 0 or -EAGAIN. */
+static int tzmk_entry_now(struct tzmk_port *port, struct tzmk_port_entry *entry)
+{
+	size_t offset = TZMK_DIRECTORY_OFFSET + offsetof(struct tzmk_directory, ports) +
+			port->index * sizeof(*entry);
+
+	return tzmk_snapshot(port->tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, offset, entry, sizeof(*entry));
+}
+
+/* 0, or -EPIPE when the directory says the port is no longer this open's (closed, reset, reopened). */
+static int tzmk_port_check(struct tzmk_port *port)
+{
+	struct tzmk_port_entry entry;
+
+	if (tzmk_entry_now(port, &entry))
+		return -EPIPE;
+	if (entry.id != port->id || entry.state != TZMK_PORT_OPEN || entry.session != port->session)
+		return -EPIPE;
+	return 0;
+}
+
+/* ---- The ring, as pds/ring speaks it -------------------------------------------------------- */
+
+static u32 tzmk_padded(u32 length)
+{
+	return (length + 7) & ~7U;
+}
+
+static u32 tzmk_max_message(u32 capacity)
+{
+	return TZMK_RING_MAX_MESSAGE(capacity);
+}
+
+/* A record header: length in the low word, reserved in the high one (little-endian). */
+static void tzmk_write_header(u8 *data, u32 at, u32 length)
+{
+	WRITE_ONCE(*(u64 *)(data + at), (u64)length);
+}
+
+static void tzmk_read_header(const u8 *data, u32 at, u32 *length, u32 *reserved)
+{
+	u64 header = READ_ONCE(*(const u64 *)(data + at));
+
+	*length = lower_32_bits(header);
+	*reserved = upper_32_bits(header);
+}
+
+/* Producer::attach: at the indices found, checked. */
+static int tzmk_producer_attach(struct tzmk_producer *p, u8 *base, u32 capacity)
+{
+	u32 producer = smp_load_acquire(tzmk_word32(base, TZMK_RING_PRODUCER_OFFSET));
+	u32 consumer = smp_load_acquire(tzmk_word32(base, TZMK_RING_CONSUMER_OFFSET));
+
+	if (producer - consumer > capacity || producer % TZMK_RING_RECORD_HEADER)
+		return -EPIPE;
+	p->base = base;
+	p->capacity = capacity;
+	p->producer = producer;
+	p->consumer_seen = consumer;
+	p->published = producer;
+	return 0;
+}
+
+/* The consumer's index, checked: at most a capacity behind ours and never backwards. */
+static int tzmk_producer_consumer(struct tzmk_producer *p, u32 *consumer_out)
+{
+	u32 consumer = smp_load_acquire(tzmk_word32(p->base, TZMK_RING_CONSUMER_OFFSET));
+
+	if (p->producer - consumer > p->capacity)
+		return -EPIPE;
+	if (consumer - p->consumer_seen > p->producer - p->consumer_seen)
+		return -EPIPE;
+	p->consumer_seen = consumer;
+	*consumer_out = consumer;
+	return 0;
+}
+
+/* Ring bytes a message of `length` bytes takes at the current position, pad included. */
+static u32 tzmk_needed(const struct tzmk_producer *p, u32 length)
+{
+	u32 record = TZMK_RING_RECORD_HEADER + tzmk_padded(length);
+	u32 to_end = p->capacity - (p->producer & (p->capacity - 1));
+
+	return record <= to_end ? record : to_end + record;
+}
+
+/* 1 when a message of `length` bytes fits now, 0 when not, or -EPIPE. */
+static int tzmk_producer_fits(struct tzmk_producer *p, u32 length)
+{
+	u32 consumer;
+	int err;
+
+	if (length > tzmk_max_message(p->capacity))
+		return 0;
+	err = tzmk_producer_consumer(p, &consumer);
+	if (err)
+		return err;
+	return p->capacity - (p->producer - consumer) >= tzmk_needed(p, length);
+}
+
+/*
+ * Appends one message straight from user memory: 0, -EAGAIN when it does not fit now, -EFAULT
+ * (nothing appended), -EPIPE. It becomes visible at the next tzmk_producer_publish.
+ */
+static int tzmk_producer_send(struct tzmk_producer *p, const char __user *buf, u32 length)
+{
+	u32 record = TZMK_RING_RECORD_HEADER + tzmk_padded(length);
+	u32 at = p->producer & (p->capacity - 1);
+	u32 to_end = p->capacity - at;
+	u8 *data = p->base + TZMK_RING_HEADER_SIZE;
+	u32 producer = p->producer;
+	int fits = tzmk_producer_fits(p, length);
+
+	if (fits <= 0)
+		return fits ? fits : -EAGAIN;
+	if (record > to_end) {
+		/* Records are 8-aligned, so to_end >= 8: room for the pad header. */
+		tzmk_write_header(data, at, TZMK_RING_PAD);
+		producer += to_end;
+		at = 0;
+	}
+	/* at + record <= capacity: the record fits before the end of the data area. */
+	if (copy_from_user(data + at + TZMK_RING_RECORD_HEADER, buf, length))
+		return -EFAULT;
+	tzmk_write_header(data, at, length);
+	p->producer = producer + record;
+	return 0;
+}
+
+/* Makes everything sent visible; true when the consumer must be notified (sDDF's rule). */
+static bool tzmk_producer_publish(struct tzmk_producer *p)
+{
+	u32 *signalled = tzmk_word32(p->base, TZMK_RING_SIGNALLED_OFFSET);
+
+	if (p->published == p->producer)
+		return false;
+	p->published = p->producer;
+	smp_store_release(tzmk_word32(p->base, TZMK_RING_PRODUCER_OFFSET), p->producer);
+	/* The flag is read after the index is visible (pds/ring's publish). */
+	smp_mb();
+	if (READ_ONCE(*signalled) == 0) {
+		WRITE_ONCE(*signalled, 1);
+		return true;
+	}
+	return false;
+}
+
+/* Before waiting for space: 1 when `length` fits meanwhile (request withdrawn), 0, or -EPIPE. */
+static int tzmk_producer_request_space_signal(struct tzmk_producer *p, u32 length)
+{
+	u32 *waiting = tzmk_word32(p->base, TZMK_RING_PRODUCER_WAITING_OFFSET);
+	int fits;
+
+	WRITE_ONCE(*waiting, 1);
+	smp_mb();
+	fits = tzmk_producer_fits(p, length);
+	if (fits > 0)
+		WRITE_ONCE(*waiting, 0);
+	return fits;
+}
+
+/* Bytes published and not consumed, checked: at most a capacity ahead and never backwards. */
+static int tzmk_consumer_pending(struct tzmk_consumer *c, u32 *pending)
+{
+	u32 producer = smp_load_acquire(tzmk_word32(c->base, TZMK_RING_PRODUCER_OFFSET));
+
+	if (producer - c->consumer > c->capacity)
+		return -EPIPE;
+	if (producer - c->consumer < c->producer_seen - c->consumer)
+		return -EPIPE;
+	c->producer_seen = producer;
+	*pending = producer - c->consumer;
+	return 0;
+}
+
+/* Consumer::attach: at the index found, checked. */
+static int tzmk_consumer_attach(struct tzmk_consumer *c, u8 *base, u32 capacity)
+{
+	u32 consumer = smp_load_acquire(tzmk_word32(base, TZMK_RING_CONSUMER_OFFSET));
+	u32 pending;
+
+	if (consumer % TZMK_RING_RECORD_HEADER)
+		return -EPIPE;
+	c->base = base;
+	c->capacity = capacity;
+	c->consumer = consumer;
+	c->producer_seen = consumer;
+	return tzmk_consumer_pending(c, &pending);
+}
+
+/*
+ * The next message's record, checked (pds/ring's peek without the copy): 1 with its data offset
+ * and length, 0 when the ring is empty, or -EPIPE. Pads are consumed as they are seen.
+ */
+static int tzmk_consumer_peek(struct tzmk_consumer *c, u32 *data_at, u32 *length_out)
+{
+	const u8 *data = c->base + TZMK_RING_HEADER_SIZE;
+	u32 capacity = c->capacity;
+	u32 available, at, length, reserved, record;
+	int err;
+
+	for (;;) {
+		err = tzmk_consumer_pending(c, &available);
+		if (err)
+			return err;
+		if (available == 0)
+			return 0;
+		if (available < TZMK_RING_RECORD_HEADER)
+			return -EPIPE;
+		at = c->consumer & (capacity - 1);
+		if (at % TZMK_RING_RECORD_HEADER)
+			return -EPIPE;
+		tzmk_read_header(data, at, &length, &reserved);
+		if (length == TZMK_RING_PAD) {
+			u32 to_end = capacity - at;
+
+			if (reserved != 0 || available < to_end)
+				return -EPIPE;
+			c->consumer += to_end;
+			continue;
+		}
+		if (reserved != 0)
+			return -EPIPE;
+		if (length > tzmk_max_message(capacity))
+			return -EPIPE;
+		record = TZMK_RING_RECORD_HEADER + tzmk_padded(length);
+		if (record > available || record > capacity - at)
+			return -EPIPE;
+		*data_at = at + TZMK_RING_RECORD_HEADER;
+		*length_out = length;
+		return 1;
+	}
+}
+
+/* Hands consumed space back; true when the producer waits for it and must be notified. */
+static bool tzmk_consumer_release(struct tzmk_consumer *c)
+{
+	u32 *waiting = tzmk_word32(c->base, TZMK_RING_PRODUCER_WAITING_OFFSET);
+
+	smp_store_release(tzmk_word32(c->base, TZMK_RING_CONSUMER_OFFSET), c->consumer);
+	smp_mb();
+	if (READ_ONCE(*waiting) != 0) {
+		WRITE_ONCE(*waiting, 0);
+		return true;
+	}
+	return false;
+}
+
+/* Before waiting for data: 1 when data arrived meanwhile (request withdrawn), 0, or -EPIPE. */
+static int tzmk_consumer_request_signal(struct tzmk_consumer *c)
+{
+	u32 *signalled = tzmk_word32(c->base, TZMK_RING_SIGNALLED_OFFSET);
+	u32 pending;
+	int err;
+
+	WRITE_ONCE(*signalled, 0);
+	smp_mb();
+	err = tzmk_consumer_pending(c, &pending);
+	if (err)
+		return err;
+	if (pending > 0) {
+		WRITE_ONCE(*signalled, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- The control mailbox -------------------------------------------------------------------- */
+
+static int tzmk_control_errno(u32 error)
+{
+	switch (error) {
+	case TZMK_CONTROL_MALFORMED:
+		return -EPROTO;
+	case TZMK_CONTROL_NO_SUCH_PORT:
+		return -ENODEV;
+	case TZMK_CONTROL_NOT_OPEN:
+		return -EPIPE;
+	case TZMK_CONTROL_UNKNOWN_COMMAND:
+		return -EOPNOTSUPP;
+	case TZMK_CONTROL_BAD_ARGUMENT:
+		return -EINVAL;
+	case TZMK_CONTROL_SERVICE_UNAVAILABLE:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+}
+
+static bool tzmk_reply_ready(struct tzmk_device *tz, u32 sequence)
+{
+	u64 answer = smp_load_acquire(tzmk_word64(tz->region[TZMK_CTRL].base, TZMK_REPLY_OFFSET));
+
+	return lower_32_bits(answer) == sequence;
+}
+
+/*
+ * One control request and its reply. The reply's payload (at most `out_size` bytes are kept) is
+ * copied to `out`, its length to `*out_length`, its value to `*value`. 0 or a negative errno:
+ * the secure world's refusal mapped by tzmk_control_errno, -ETIMEDOUT, -EIO for a reply that
+ * breaks the protocol.
+ */
+static int tzmk_control(struct tzmk_device *tz, u32 operation, u32 port, u32 command, const void *payload,
+			u32 payload_length, void *out, u32 out_size, u32 *out_length, u32 *value)
+{
+	u8 *ctrl = tz->region[TZMK_CTRL].base;
+	struct tzmk_request request = {
+		.operation = operation, .port = port, .command = command, .length = payload_length,
+	};
+	struct tzmk_reply reply;
+	unsigned long deadline;
+	u32 length, sequence;
+	u64 answer;
+	int err;
+
+	if (payload_length > TZMK_MAX_CONTROL_PAYLOAD)
+		return -EMSGSIZE;
+	mutex_lock(&tz->control_lock);
+	sequence = ++tz->sequence;
+	memcpy(tz->request, &request, sizeof(request));
+	if (payload_length)
+		memcpy(tz->request + sizeof(request), payload, payload_length);
+	length = sizeof(request) + payload_length;
+	memcpy(ctrl + TZMK_REQUEST_OFFSET + sizeof(u64), tz->request, length);
+	/* The header word last: the body is complete before the secure side may look. */
+	smp_store_release(tzmk_word64(ctrl, TZMK_REQUEST_OFFSET), (u64)sequence | (u64)length << 32);
+	tzmk_notify_secure(0);
+
+	deadline = jiffies + TZMK_CONTROL_TIMEOUT;
+	while (!tzmk_reply_ready(tz, sequence)) {
+		long left = (long)(deadline - jiffies);
+
+		if (left <= 0) {
+			dev_warn_ratelimited(tz->dev, "control request %u (operation %u) not answered within %d s\n",
+					     sequence, operation, TZMK_CONTROL_TIMEOUT / HZ);
+			err = -ETIMEDOUT;
+			goto out;
+		}
+		wait_event_timeout(tz->control_wait, tzmk_reply_ready(tz, sequence), min(left, (long)TZMK_CONTROL_POLL));
+	}
+	answer = smp_load_acquire(tzmk_word64(ctrl, TZMK_REPLY_OFFSET));
+	length = upper_32_bits(answer);
+	err = -EIO;
+	if (length < sizeof(reply) || length > TZMK_MAX_CONTROL_MESSAGE)
+		goto out;
+	/* Copied once: everything below looks at the private copy. */
+	memcpy(tz->reply, ctrl + TZMK_REPLY_OFFSET + sizeof(u64), length);
+	memcpy(&reply, tz->reply, sizeof(reply));
+	if (reply.length != length - sizeof(reply))
+		goto out;
+	if (reply.error) {
+		err = tzmk_control_errno(reply.error);
+		goto out;
+	}
+	if (out)
+		memcpy(out, tz->reply + sizeof(reply), min(reply.length, out_size));
+	if (out_length)
+		*out_length = reply.length;
+	if (value)
+		*value = reply.value;
+	err = 0;
+out:
+	mutex_unlock(&tz->control_lock);
+	return err;
+}
+
+/* ---- Notification ---------------------------------------------------------------------------- */
+
+static irqreturn_t tzmk_doorbell(int irq, void *data)
+{
+	struct tzmk_device *tz = data;
+	u64 *word = tzmk_word64(tz->region[TZMK_CTRL].base, TZMK_PENDING_OFFSET);
+	u64 pending = xchg(word, 0);
+	unsigned int i;
+
+	/* Nothing pending: a secure side that sets no bits, or a spurious doorbell: wake everyone. */
+	if (!pending)
+		pending = ~0ULL;
+	for (i = 0; i < READ_ONCE(tz->count); i++) {
+		struct tzmk_port *port = &tz->ports[i];
+
+		if (!(pending & BIT_ULL(i)))
+			continue;
+		if (test_bit(0, &port->busy))
+			this_cpu_inc(*port->doorbells);
+		atomic_inc(&port->events);
+		wake_up_interruptible(&port->wait);
+	}
+	if (pending & TZMK_PENDING_CONTROL) {
+		atomic_inc(&tz->control_events);
+		wake_up(&tz->control_wait);
+	}
+	return IRQ_HANDLED;
+}
+
+/* Aims the port's doorbell at this CPU (MPIDR affinity 0, the monitor's core numbering). */
+static void tzmk_set_reader_core(struct tzmk_port *port, bool waiting)
+{
+	u32 *slot = tzmk_word32(port->tz->region[TZMK_CTRL].base, TZMK_READER_CORE_OFFSET) + port->index;
+	u32 core = TZMK_ANY_CORE;
+
+	if (waiting) {
+		/*
+		 * cpu_logical_map() is not exported to modules in 6.1; MPIDR_EL1 of the CPU we run on
+		 * is the same value for this CPU. A hint only: we may migrate before we sleep.
+		 */
+		core = MPIDR_AFFINITY_LEVEL(read_cpuid_mpidr(), 0);
+	}
+	WRITE_ONCE(*slot, core);
+}
+
+/* ---- The character device ------------------------------------------------------------------- */
+
+/* After user space mapped a ring it may have moved our indices: take them as found, checked. */
+static int tzmk_reattach_rx(struct tzmk_port *port)
+{
+	if (port->broken)
+		return -EPIPE;
+	if (READ_ONCE(port->mapped) && tzmk_producer_attach(&port->rx, port->rx.base, port->rx_capacity))
+		port->broken = true;
+	return port->broken ? -EPIPE : 0;
+}
+
+static int tzmk_reattach_tx(struct tzmk_port *port)
+{
+	if (port->broken)
+		return -EPIPE;
+	if (READ_ONCE(port->mapped) && tzmk_consumer_attach(&port->tx, port->tx.base, port->tx_capacity))
+		port->broken = true;
+	return port->broken ? -EPIPE : 0;
+}
+
+static int tzmk_broken(struct tzmk_port *port)
+{
+	port->broken = true;
+	return -EPIPE;
+}
+
+/*
+ * Waits (interruptibly) for a doorbell of this port after `seen`, at most TZMK_RECHECK, then
+ * re-checks the directory: 0, -ERESTARTSYS, or -EPIPE when the port is no longer this open's.
+ */
+static int tzmk_wait(struct tzmk_port *port, int seen)
+{
+	long left = wait_event_interruptible_timeout(port->wait, atomic_read(&port->events) != seen, TZMK_RECHECK);
+
+	if (left < 0)
+		return left;
+	if (left == 0 && tzmk_port_check(port))
+		return tzmk_broken(port);
+	return 0;
+}
+
+static ssize_t tzmk_read(struct file *file, char __user *buf, size_t count, loff_t *ppos)
+{
+	struct tzmk_port *port = file->private_data;
+	u32 at, length, before;
+	ssize_t ret;
+	int seen;
+
+	for (;;) {
+		if (mutex_lock_interruptible(&port->tx_lock))
+			return -ERESTARTSYS;
+		seen = atomic_read(&port->events);
+		ret = tzmk_reattach_tx(port);
+		if (ret)
+			goto unlock;
+		before = port->tx.consumer;
+		ret = tzmk_consumer_peek(&port->tx, &at, &length);
+		if (ret < 0) {
+			ret = tzmk_broken(port);
+			goto unlock;
+		}
+		if (ret > 0) {
+			if (length > count) {
+				ret = -EMSGSIZE;
+				goto unlock;
+			}
+			if (copy_to_user(buf, port->tx.base + TZMK_RING_HEADER_SIZE + at, length)) {
+				ret = -EFAULT;
+				goto unlock;
+			}
+			port->tx.consumer += TZMK_RING_RECORD_HEADER + tzmk_padded(length);
+			if (tzmk_consumer_release(&port->tx))
+				tzmk_notify_secure(port->index);
+			ret = length;
+			goto unlock;
+		}
+		/* Pads consumed while looking are space the producer may wait for. */
+		if (port->tx.consumer != before && tzmk_consumer_release(&port->tx))
+			tzmk_notify_secure(port->index);
+		if (file->f_flags & O_NONBLOCK) {
+			ret = tzmk_port_check(port) ? tzmk_broken(port) : -EAGAIN;
+			goto unlock;
+		}
+		tzmk_set_reader_core(port, true);
+		ret = tzmk_consumer_request_signal(&port->tx);
+		mutex_unlock(&port->tx_lock);
+		if (ret < 0)
+			return tzmk_broken(port);
+		if (ret > 0)
+			continue;
+		ret = tzmk_wait(port, seen);
+		if (ret)
+			return ret;
+	}
+unlock:
+	mutex_unlock(&port->tx_lock);
+	return ret;
+}
+
+static ssize_t tzmk_write(struct file *file, const char __user *buf, size_t count, loff_t *ppos)
+{
+	struct tzmk_port *port = file->private_data;
+	ssize_t ret;
+	int seen;
+
+	if (count > tzmk_max_message(port->rx_capacity))
+		return -EMSGSIZE;
+	for (;;) {
+		if (mutex_lock_interruptible(&port->rx_lock))
+			return -ERESTARTSYS;
+		seen = atomic_read(&port->events);
+		ret = tzmk_reattach_rx(port);
+		if (ret)
+			goto unlock;
+		ret = tzmk_producer_send(&port->rx, buf, count);
+		if (ret == 0) {
+			if (tzmk_producer_publish(&port->rx))
+				tzmk_notify_secure(port->index);
+			ret = count;
+			goto unlock;
+		}
+		if (ret == -EPIPE)
+			ret = tzmk_broken(port);
+		if (ret != -EAGAIN)
+			goto unlock;
+		if (file->f_flags & O_NONBLOCK) {
+			ret = tzmk_port_check(port) ? tzmk_broken(port) : -EAGAIN;
+			goto unlock;
+		}
+		ret = tzmk_producer_request_space_signal(&port->rx, count);
+		mutex_unlock(&port->rx_lock);
+		if (ret < 0)
+			return tzmk_broken(port);
+		if (ret > 0)
+			continue;
+		ret = tzmk_wait(port, seen);
+		if (ret)
+			return ret;
+	}
+unlock:
+	mutex_unlock(&port->rx_lock);
+	return ret;
+}
+
+static __poll_t tzmk_poll(struct file *file, poll_table *wait)
+{
+	struct tzmk_port *port = file->private_data;
+	__poll_t mask = 0;
+	u32 at, length;
+	int ret;
+
+	poll_wait(file, &port->wait, wait);
+
+	mutex_lock(&port->tx_lock);
+	ret = tzmk_reattach_tx(port);
+	if (!ret)
+		ret = tzmk_consumer_peek(&port->tx, &at, &length);
+	if (ret == 0) {
+		/* Arm the flag before reporting "not readable", as a blocking read does. */
+		tzmk_set_reader_core(port, true);
+		ret = tzmk_consumer_request_signal(&port->tx);
+	}
+	if (ret > 0)
+		mask |= EPOLLIN | EPOLLRDNORM;
+	else if (ret < 0)
+		port->broken = true;
+	mutex_unlock(&port->tx_lock);
+
+	mutex_lock(&port->rx_lock);
+	ret = tzmk_reattach_rx(port);
+	if (!ret)
+		ret = tzmk_producer_fits(&port->rx, tzmk_max_message(port->rx_capacity));
+	if (ret == 0)
+		ret = tzmk_producer_request_space_signal(&port->rx, tzmk_max_message(port->rx_capacity));
+	if (ret > 0)
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	else if (ret < 0)
+		port->broken = true;
+	mutex_unlock(&port->rx_lock);
+
+	if (port->broken || tzmk_port_check(port)) {
+		port->broken = true;
+		mask |= EPOLLERR | EPOLLHUP;
+	}
+	return mask;
+}
+
+static int tzmk_open(struct inode *inode, struct file *file)
+{
+	struct tzmk_port *port = container_of(inode->i_cdev, struct tzmk_port, cdev);
+	struct tzmk_device *tz = port->tz;
+	struct tzmk_port_entry entry;
+	u32 length, session = 0;
+	int err;
+
+	if (test_and_set_bit(0, &port->busy))
+		return -EBUSY;
+	err = tzmk_control(tz, TZMK_OP_OPEN_ID, port->id, 0, NULL, 0, &entry, sizeof(entry), &length, &session);
+	if (err)
+		goto fail;
+	err = -EIO;
+	if (length != sizeof(entry) || entry.id != port->id || entry.rx_offset != port->rx_offset ||
+	    entry.rx_capacity != port->rx_capacity || entry.tx_offset != port->tx_offset ||
+	    entry.tx_capacity != port->tx_capacity) {
+		dev_err(tz->dev, "port %s: the open reply describes another port or other rings\n", port->name);
+		goto close;
+	}
+	port->session = session;
+	port->broken = false;
+	port->mapped = false;
+	if (tzmk_producer_attach(&port->rx, (u8 *)tz->region[TZMK_RX].base + port->rx_offset, port->rx_capacity) ||
+	    tzmk_consumer_attach(&port->tx, (u8 *)tz->region[TZMK_TX].base + port->tx_offset, port->tx_capacity)) {
+		dev_err(tz->dev, "port %s: its rings are broken after open\n", port->name);
+		goto close;
+	}
+	file->private_data = port;
+	stream_open(inode, file);
+	return 0;
+close:
+	tzmk_control(tz, TZMK_OP_CLOSE, port->id, session, NULL, 0, NULL, 0, NULL, NULL);
+fail:
+	clear_bit(0, &port->busy);
+	return err;
+}
+
+static int tzmk_release(struct inode *inode, struct file *file)
+{
+	struct tzmk_port *port = file->private_data;
+
+	tzmk_set_reader_core(port, false);
+	/* Refused (NotOpen) when the secure side ended the session already: nothing to do then. */
+	tzmk_control(port->tz, TZMK_OP_CLOSE, port->id, port->session, NULL, 0, NULL, 0, NULL, NULL);
+	clear_bit(0, &port->busy);
+	return 0;
+}
+
+static int tzmk_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct tzmk_port *port = file->private_data;
+	struct tzmk_device *tz = port->tz;
+	unsigned long size = vma->vm_end - vma->vm_start;
+	u64 offset = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	phys_addr_t phys;
+	size_t limit;
+	int err;
+
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (offset == 0) {
+		phys = tz->region[TZMK_RX].phys + port->rx_offset;
+		limit = port->rx_map_size;
+	} else if (offset == TZMK_TX_MMAP_OFFSET) {
+		phys = tz->region[TZMK_TX].phys + port->tx_offset;
+		limit = port->tx_map_size;
+	} else {
+		return -EINVAL;
+	}
+	if (size > limit)
+		return -EINVAL;
+	/* 6.1: vm_flags is written directly (vm_flags_set is 6.3's). */
+	vma->vm_flags &= ~VM_MAYEXEC;
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	/*
+	 * From now on user space may move our indices: every read and write re-attaches. No ring
+	 * lock here: mmap runs under mmap_lock, which a read or write holding its ring lock may
+	 * take in a page fault of its copy. A read or write already past its re-attach sees the
+	 * flag next time; until then user space's indices are checked like the secure side's.
+	 */
+	WRITE_ONCE(port->mapped, true);
+	/* Write-back cacheable, as the secure side maps the rings: the vma's normal protection. */
+	err = remap_pfn_range(vma, vma->vm_start, PHYS_PFN(phys), size, vma->vm_page_prot);
+	return err;
+}
+
+static void tzmk_port_info(struct tzmk_port *port, struct tzmk_port_info *info)
+{
+	struct tzmk_port_entry entry;
+
+	memset(info, 0, sizeof(*info));
+	info->id = port->id;
+	info->service = port->service;
+	info->state = tzmk_entry_now(port, &entry) ? TZMK_PORT_CLOSED : entry.state;
+	info->session = port->session;
+	info->rx_capacity = port->rx_capacity;
+	info->tx_capacity = port->tx_capacity;
+	info->rx_max_message = tzmk_max_message(port->rx_capacity);
+	info->tx_max_message = tzmk_max_message(port->tx_capacity);
+	info->rx_mmap_offset = 0;
+	info->rx_mmap_size = port->rx_map_size;
+	info->tx_mmap_offset = TZMK_TX_MMAP_OFFSET;
+	info->tx_mmap_size = port->tx_map_size;
+	memcpy(info->name, port->name, sizeof(info->name));
+}
+
+static long tzmk_ioctl_call(struct tzmk_port *port, void __user *argument)
+{
+	struct tzmk_call *call;
+	u32 length;
+	long err;
+
+	call = kmalloc(sizeof(*call), GFP_KERNEL);
+	if (!call)
+		return -ENOMEM;
+	/* Copied in once; only the copy is looked at. */
+	err = -EFAULT;
+	if (copy_from_user(call, argument, sizeof(*call)))
+		goto out;
+	err = -EINVAL;
+	if (call->input_length > TZMK_MAX_CONTROL_PAYLOAD || call->reserved != 0)
+		goto out;
+	err = tzmk_control(port->tz, TZMK_OP_CALL, port->id, call->command, call->data, call->input_length,
+			   call->data, sizeof(call->data), &length, NULL);
+	if (err)
+		goto out;
+	err = -EIO;
+	if (length > sizeof(call->data))
+		goto out;
+	call->output_length = length;
+	err = copy_to_user(argument, call, sizeof(*call)) ? -EFAULT : 0;
+out:
+	kfree(call);
+	return err;
+}
+
+static long tzmk_ioctl(struct file *file, unsigned int command, unsigned long argument)
+{
+	struct tzmk_port *port = file->private_data;
+	void __user *user = (void __user *)argument;
+	struct tzmk_port_status status;
+	struct tzmk_port_info info;
+	u32 length;
+	int err;
+
+	switch (command) {
+	case TZMK_IOC_PORT_INFO:
+		tzmk_port_info(port, &info);
+		return copy_to_user(user, &info, sizeof(info)) ? -EFAULT : 0;
+	case TZMK_IOC_CALL:
+		return tzmk_ioctl_call(port, user);
+	case TZMK_IOC_KICK:
+		tzmk_notify_secure(port->index);
+		return 0;
+	case TZMK_IOC_STATUS:
+		err = tzmk_control(port->tz, TZMK_OP_STATUS, port->id, 0, NULL, 0, &status, sizeof(status), &length,
+				   NULL);
+		if (err)
+			return err;
+		if (length != sizeof(status))
+			return -EIO;
+		return copy_to_user(user, &status, sizeof(status)) ? -EFAULT : 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct file_operations tzmk_fops = {
+	.owner = THIS_MODULE,
+	.open = tzmk_open,
+	.release = tzmk_release,
+	.read = tzmk_read,
+	.write = tzmk_write,
+	.poll = tzmk_poll,
+	.mmap = tzmk_mmap,
+	.unlocked_ioctl = tzmk_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+/* ---- sysfs ----------------------------------------------------------------------------------- */
+
+static const char *tzmk_service_name(u8 service)
+{
+	switch (service) {
+	case TZMK_SERVICE_ECHO:
+		return "echo";
+	case TZMK_SERVICE_SINK:
+		return "sink";
+	case TZMK_SERVICE_ATTESTATION:
+		return "attestation";
+	case TZMK_SERVICE_RT:
+		return "rt";
+	default:
+		return "unknown";
+	}
+}
+
+static const char *tzmk_state_name(u8 state)
+{
+	switch (state) {
+	case TZMK_PORT_CLOSED:
+		return "closed";
+	case TZMK_PORT_OPEN:
+		return "open";
+	case TZMK_PORT_FAULTED:
+		return "faulted";
+	default:
+		return "unknown";
+	}
+}
+
+#define TZMK_PORT_ATTR(field, format, value)                                                        \
+	static ssize_t field##_show(struct device *device, struct device_attribute *attr, char *buf) \
+	{                                                                                            \
+		struct tzmk_port *port = dev_get_drvdata(device);                                    \
+		return sysfs_emit(buf, format "\n", value);                                          \
+	}                                                                                            \
+	static DEVICE_ATTR_RO(field)
+
+TZMK_PORT_ATTR(id, "%u", port->id);
+TZMK_PORT_ATTR(name, "%s", port->name);
+TZMK_PORT_ATTR(service, "%s", tzmk_service_name(port->service));
+TZMK_PORT_ATTR(rx_capacity, "%u", port->rx_capacity);
+TZMK_PORT_ATTR(tx_capacity, "%u", port->tx_capacity);
+TZMK_PORT_ATTR(max_message, "%u", min(tzmk_max_message(port->rx_capacity), tzmk_max_message(port->tx_capacity)));
+
+static ssize_t state_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_port *port = dev_get_drvdata(device);
+	struct tzmk_port_entry entry;
+
+	if (tzmk_entry_now(port, &entry))
+		return -EAGAIN;
+	return sysfs_emit(buf, "%s\n", tzmk_state_name(entry.state));
+}
+static DEVICE_ATTR_RO(state);
+
+static ssize_t session_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_port *port = dev_get_drvdata(device);
+	struct tzmk_port_entry entry;
+
+	if (tzmk_entry_now(port, &entry))
+		return -EAGAIN;
+	return sysfs_emit(buf, "%u\n", entry.session);
+}
+static DEVICE_ATTR_RO(session);
+
+static ssize_t doorbells_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_port *port = dev_get_drvdata(device);
+	unsigned int cpu;
+	int used = 0;
+
+	for_each_possible_cpu(cpu)
+		used += sysfs_emit_at(buf, used, "%scpu%u %lu", used ? " " : "", cpu, *per_cpu_ptr(port->doorbells, cpu));
+	used += sysfs_emit_at(buf, used, "\n");
+	return used;
+}
+static DEVICE_ATTR_RO(doorbells);
+
+static struct attribute *tzmk_port_attrs[] = {
+	&dev_attr_id.attr,	    &dev_attr_name.attr,	&dev_attr_service.attr,	    &dev_attr_state.attr,
+	&dev_attr_session.attr,	    &dev_attr_rx_capacity.attr, &dev_attr_tx_capacity.attr, &dev_attr_max_message.attr,
+	&dev_attr_doorbells.attr,   NULL,
+};
+ATTRIBUTE_GROUPS(tzmk_port);
+
+static ssize_t ports_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_device *tz = dev_get_drvdata(device);
+	struct tzmk_port_entry entry;
+	unsigned int i;
+	int used = 0;
+
+	for (i = 0; i < tz->count; i++) {
+		struct tzmk_port *port = &tz->ports[i];
+		bool known = !tzmk_entry_now(port, &entry);
+
+		used += sysfs_emit_at(buf, used, "%u %s %s %s session %u rx %u tx %u faults %u\n", port->id,
+				      port->name, tzmk_service_name(port->service),
+				      known ? tzmk_state_name(entry.state) : "unknown", known ? entry.session : 0,
+				      port->rx_capacity, port->tx_capacity, known ? entry.faults : 0);
+	}
+	return used;
+}
+static DEVICE_ATTR_RO(ports);
+
+static ssize_t status_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_device *tz = dev_get_drvdata(device);
+	struct tzmk_status_page page;
+
+	if (tzmk_snapshot(tz, TZMK_STATUS_SEQUENCE_OFFSET, TZMK_STATUS_OFFSET, &page, sizeof(page)))
+		return -EAGAIN;
+	if (page.magic != TZMK_STATUS_MAGIC)
+		return sysfs_emit(buf, "no status page\n");
+	return sysfs_emit(buf,
+			  "version %u kicks %llu attestation_version %llu rt_periods %llu rt_overruns %llu "
+			  "rt_max_lateness_ns %llu rt_events_sent %llu rt_events_refused %llu "
+			  "rt_events_forwarded %llu rt_events_unheard %llu\n",
+			  page.version, page.kicks, page.attestation_version, page.rt.periods, page.rt.overruns,
+			  page.rt.max_lateness_ns, page.rt.events_sent, page.rt.events_refused,
+			  page.rt_events_forwarded, page.rt_events_unheard);
+}
+static DEVICE_ATTR_RO(status);
+
+static struct attribute *tzmk_device_attrs[] = { &dev_attr_ports.attr, &dev_attr_status.attr, NULL };
+ATTRIBUTE_GROUPS(tzmk_device);
+
+/* ---- Probe ----------------------------------------------------------------------------------- */
+
+static bool tzmk_name_valid(const u8 *name)
+{
+	size_t i, length = strnlen((const char *)name, TZMK_NAME_LEN);
+
+	if (length == 0)
+		return false;
+	for (i = 0; i < length; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+			return false;
+	for (; i < TZMK_NAME_LEN; i++)
+		if (name[i])
+			return false;
+	return true;
+}
+
+/* A ring of the directory inside its region, page aligned, with a capacity pds/ring accepts. */
+static int tzmk_ring_valid(struct tzmk_device *tz, enum tzmk_region region, u32 offset, u32 capacity,
+			   size_t *map_size)
+{
+	u64 end;
+
+	if (capacity < TZMK_RING_MIN_CAPACITY || capacity > TZMK_RING_MAX_CAPACITY || !is_power_of_2(capacity))
+		return -EINVAL;
+	if (!PAGE_ALIGNED(offset))
+		return -EINVAL;
+	*map_size = PAGE_ALIGN((size_t)TZMK_RING_HEADER_SIZE + capacity);
+	end = (u64)offset + *map_size;
+	if (end > tz->region[region].size)
+		return -EINVAL;
+	return 0;
+}
+
+static int tzmk_read_directory(struct tzmk_device *tz, struct tzmk_directory *directory)
+{
+	unsigned int i, j;
+
+	if (tzmk_snapshot(tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, TZMK_DIRECTORY_OFFSET, directory, sizeof(*directory)))
+		return -EAGAIN;
+	if (directory->magic != TZMK_DIRECTORY_MAGIC)
+		return -ENOENT;
+	if (directory->count > TZMK_MAX_PORTS) {
+		dev_err(tz->dev, "the directory lists %u ports, more than %u\n", directory->count, TZMK_MAX_PORTS);
+		return -EINVAL;
+	}
+	for (i = 0; i < directory->count; i++) {
+		const struct tzmk_port_entry *entry = &directory->ports[i];
+		size_t size;
+
+		if (!tzmk_name_valid(entry->name)) {
+			dev_err(tz->dev, "directory entry %u: a name outside [a-z0-9-]\n", i);
+			return -EINVAL;
+		}
+		if (tzmk_ring_valid(tz, TZMK_RX, entry->rx_offset, entry->rx_capacity, &size) ||
+		    tzmk_ring_valid(tz, TZMK_TX, entry->tx_offset, entry->tx_capacity, &size)) {
+			dev_err(tz->dev, "directory entry %u: a ring that is not page aligned inside its region with a capacity of 64..2^30, a power of two\n",
+				i);
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++)
+			if (directory->ports[j].id == entry->id ||
+			    !memcmp(directory->ports[j].name, entry->name, TZMK_NAME_LEN)) {
+				dev_err(tz->dev, "directory entries %u and %u: the same id or name\n", j, i);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
+
+static int tzmk_map_regions(struct tzmk_device *tz)
+{
+	struct device_node *np = tz->dev->of_node;
+	unsigned int i;
+
+	for (i = 0; i < TZMK_REGIONS; i++) {
+		struct reserved_mem *rmem;
+		struct device_node *node;
+		int index = of_property_match_string(np, "memory-region-names", tzmk_region_names[i]);
+
+		if (index < 0) {
+			pr_err("the tzmk,ports node names no memory-region \"%s\": no ports\n", tzmk_region_names[i]);
+			return -EINVAL;
+		}
+		node = of_parse_phandle(np, "memory-region", index);
+		if (!node) {
+			pr_err("memory-region \"%s\" is no phandle: no ports\n", tzmk_region_names[i]);
+			return -EINVAL;
+		}
+		rmem = of_reserved_mem_lookup(node);
+		of_node_put(node);
+		if (!rmem) {
+			pr_err("memory-region \"%s\" is not a reserved-memory node: no ports\n", tzmk_region_names[i]);
+			return -EINVAL;
+		}
+		if (!PAGE_ALIGNED(rmem->base) || !PAGE_ALIGNED(rmem->size) ||
+		    (i == TZMK_CTRL && rmem->size < TZMK_PORT_CTRL_SIZE)) {
+			pr_err("memory-region \"%s\" (%pa, %pa bytes) is not whole pages or too small: no ports\n",
+			       tzmk_region_names[i], &rmem->base, &rmem->size);
+			return -EINVAL;
+		}
+		tz->region[i].phys = rmem->base;
+		tz->region[i].size = rmem->size;
+		tz->region[i].base = devm_memremap(tz->dev, rmem->base, rmem->size, MEMREMAP_WB);
+		if (IS_ERR(tz->region[i].base)) {
+			pr_err("memory-region \"%s\" cannot be mapped: no ports\n", tzmk_region_names[i]);
+			return PTR_ERR(tz->region[i].base);
+		}
+	}
+	return 0;
+}
+
+/* SMCCC conduit, SiP Call UID and Revision, NOTIFY_SECURE: is there a tzmk secure world? */
+static int tzmk_check_firmware(void)
+{
+	struct arm_smccc_res res;
+
+	if (arm_smccc_1_1_get_conduit() != SMCCC_CONDUIT_SMC) {
+		pr_err("the SMCCC 1.1 conduit is not smc: no tzmk monitor, no ports\n");
+		return -ENODEV;
+	}
+	/* SMC32: the UID words are the low 32 bits of x0..x3 (SMCCC 6.2). */
+	arm_smccc_1_1_invoke(TZMK_SIP_CALL_UID, &res);
+	if (lower_32_bits(res.a0) != TZMK_UID_0 || lower_32_bits(res.a1) != TZMK_UID_1 ||
+	    lower_32_bits(res.a2) != TZMK_UID_2 || lower_32_bits(res.a3) != TZMK_UID_3) {
+		pr_err("SiP Call UID is not tzmk's (%08x %08x %08x %08x): no ports\n", lower_32_bits(res.a0),
+		       lower_32_bits(res.a1), lower_32_bits(res.a2), lower_32_bits(res.a3));
+		return -ENODEV;
+	}
+	arm_smccc_1_1_invoke(TZMK_SIP_REVISION, &res);
+	if (lower_32_bits(res.a0) != TZMK_REVISION_MAJOR) {
+		pr_err("the monitor's SiP revision is %u.%u, this driver speaks %u.x: no ports\n", lower_32_bits(res.a0),
+		       lower_32_bits(res.a1), TZMK_REVISION_MAJOR);
+		return -ENODEV;
+	}
+	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, 0, &res);
+	if ((long)res.a0 == TZMK_SMC_NO_SECURE_WORLD) {
+		pr_err("the secure world answers \"no secure world\": no ports\n");
+		return -ENODEV;
+	}
+	if ((long)res.a0 != TZMK_SMC_SUCCESS) {
+		pr_err("notify_secure(0) answered %ld: no ports\n", (long)res.a0);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static void tzmk_remove_ports(struct tzmk_device *tz)
+{
+	unsigned int i, count = tz->count;
+
+	WRITE_ONCE(tz->count, 0);
+	for (i = 0; i < count; i++) {
+		struct tzmk_port *port = &tz->ports[i];
+
+		if (port->device)
+			device_destroy(tzmk_class, port->device->devt);
+		if (port->cdev.ops)
+			cdev_del(&port->cdev);
+		free_percpu(port->doorbells);
+	}
+	if (tz->minors)
+		unregister_chrdev_region(tz->devt, tz->minors);
+	tz->minors = 0;
+}
+
+static int tzmk_add_ports(struct tzmk_device *tz, const struct tzmk_directory *directory)
+{
+	unsigned int i;
+	int err;
+
+	/* Every port's state first: the doorbell handler may look at it as soon as count is set. */
+	for (i = 0; i < directory->count; i++) {
+		const struct tzmk_port_entry *entry = &directory->ports[i];
+		struct tzmk_port *port = &tz->ports[i];
+		size_t size;
+
+		port->tz = tz;
+		port->index = i;
+		port->id = entry->id;
+		port->service = entry->service;
+		memcpy(port->name, entry->name, TZMK_NAME_LEN);
+		port->rx_offset = entry->rx_offset;
+		port->rx_capacity = entry->rx_capacity;
+		port->tx_offset = entry->tx_offset;
+		port->tx_capacity = entry->tx_capacity;
+		tzmk_ring_valid(tz, TZMK_RX, port->rx_offset, port->rx_capacity, &size);
+		port->rx_map_size = size;
+		tzmk_ring_valid(tz, TZMK_TX, port->tx_offset, port->tx_capacity, &size);
+		port->tx_map_size = size;
+		init_waitqueue_head(&port->wait);
+		mutex_init(&port->rx_lock);
+		mutex_init(&port->tx_lock);
+		tzmk_set_reader_core(port, false);
+		port->doorbells = alloc_percpu(unsigned long);
+		if (!port->doorbells) {
+			/* tzmk_remove_ports frees those allocated so far. */
+			WRITE_ONCE(tz->count, i);
+			return -ENOMEM;
+		}
+	}
+	WRITE_ONCE(tz->count, directory->count);
+
+	err = alloc_chrdev_region(&tz->devt, 0, tz->count, "tzmk");
+	if (err)
+		return err;
+	tz->minors = tz->count;
+	for (i = 0; i < tz->count; i++) {
+		struct tzmk_port *port = &tz->ports[i];
+
+		cdev_init(&port->cdev, &tzmk_fops);
+		port->cdev.owner = THIS_MODULE;
+		err = cdev_add(&port->cdev, tz->devt + i, 1);
+		if (err) {
+			port->cdev.ops = NULL;
+			return err;
+		}
+		/* "tzmk!echo": devtmpfs makes /dev/tzmk/echo. */
+		port->device = device_create_with_groups(tzmk_class, tz->dev, tz->devt + i, port, tzmk_port_groups,
+							 "tzmk!%s", port->name);
+		if (IS_ERR(port->device)) {
+			err = PTR_ERR(port->device);
+			port->device = NULL;
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int tzmk_probe(struct platform_device *pdev)
+{
+	struct tzmk_directory *directory;
+	struct tzmk_device *tz;
+	int err, waited;
+
+	err = tzmk_check_firmware();
+	if (err)
+		return err;
+	tz = devm_kzalloc(&pdev->dev, sizeof(*tz), GFP_KERNEL);
+	directory = kzalloc(sizeof(*directory), GFP_KERNEL);
+	if (!tz || !directory) {
+		kfree(directory);
+		return -ENOMEM;
+	}
+	tz->dev = &pdev->dev;
+	mutex_init(&tz->control_lock);
+	init_waitqueue_head(&tz->control_wait);
+	platform_set_drvdata(pdev, tz);
+	err = tzmk_map_regions(tz);
+	if (err)
+		goto out;
+	/* Requests continue after the last one a previous load made: never a sequence replayed. */
+	tz->sequence = lower_32_bits(READ_ONCE(*tzmk_word64(tz->region[TZMK_CTRL].base, TZMK_REQUEST_OFFSET)));
+
+	for (waited = 0;; waited += 10) {
+		err = tzmk_read_directory(tz, directory);
+		if (err != -ENOENT && err != -EAGAIN)
+			break;
+		if (waited >= TZMK_DIRECTORY_WAIT_MS) {
+			pr_err("no port directory in port_ctrl after %d ms: no ports\n", TZMK_DIRECTORY_WAIT_MS);
+			goto out;
+		}
+		msleep(10);
+	}
+	if (err) {
+		pr_err("the port directory is malformed: no ports\n");
+		goto out;
+	}
+
+	tz->irq = platform_get_irq(pdev, 0);
+	if (tz->irq < 0) {
+		err = tz->irq;
+		pr_err("the tzmk,ports node has no doorbell interrupt: no ports\n");
+		goto out;
+	}
+	err = devm_request_irq(&pdev->dev, tz->irq, tzmk_doorbell, 0, "tzmk-doorbell", tz);
+	if (err) {
+		pr_err("the doorbell interrupt %d cannot be had (%d): no ports\n", tz->irq, err);
+		goto out;
+	}
+	err = tzmk_add_ports(tz, directory);
+	if (err) {
+		disable_irq(tz->irq);
+		tzmk_remove_ports(tz);
+		pr_err("creating the port devices failed (%d): no ports\n", err);
+		goto out;
+	}
+	dev_info(&pdev->dev, "%u ports, doorbell irq %d\n", tz->count, tz->irq);
+out:
+	kfree(directory);
+	return err;
+}
+
+static int tzmk_remove(struct platform_device *pdev)
+{
+	struct tzmk_device *tz = platform_get_drvdata(pdev);
+
+	/* No file is open: each holds a reference to this module, and unbinding by hand is off. */
+	disable_irq(tz->irq);
+	tzmk_remove_ports(tz);
+	return 0;
+}
+
+static const struct of_device_id tzmk_of_match[] = {
+	{ .compatible = "tzmk,ports" },
+	{},
+};
+MODULE_DEVICE_TABLE(of, tzmk_of_match);
+
+static struct platform_driver tzmk_driver = {
+	.probe = tzmk_probe,
+	.remove = tzmk_remove,
+	.driver = {
+		.name = "tzmk",
+		.of_match_table = tzmk_of_match,
+		.dev_groups = tzmk_device_groups,
+		/* The regions stay mapped while a port is open: no unbinding under an open file. */
+		.suppress_bind_attrs = true,
+	},
+};
+
+static char *tzmk_devnode(struct device *device, umode_t *mode)
+{
+	if (mode)
+		*mode = 0600;
+	return NULL;
+}
+
+static int __init tzmk_init(void)
+{
+	int err;
+
+	tzmk_class = class_create(THIS_MODULE, "tzmk");
+	if (IS_ERR(tzmk_class))
+		return PTR_ERR(tzmk_class);
+	tzmk_class->devnode = tzmk_devnode;
+	err = platform_driver_register(&tzmk_driver);
+	if (err)
+		class_destroy(tzmk_class);
+	return err;
+}
+
+static void __exit tzmk_exit(void)
+{
+	platform_driver_unregister(&tzmk_driver);
+	class_destroy(tzmk_class);
+}
+
+module_init(tzmk_init);
+module_exit(tzmk_exit);
+
+MODULE_DESCRIPTION("tzmk: the normal world's communication ports to an seL4 secure world");
+MODULE_LICENSE("GPL");
