@@ -1037,6 +1037,29 @@ static ssize_t session_show(struct device *device, struct device_attribute *attr
 }
 static DEVICE_ATTR_RO(session);
 
+static ssize_t faults_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_port *port = dev_get_drvdata(device);
+	struct tzmk_port_entry entry;
+
+	if (tzmk_entry_now(port, &entry))
+		return -EAGAIN;
+	return sysfs_emit(buf, "%u\n", entry.faults);
+}
+static DEVICE_ATTR_RO(faults);
+
+/* The last fault's code (ring << 8 | misbehaviour, tzmk-interface PortFault; 0: none). */
+static ssize_t last_fault_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_port *port = dev_get_drvdata(device);
+	struct tzmk_port_entry entry;
+
+	if (tzmk_entry_now(port, &entry))
+		return -EAGAIN;
+	return sysfs_emit(buf, "%#x\n", entry.last_fault);
+}
+static DEVICE_ATTR_RO(last_fault);
+
 static ssize_t doorbells_show(struct device *device, struct device_attribute *attr, char *buf)
 {
 	struct tzmk_port *port = dev_get_drvdata(device);
@@ -1053,7 +1076,7 @@ static DEVICE_ATTR_RO(doorbells);
 static struct attribute *tzmk_port_attrs[] = {
 	&dev_attr_id.attr,	    &dev_attr_name.attr,	&dev_attr_service.attr,	    &dev_attr_state.attr,
 	&dev_attr_session.attr,	    &dev_attr_rx_capacity.attr, &dev_attr_tx_capacity.attr, &dev_attr_max_message.attr,
-	&dev_attr_doorbells.attr,   NULL,
+	&dev_attr_doorbells.attr,   &dev_attr_faults.attr,	&dev_attr_last_fault.attr,  NULL,
 };
 ATTRIBUTE_GROUPS(tzmk_port);
 
@@ -1096,8 +1119,30 @@ static ssize_t status_show(struct device *device, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(status);
 
+/* The status page's bytes (struct tzmk_status_page), a stable copy: what tzcomm reads. */
+static ssize_t status_page_read(struct file *file, struct kobject *kobj, struct bin_attribute *attr, char *buf,
+				loff_t offset, size_t count)
+{
+	struct tzmk_device *tz = dev_get_drvdata(kobj_to_dev(kobj));
+	struct tzmk_status_page page;
+
+	if (offset < 0 || offset >= sizeof(page))
+		return 0;
+	if (tzmk_snapshot(tz, TZMK_STATUS_SEQUENCE_OFFSET, TZMK_STATUS_OFFSET, &page, sizeof(page)))
+		return -EAGAIN;
+	count = min_t(size_t, count, sizeof(page) - offset);
+	memcpy(buf, (const u8 *)&page + offset, count);
+	return count;
+}
+static BIN_ATTR_RO(status_page, sizeof(struct tzmk_status_page));
+
 static struct attribute *tzmk_device_attrs[] = { &dev_attr_ports.attr, &dev_attr_status.attr, NULL };
-ATTRIBUTE_GROUPS(tzmk_device);
+static struct bin_attribute *tzmk_device_bin_attrs[] = { &bin_attr_status_page, NULL };
+static const struct attribute_group tzmk_device_group = {
+	.attrs = tzmk_device_attrs,
+	.bin_attrs = tzmk_device_bin_attrs,
+};
+static const struct attribute_group *tzmk_device_groups[] = { &tzmk_device_group, NULL };
 
 /* ---- Probe ----------------------------------------------------------------------------------- */
 
