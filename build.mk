@@ -303,14 +303,15 @@ linux-init: linux-setup
 
 # newc archive of /init and /tzmk_probe.ko (stripped), owned by root. No device nodes: the kernel's
 # built-in initramfs provides /dev/console, and /init mounts devtmpfs.
-linux-initramfs: linux-module linux-driver linux-init
-	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs
+linux-initramfs: linux-module linux-driver linux-init linux-tzctl
+	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs/bin
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzctl $(LINUX_TZCTL)
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/init $(LINUX_INIT)
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk_probe.ko $(LINUX_DIR)/module/tzmk_probe.ko
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk.ko $(LINUX_DRIVER_DIR)/tzmk.ko
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/tzmk-check $(LINUX_DRIVER_DIR)/tzmk-check
 	cd $(LINUX_DIR)/initramfs && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > ../initramfs.cpio
-	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko, /tzmk.ko, /tzmk-check)"
+	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko, /tzmk.ko, /tzmk-check, /bin/tzctl)"
 
 # Without the monitor: QEMU's own PSCI (virtualization=on makes its conduit smc; Linux starts at
 # EL2). Its SMCCC is 1.0, so the kernel has no SMCCC 1.1 conduit and the module must report "no

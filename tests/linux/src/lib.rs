@@ -231,6 +231,59 @@ pub fn check_driver_test(output: &str, success: bool) -> Result<(), String> {
     }
 }
 
+/// tzctl in the initramfs (static musl, built by build.mk's linux-tzctl).
+pub const TZCTL_PATH: &str = "/bin/tzctl";
+/// Round trips of each concurrent echo.
+pub const ECHO_COUNT: u64 = 10_000;
+/// The concurrent echoes: port, message size (at most the port's largest message: echo-small
+/// carries 1016 bytes), and the Linux CPU its process is pinned to (Linux's CPUs 0-2 are the
+/// machine's cores 1-3).
+pub const ECHOES: [(&str, usize, usize); 3] = [("echo", 4096, 0), ("echo-small", 1000, 1), ("echo-bulk", 4096, 2)];
+
+/// The ports of comm-pd/ports.toml, each on one line of `tzctl list` (name in the second column).
+pub fn check_port_list(list: &str) -> Result<(), String> {
+    for port in ["echo", "echo-small", "echo-bulk", "sink", "attestation", "rt"] {
+        if !list.lines().any(|l| l.split_whitespace().nth(1) == Some(port)) {
+            return Err(format!("tzctl list shows no port {port}"));
+        }
+    }
+    Ok(())
+}
+
+/// `tzctl echo`'s report: `count` messages, no mismatch, and the secure side counted them all.
+pub fn check_echo_report(report: &str, count: u64) -> Result<(), String> {
+    let mismatches = format!(": {count} messages of ");
+    if !report.contains(&mismatches) || !report.contains(", 0 checksum mismatches;") {
+        return Err(format!("tzctl echo: {}", report.trim()));
+    }
+    if !report.contains(&format!("the secure side counted {count} messages")) {
+        return Err(format!("tzctl echo: the secure side's count: {}", report.trim()));
+    }
+    Ok(())
+}
+
+/// A port's `doorbells` attribute (`cpu0 N cpu1 N ...`): the doorbells that woke the port on each
+/// CPU. comm-pd aims them at the core where the port's reader waits, so its reader's CPU must
+/// have the most (another CPU may take a bit that arrived with its own port's doorbell).
+pub fn check_doorbells(doorbells: &str, reader: usize) -> Result<(), String> {
+    let counts: Vec<(usize, u64)> = doorbells
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|pair| match pair {
+            [cpu, count] => Some((cpu.strip_prefix("cpu")?.parse().ok()?, count.parse().ok()?)),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("doorbells {doorbells:?} are not `cpuN count` pairs"))?;
+    let mine = counts.iter().find(|(cpu, _)| *cpu == reader).map_or(0, |c| c.1);
+    let most = counts.iter().map(|c| c.1).max().unwrap_or(0);
+    if mine == 0 || mine < most {
+        return Err(format!("{mine} doorbells on the reader's cpu {reader}, {most} on another: {doorbells}"));
+    }
+    Ok(())
+}
+
 /// The module's name, as /sys/module and the parameter directory spell it.
 pub const MODULE_NAME: &str = "tzmk_probe";
 
@@ -418,6 +471,19 @@ pub fn status_name(code: i64) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tzctl_reports_are_checked() {
+        let ok = "echo 'echo': 10000 messages of 4096 B, 0 checksum mismatches; the secure side counted 10000 messages, 40960000 B; 80.0 us per round trip";
+        assert_eq!(check_echo_report(ok, 10_000), Ok(()));
+        assert!(check_echo_report(&ok.replace(", 0 checksum", ", 3 checksum"), 10_000).is_err());
+        assert!(check_echo_report(&ok.replace("counted 10000", "counted 9999"), 10_000).is_err());
+        assert_eq!(check_doorbells("cpu0 901 cpu1 3 cpu2 0", 0), Ok(()));
+        assert!(check_doorbells("cpu0 901 cpu1 0 cpu2 0", 1).is_err(), "none on the reader's cpu");
+        assert!(check_doorbells("cpu0 5 cpu1 900", 0).is_err(), "most elsewhere");
+        assert!(check_doorbells("cpu0 x", 0).is_err());
+        assert!(check_port_list("   id  name\n    1  echo\n").is_err());
+    }
+
     use super::*;
 
     #[test]
