@@ -29,9 +29,9 @@ impl Console {
             if let Some(at) = self.text[from..].find(want) {
                 return Ok(self.text[from..from + at + want.len()].to_owned());
             }
-            let left = timeout.checked_sub(started.elapsed()).ok_or_else(|| {
-                format!("no {want:?} within {timeout:?}; the console:\n{}", self.text)
-            })?;
+            let left = timeout
+                .checked_sub(started.elapsed())
+                .ok_or_else(|| format!("no {want:?} within {timeout:?}; the console:\n{}", self.text))?;
             match self.chunks.recv_timeout(left) {
                 Ok(chunk) => self.text.push_str(&String::from_utf8_lossy(&chunk).replace('\r', "")),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

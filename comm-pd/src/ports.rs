@@ -12,7 +12,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use microkit::MemoryRegion;
-use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL, PENDING_OFFSET, READER_CORE_OFFSET};
+use tzmk_interface::driver::{
+    ANY_CORE, PENDING_ANY, PENDING_CONTROL, PENDING_CORES, PENDING_OFFSET, READER_CORE_OFFSET,
+};
 use tzmk_interface::port::ring::{
     Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
 };
@@ -344,8 +346,10 @@ impl Ports {
         for index in 0..MAX_PORTS {
             let _ = ports.ctrl.write_bytes(READER_CORE_OFFSET + 4 * index, &ANY_CORE.to_le_bytes());
         }
-        if let Ok(word) = ports.ctrl.atomic_u64(PENDING_OFFSET) {
-            word.store(0, Ordering::Release);
+        for word in 0..=PENDING_ANY {
+            if let Ok(word) = ports.ctrl.atomic_u64(PENDING_OFFSET + 8 * word) {
+                word.store(0, Ordering::Release);
+            }
         }
         ports.publish_directory();
         Ok(ports)
@@ -490,8 +494,8 @@ impl Ports {
         }
     }
 
-    /// Tells the normal world about `pending` (a [`Poll::pending`]): ORs it into `port_ctrl`'s
-    /// pending word, then rings the doorbell once per core where a reader of those ports waits
+    /// Tells the normal world about `pending` (a [`Poll::pending`]): ORs each bit into the
+    /// pending word of the core it is aimed at, then rings the doorbell once per core where a reader of those ports waits
     /// (the driver's `reader_core` words: allegations, passed to the monitor, which refuses a core
     /// that is no running Linux core; the engine then rings the monitor's choice instead). A
     /// control reply, or more than [`MAX_DOORBELL_CORES`] cores, rings the monitor's choice.
@@ -499,33 +503,42 @@ impl Ports {
         if pending == 0 {
             return;
         }
-        if let Ok(word) = self.ctrl.atomic_u64(PENDING_OFFSET) {
-            // Release: everything the rings say now is visible before the bit that points at them.
-            word.fetch_or(pending, Ordering::Release);
-        }
-        let mut cores = [(ANY_CORE, 0u16); MAX_DOORBELL_CORES];
+        // (core, the bits aimed at it, a port to name as the hint)
+        let mut cores = [(ANY_CORE, 0u64, 0u16); MAX_DOORBELL_CORES];
         let mut count = 0;
-        let mut any = pending & PENDING_CONTROL != 0;
+        let mut any = pending & PENDING_CONTROL;
         for index in (0..self.table.len()).filter(|i| pending & 1 << i != 0) {
             let core = self.reader_core(index);
-            if core == ANY_CORE {
-                any = true;
-            } else if !cores[..count].iter().any(|&(c, _)| c == core) {
-                if count == MAX_DOORBELL_CORES {
-                    any = true;
-                } else {
-                    cores[count] = (core, index as u16);
-                    count += 1;
-                }
+            if core == ANY_CORE || core as usize >= PENDING_CORES {
+                any |= 1 << index;
+            } else if let Some(slot) = cores[..count].iter_mut().find(|(c, _, _)| *c == core) {
+                slot.1 |= 1 << index;
+            } else if count == MAX_DOORBELL_CORES {
+                any |= 1 << index;
+            } else {
+                cores[count] = (core, 1 << index, index as u16);
+                count += 1;
             }
         }
-        let mut refused = false;
-        for &(core, port) in &cores[..count] {
-            refused |= !services.ring_doorbell(core, port);
+        for &(core, bits, port) in &cores[..count] {
+            // Release: what the rings say now is visible before the bits that point at them.
+            self.post(core as usize, bits);
+            if !services.ring_doorbell(core, port) {
+                // The monitor refused the core: the monitor's choice takes these bits too.
+                any |= bits;
+            }
         }
-        if any || refused || count == 0 {
-            let port = (0..self.table.len()).find(|i| pending & 1 << i != 0).unwrap_or(0);
+        if any != 0 {
+            self.post(PENDING_ANY, any);
+            let port = (0..self.table.len()).find(|i| any & 1 << i != 0).unwrap_or(0);
             services.ring_doorbell(ANY_CORE, port as u16);
+        }
+    }
+
+    /// ORs `bits` into pending word `word` (a core's, or [`PENDING_ANY`]).
+    fn post(&self, word: usize, bits: u64) {
+        if let Ok(word) = self.ctrl.atomic_u64(PENDING_OFFSET + 8 * word) {
+            word.fetch_or(bits, Ordering::Release);
         }
     }
 

@@ -564,14 +564,16 @@ fn every_ring_has_pages_of_its_own() {
 /// choice.
 #[test]
 fn doorbells_are_aimed_at_the_readers_core() {
-    use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL, PENDING_OFFSET, READER_CORE_OFFSET};
+    use tzmk_interface::driver::{ANY_CORE, PENDING_ANY, PENDING_CONTROL, PENDING_OFFSET, READER_CORE_OFFSET};
     let (shared, tz) = local();
-    let pending = |shared: &Shared| {
-        let mut word = [0u8; 8];
-        shared.harness().peek(Area::Ctrl, PENDING_OFFSET, &mut word);
-        shared.scribble(Area::Ctrl, PENDING_OFFSET, &[0; 8]);
-        u64::from_ne_bytes(word)
+    // Pending word `word` (a core's, or the any word), taken as the driver's handler takes it.
+    let take = |shared: &Shared, word: usize| {
+        let mut bytes = [0u8; 8];
+        shared.harness().peek(Area::Ctrl, PENDING_OFFSET + 8 * word, &mut bytes);
+        shared.scribble(Area::Ctrl, PENDING_OFFSET + 8 * word, &[0; 8]);
+        u64::from_ne_bytes(bytes)
     };
+    let pending = |shared: &Shared| take(shared, PENDING_ANY);
     let rung = |shared: &Shared| std::mem::take(&mut shared.harness().services.rung);
     let mut echo = tz.open("echo").unwrap();
     assert_eq!(pending(&shared) & PENDING_CONTROL, PENDING_CONTROL, "the open's reply");
@@ -581,7 +583,8 @@ fn doorbells_are_aimed_at_the_readers_core() {
     echo.write(b"to core 2").unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(echo.read(&mut buf).unwrap(), 9);
-    assert_eq!(pending(&shared), 1, "only echo's bit");
+    assert_eq!(take(&shared, 2), 1, "only echo's bit, in core 2's word");
+    assert_eq!(pending(&shared), 0, "nothing for the monitor's choice");
     assert_eq!(rung(&shared), [(2, 0)]);
     // A core the monitor refuses: the monitor's choice instead, never silence.
     shared.harness().services.refused_core = Some(2);
@@ -590,4 +593,5 @@ fn doorbells_are_aimed_at_the_readers_core() {
     echo.write(b"again").unwrap();
     assert_eq!(echo.read(&mut buf).unwrap(), 5);
     assert_eq!(rung(&shared), [(2, 0), (ANY_CORE, 0)]);
+    assert_eq!(pending(&shared) & 1, 1, "a refused core's bits go to the any word");
 }

@@ -106,8 +106,10 @@ struct tzmk_port {
 	wait_queue_head_t wait;
 	/* Doorbells that woke this port: a waiter sleeps until it changes. */
 	atomic_t events;
-	/* Per CPU: doorbells handled on that CPU that woke this port. */
+	/* Per CPU: doorbells aimed at that CPU's core that woke this port there. */
 	unsigned long __percpu *doorbells;
+	/* Per CPU: doorbells that woke this port there, aimed at another core or at none. */
+	unsigned long __percpu *doorbells_other;
 
 	/* Bit 0: the port is open (exclusive). */
 	unsigned long busy;
@@ -554,23 +556,27 @@ out:
 
 /* ---- Notification ---------------------------------------------------------------------------- */
 
-static irqreturn_t tzmk_doorbell(int irq, void *data)
+/* Pending word `index` of port_ctrl (a core's, or TZMK_PENDING_ANY), taken: swapped with 0. */
+static u64 tzmk_take_pending(struct tzmk_device *tz, unsigned int index)
 {
-	struct tzmk_device *tz = data;
-	u64 *word = tzmk_word64(tz->region[TZMK_CTRL].base, TZMK_PENDING_OFFSET);
-	u64 pending = xchg(word, 0);
+	return xchg(tzmk_word64(tz->region[TZMK_CTRL].base, TZMK_PENDING_OFFSET + 8 * index), 0);
+}
+
+/*
+ * Wakes the waiters of the ports in `pending`; counts each on this CPU in `doorbells` (aimed
+ * here) or `doorbells_other` (aimed at another core, or at none).
+ */
+static void tzmk_wake(struct tzmk_device *tz, u64 pending, bool aimed_here)
+{
 	unsigned int i;
 
-	/* Nothing pending: a secure side that sets no bits, or a spurious doorbell: wake everyone. */
-	if (!pending)
-		pending = ~0ULL;
 	for (i = 0; i < READ_ONCE(tz->count); i++) {
 		struct tzmk_port *port = &tz->ports[i];
 
 		if (!(pending & BIT_ULL(i)))
 			continue;
-		if (test_bit(0, &port->busy))
-			this_cpu_inc(*port->doorbells);
+		if (pending != ~0ULL && test_bit(0, &port->busy))
+			this_cpu_inc(*(aimed_here ? port->doorbells : port->doorbells_other));
 		atomic_inc(&port->events);
 		wake_up_interruptible(&port->wait);
 	}
@@ -578,6 +584,33 @@ static irqreturn_t tzmk_doorbell(int irq, void *data)
 		atomic_inc(&tz->control_events);
 		wake_up(&tz->control_wait);
 	}
+}
+
+/*
+ * The doorbell. comm-pd puts each port's bit in the pending word of the core it aimed the
+ * doorbell at (the port's reader_core), the rest in the any word. This CPU's own word first: the
+ * ports whose reader waits here (counted in `doorbells`); then the any word and the other cores'
+ * words: the one doorbell SPI is retargeted for every notification, so a doorbell raised for
+ * another core may arrive here instead (counted in `doorbells_other`), and must not be lost.
+ */
+static irqreturn_t tzmk_doorbell(int irq, void *data)
+{
+	struct tzmk_device *tz = data;
+	unsigned int core = MPIDR_AFFINITY_LEVEL(read_cpuid_mpidr(), 0);
+	unsigned int index;
+	u64 mine = 0, others = 0;
+
+	if (core < TZMK_PENDING_CORES)
+		mine = tzmk_take_pending(tz, core);
+	for (index = 0; index <= TZMK_PENDING_ANY; index++) {
+		if (index != core)
+			others |= tzmk_take_pending(tz, index);
+	}
+	/* Nothing pending: a spurious doorbell, or a secure side that sets no bits: wake everyone. */
+	if (!mine && !others)
+		others = ~0ULL;
+	tzmk_wake(tz, mine, true);
+	tzmk_wake(tz, others == ~0ULL ? others : others & ~mine, false);
 	return IRQ_HANDLED;
 }
 
@@ -1015,68 +1048,54 @@ TZMK_PORT_ATTR(rx_capacity, "%u", port->rx_capacity);
 TZMK_PORT_ATTR(tx_capacity, "%u", port->tx_capacity);
 TZMK_PORT_ATTR(max_message, "%u", min(tzmk_max_message(port->rx_capacity), tzmk_max_message(port->tx_capacity)));
 
-static ssize_t state_show(struct device *device, struct device_attribute *attr, char *buf)
-{
-	struct tzmk_port *port = dev_get_drvdata(device);
-	struct tzmk_port_entry entry;
+/* An attribute read live from the port's directory entry. */
+#define TZMK_ENTRY_ATTR(field, format, value)                                                       \
+	static ssize_t field##_show(struct device *device, struct device_attribute *attr, char *buf) \
+	{                                                                                            \
+		struct tzmk_port *port = dev_get_drvdata(device);                                    \
+		struct tzmk_port_entry entry;                                                        \
+                                                                                                     \
+		if (tzmk_entry_now(port, &entry))                                                    \
+			return -EAGAIN;                                                              \
+		return sysfs_emit(buf, format "\n", value);                                          \
+	}                                                                                            \
+	static DEVICE_ATTR_RO(field)
 
-	if (tzmk_entry_now(port, &entry))
-		return -EAGAIN;
-	return sysfs_emit(buf, "%s\n", tzmk_state_name(entry.state));
-}
-static DEVICE_ATTR_RO(state);
-
-static ssize_t session_show(struct device *device, struct device_attribute *attr, char *buf)
-{
-	struct tzmk_port *port = dev_get_drvdata(device);
-	struct tzmk_port_entry entry;
-
-	if (tzmk_entry_now(port, &entry))
-		return -EAGAIN;
-	return sysfs_emit(buf, "%u\n", entry.session);
-}
-static DEVICE_ATTR_RO(session);
-
-static ssize_t faults_show(struct device *device, struct device_attribute *attr, char *buf)
-{
-	struct tzmk_port *port = dev_get_drvdata(device);
-	struct tzmk_port_entry entry;
-
-	if (tzmk_entry_now(port, &entry))
-		return -EAGAIN;
-	return sysfs_emit(buf, "%u\n", entry.faults);
-}
-static DEVICE_ATTR_RO(faults);
-
+TZMK_ENTRY_ATTR(state, "%s", tzmk_state_name(entry.state));
+TZMK_ENTRY_ATTR(session, "%u", entry.session);
+TZMK_ENTRY_ATTR(faults, "%u", entry.faults);
 /* The last fault's code (ring << 8 | misbehaviour, tzmk-interface PortFault; 0: none). */
-static ssize_t last_fault_show(struct device *device, struct device_attribute *attr, char *buf)
-{
-	struct tzmk_port *port = dev_get_drvdata(device);
-	struct tzmk_port_entry entry;
+TZMK_ENTRY_ATTR(last_fault, "%#x", entry.last_fault);
 
-	if (tzmk_entry_now(port, &entry))
-		return -EAGAIN;
-	return sysfs_emit(buf, "%#x\n", entry.last_fault);
-}
-static DEVICE_ATTR_RO(last_fault);
-
-static ssize_t doorbells_show(struct device *device, struct device_attribute *attr, char *buf)
+/* A per-CPU counter as `cpu0 N cpu1 N ...`. */
+static ssize_t tzmk_emit_per_cpu(char *buf, unsigned long __percpu *counter)
 {
-	struct tzmk_port *port = dev_get_drvdata(device);
 	unsigned int cpu;
 	int used = 0;
 
 	for_each_possible_cpu(cpu)
-		used += sysfs_emit_at(buf, used, "%scpu%u %lu", used ? " " : "", cpu, *per_cpu_ptr(port->doorbells, cpu));
+		used += sysfs_emit_at(buf, used, "%scpu%u %lu", used ? " " : "", cpu, *per_cpu_ptr(counter, cpu));
 	used += sysfs_emit_at(buf, used, "\n");
 	return used;
 }
+
+static ssize_t doorbells_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	return tzmk_emit_per_cpu(buf, ((struct tzmk_port *)dev_get_drvdata(device))->doorbells);
+}
 static DEVICE_ATTR_RO(doorbells);
+
+static ssize_t doorbells_other_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	return tzmk_emit_per_cpu(buf, ((struct tzmk_port *)dev_get_drvdata(device))->doorbells_other);
+}
+static DEVICE_ATTR_RO(doorbells_other);
 
 static struct attribute *tzmk_port_attrs[] = {
 	&dev_attr_id.attr,	    &dev_attr_name.attr,	&dev_attr_service.attr,	    &dev_attr_state.attr,
 	&dev_attr_session.attr,	    &dev_attr_rx_capacity.attr, &dev_attr_tx_capacity.attr, &dev_attr_max_message.attr,
-	&dev_attr_doorbells.attr,   &dev_attr_faults.attr,	&dev_attr_last_fault.attr,  NULL,
+	&dev_attr_doorbells.attr,   &dev_attr_doorbells_other.attr, &dev_attr_faults.attr, &dev_attr_last_fault.attr,
+	NULL,
 };
 ATTRIBUTE_GROUPS(tzmk_port);
 
@@ -1304,6 +1323,7 @@ static void tzmk_remove_ports(struct tzmk_device *tz)
 		if (port->cdev.ops)
 			cdev_del(&port->cdev);
 		free_percpu(port->doorbells);
+		free_percpu(port->doorbells_other);
 	}
 	if (tz->minors)
 		unregister_chrdev_region(tz->devt, tz->minors);
@@ -1339,9 +1359,10 @@ static int tzmk_add_ports(struct tzmk_device *tz, const struct tzmk_directory *d
 		mutex_init(&port->tx_lock);
 		tzmk_set_reader_core(port, false);
 		port->doorbells = alloc_percpu(unsigned long);
-		if (!port->doorbells) {
-			/* tzmk_remove_ports frees those allocated so far. */
-			WRITE_ONCE(tz->count, i);
+		port->doorbells_other = alloc_percpu(unsigned long);
+		if (!port->doorbells || !port->doorbells_other) {
+			/* tzmk_remove_ports frees those allocated so far, this port's included. */
+			WRITE_ONCE(tz->count, i + 1);
 			return -ENOMEM;
 		}
 	}

@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::mman::{mmap, MapFlags, ProtFlags};
 use tzmk_interface::driver::{Call, PortInfo as DriverPortInfo, IOC_CALL, IOC_KICK, IOC_PORT_INFO, IOC_STATUS};
 use tzmk_interface::port::{PortFault, PortState, PortStatus, Service, MAX_CONTROL_PAYLOAD, NAME_LEN};
@@ -264,13 +264,7 @@ impl Transport for DriverTransport {
             Interest::Writable => PollFlags::POLLOUT,
             Interest::Any => PollFlags::POLLIN | PollFlags::POLLOUT,
         };
-        let mut fds = [PollFd::new(self.file.as_fd(), events)];
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
-            Ok(n) => Ok(n > 0),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        crate::poll_fd(self.file.as_fd(), events, timeout)
     }
 
     fn doorbell(&self) -> BorrowedFd<'_> {

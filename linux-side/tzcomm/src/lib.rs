@@ -815,6 +815,19 @@ impl AsFd for Port {
     }
 }
 
+/// Waits until `fd` has one of `events`, or `timeout` passes: `Ok(false)` then, or when a
+/// signal interrupted the wait (the caller re-checks and waits again).
+pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: nix::poll::PollFlags, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollTimeout};
+    let mut fds = [PollFd::new(fd, events)];
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn word(mapping: Mapping, offset: usize) -> &'static AtomicU64 {
     assert!(offset + 8 <= mapping.size && (mapping.base.as_ptr() as usize + offset).is_multiple_of(8));
     // SAFETY: inside the mapping and 8-aligned (asserted); the backend keeps the mapping for the

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::mman::{mmap, MapFlags, ProtFlags};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
@@ -157,13 +157,7 @@ impl Transport for Attachment {
     }
 
     fn wait(&self, timeout: Duration, _interest: crate::Interest) -> io::Result<bool> {
-        let mut fds = [PollFd::new(self.doorbell.as_fd(), PollFlags::POLLIN)];
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
-            Ok(n) => Ok(n > 0),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        crate::poll_fd(self.doorbell.as_fd(), PollFlags::POLLIN, timeout)
     }
 
     fn doorbell(&self) -> BorrowedFd<'_> {

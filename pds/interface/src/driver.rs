@@ -79,18 +79,26 @@ pub const TX_MMAP_OFFSET: u64 = 1 << 32;
 
 /// Where in `port_ctrl` the words below are.
 pub const NOTIFY_OFFSET: usize = 0xc00;
-/// `pending`: a u64 that comm-pd ORs a bit into, `1 << index` (the port's index in the directory),
-/// before it rings the doorbell for that port, and [`PENDING_CONTROL`] for a control reply; the
-/// driver's interrupt handler swaps it with 0 and wakes the waiters of those ports only (OP-TEE's
-/// asynchronous notification value plays this part).
+/// `pending[PENDING_CORES + 1]`: u64 words that comm-pd ORs bits into before it rings the
+/// doorbell, `1 << index` (the port's index in the directory) and [`PENDING_CONTROL`] for a
+/// control reply. Word `c` holds what comm-pd aimed at core `c` (the monitor's core numbering,
+/// MPIDR affinity 0); the last word, [`PENDING_ANY`], what it left to the monitor's choice. The
+/// driver's interrupt handler swaps its own core's word with 0 and wakes only those ports'
+/// waiters (OP-TEE's asynchronous notification value plays this part), then the any word, then
+/// the other cores' words: the one doorbell interrupt is retargeted for each notification, and a
+/// doorbell raised for one core may be taken by another.
 pub const PENDING_OFFSET: usize = NOTIFY_OFFSET;
+/// Cores with a pending word of their own.
+pub const PENDING_CORES: usize = 8;
+/// The index of the any-core pending word.
+pub const PENDING_ANY: usize = PENDING_CORES;
 /// The pending bit of a control reply (the mailbox).
 pub const PENDING_CONTROL: u64 = 1 << 63;
 /// `reader_core[MAX_PORTS]`: u32s the driver writes, the core (MPIDR affinity 0, the monitor's
 /// numbering) where each port's reader waits, [`ANY_CORE`] when none does. comm-pd passes it to
 /// `notify_normal`; it is an allegation of the normal world, and the monitor refuses a core that
 /// is not a running Linux core (comm-pd then rings the monitor's choice).
-pub const READER_CORE_OFFSET: usize = NOTIFY_OFFSET + 0x40;
+pub const READER_CORE_OFFSET: usize = NOTIFY_OFFSET + 0x80;
 /// The reader core of a port nobody waits on.
 pub const ANY_CORE: u32 = u32::MAX;
 /// The end of the notification words: `port_ctrl` must be at least this big.
@@ -114,5 +122,6 @@ mod tests {
     fn notification_words_fit_after_the_mailbox() {
         const { assert!(NOTIFY_OFFSET >= crate::port::REPLY_OFFSET + crate::port::SLOT_SIZE) };
         const { assert!(NOTIFY_END <= 0x1000) };
+        const { assert!(PENDING_OFFSET + 8 * (PENDING_CORES + 1) <= READER_CORE_OFFSET) };
     }
 }

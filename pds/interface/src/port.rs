@@ -370,7 +370,7 @@ mod tests {
         assert!(directory_end <= REQUEST_OFFSET, "{directory_end:#x}");
         assert_eq!(core::mem::size_of::<PortEntry>(), 64);
         assert!(crate::status::STATUS_OFFSET + core::mem::size_of::<crate::status::StatusPage>() <= 0x100);
-        assert_eq!(PORT_CTRL_SIZE, 0xc80);
+        assert_eq!(PORT_CTRL_SIZE, 0xcc0);
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub fn header() -> String {
         ("TZMK_PORT_CTRL_SIZE", port::PORT_CTRL_SIZE),
         ("TZMK_PENDING_OFFSET", driver::PENDING_OFFSET),
         ("TZMK_READER_CORE_OFFSET", driver::READER_CORE_OFFSET),
+        ("TZMK_PENDING_CORES", driver::PENDING_CORES),
+        ("TZMK_PENDING_ANY", driver::PENDING_ANY),
         ("TZMK_MAX_PORTS", port::MAX_PORTS),
         ("TZMK_NAME_LEN", port::NAME_LEN),
     ] {
