@@ -76,7 +76,7 @@ setup:
 	    fi; \
 	fi
 
-test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu
+test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu run-test
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -299,13 +299,14 @@ linux-driver: linux-setup linux-kernel
 
 linux-init: linux-setup
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
-	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init
+	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init --bin tzmk-hostile
 
 # newc archive of /init and /tzmk_probe.ko (stripped), owned by root. No device nodes: the kernel's
 # built-in initramfs provides /dev/console, and /init mounts devtmpfs.
 linux-initramfs: linux-module linux-driver linux-init linux-tzctl
 	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs/bin
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzctl $(LINUX_TZCTL)
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzmk-hostile $(dir $(LINUX_INIT))tzmk-hostile
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/init $(LINUX_INIT)
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk_probe.ko $(LINUX_DIR)/module/tzmk_probe.ko
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk.ko $(LINUX_DRIVER_DIR)/tzmk.ko

@@ -233,6 +233,8 @@ pub fn check_driver_test(output: &str, success: bool) -> Result<(), String> {
 
 /// tzctl in the initramfs (static musl, built by build.mk's linux-tzctl).
 pub const TZCTL_PATH: &str = "/bin/tzctl";
+/// The hostile process (src/bin/hostile.rs).
+pub const HOSTILE_PATH: &str = "/bin/tzmk-hostile";
 /// Round trips of each concurrent echo.
 pub const ECHO_COUNT: u64 = 10_000;
 /// The concurrent echoes: port, message size (at most the port's largest message: echo-small

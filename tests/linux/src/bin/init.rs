@@ -18,7 +18,7 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 use tzmk_linux_guest::{
     check_cpus_online, check_doorbells, check_driver_test, check_echo_report, check_hotplug_offline, check_port_list,
     counter_delta, kmsg_message, Expect, Probe, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD, DRIVER_PATH,
-    ECHOES, ECHO_COUNT, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
+    ECHOES, ECHO_COUNT, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
 };
 
 /// Where build.mk's linux-initramfs puts the module.
@@ -210,6 +210,18 @@ fn check_tzctl() -> Result<(), String> {
         .iter()
         .map(|(port, _, _)| Ok((doorbells(port, "doorbells")?, doorbells(port, "doorbells_other")?)))
         .collect::<Result<_, String>>()?;
+    // Hostile processes beside the honest ones: one scribbling over sink's mapped rings, one
+    // throwing bad calls at the attestation port.
+    let rings = std::process::Command::new(HOSTILE_PATH)
+        .args(["rings", "sink", "15000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("{HOSTILE_PATH} rings: {error}"))?;
+    let calls = std::process::Command::new(HOSTILE_PATH)
+        .args(["calls", "attestation"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("{HOSTILE_PATH} calls: {error}"))?;
     let echoes = ECHOES.map(|(port, size, cpu)| {
         let count = ECHO_COUNT.to_string();
         let size = size.to_string();
@@ -228,6 +240,39 @@ fn check_tzctl() -> Result<(), String> {
         say(&format!("doorbells of {port} during its echo (reader on cpu {cpu}): aimed here {aimed}; other {other}"));
         check_doorbells(&aimed, cpu).map_err(|reason| format!("port {port}: {reason}"))?;
     }
+    for (child, what) in [(rings, "rings"), (calls, "calls")] {
+        let output = child.wait_with_output().map_err(|error| format!("tzmk-hostile {what}: {error}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        for line in text.lines() {
+            say(line);
+        }
+        if !output.status.success() {
+            return Err(format!("tzmk-hostile {what}: {}", text.lines().last().unwrap_or("no output")));
+        }
+    }
+    let faults = read_trimmed("/sys/class/tzmk/tzmk!sink/faults")?;
+    say(&format!("sink reset by the secure side {faults} times while the echoes ran"));
+    if faults == "0" {
+        return Err("the hostile scribbles over sink's rings never made the secure side reset it".into());
+    }
+    let unprivileged = finished(
+        std::process::Command::new(HOSTILE_PATH)
+            .args(["unprivileged", "echo"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("{HOSTILE_PATH} unprivileged: {error}"))?,
+        "tzmk-hostile unprivileged",
+    )?;
+    say(unprivileged.trim());
+    let broken: Vec<String> = kernel_log()?
+        .into_iter()
+        .filter(|line| ["Oops", "WARNING:", "BUG:", "Call trace", "Internal error"].iter().any(|w| line.contains(w)))
+        .collect();
+    if !broken.is_empty() {
+        return Err(format!("the kernel log has {broken:?}"));
+    }
+    say("kernel log: no oops, WARN or BUG");
     let interrupts = read_trimmed("/proc/interrupts")?;
     if let Some(line) = interrupts.lines().find(|l| l.contains("tzmk")) {
         say(&format!("/proc/interrupts: {}", line.split_whitespace().collect::<Vec<_>>().join(" ")));
