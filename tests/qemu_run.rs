@@ -47,8 +47,11 @@ impl Console {
 #[ignore = "needs the images of make run: run `make -f build.mk run-test`"]
 fn a_user_boots_to_a_shell_runs_tzctl_and_quits() {
     let command = std::env::var("TZMK_RUN").expect("TZMK_RUN names the command that boots the system");
+    use std::os::unix::process::CommandExt;
+    // A process group of its own: make, cargo and QEMU under it all end with it.
     let mut child = Command::new("sh")
         .args(["-c", &command])
+        .process_group(0)
         .current_dir(tzmk_tests::workspace_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -100,12 +103,20 @@ fn a_user_boots_to_a_shell_runs_tzctl_and_quits() {
             break Some(status);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            kill_group(child.id());
+            let _ = child.wait();
             break None;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Whatever happened, nothing of the run outlives the test (an orphaned QEMU would run on).
+    kill_group(child.id());
     println!("---- console ----\n{}\n---- end ----", console.text);
     result.unwrap();
     assert!(status.is_some_and(|s| s.success()), "QEMU did not exit by itself after poweroff: {status:?}");
+}
+
+/// SIGKILL to the process group led by `leader`.
+fn kill_group(leader: u32) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{leader}")]).status();
 }

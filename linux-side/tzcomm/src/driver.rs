@@ -226,6 +226,12 @@ impl PortFile {
         Ok(base.cast())
     }
 
+    /// One whole message through the driver's `write` (its own producer path, not the mapping).
+    pub fn write_message(&self, message: &[u8]) -> io::Result<usize> {
+        use std::io::Write;
+        (&*self.file).write(message)
+    }
+
     /// The port's notification: kick by ioctl, the doorbell by poll.
     pub fn transport(&self) -> Box<dyn Transport> {
         Box::new(DriverTransport { file: self.file.clone() })

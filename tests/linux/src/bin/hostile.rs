@@ -58,15 +58,27 @@ fn rings(port: &str, millis: u64) {
             fail(format!("a second open of {port} succeeded"));
         }
         let transport = file.transport();
+        // Its own writes must never wait on a ring it has broken: non-blocking.
+        let fd = transport.doorbell().as_raw_fd();
+        // SAFETY: F_SETFL on our own open file.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
         while Instant::now() < deadline {
+            // Half the lies at the ring headers' words (indices and flags: what the secure side
+            // reads first), half over the first records of either ring.
             let (base, size) =
                 if random.next().is_multiple_of(2) { (rx, info.rx_mmap_size) } else { (tx, info.tx_mmap_size) };
-            let at = (random.next() % (size / 4)) as usize * 4;
+            let at = if random.next().is_multiple_of(2) {
+                [0usize, 64, 128, 132][(random.next() % 4) as usize]
+            } else {
+                (random.next() % (size.min(8192) / 4)) as usize * 4
+            };
             // SAFETY: `at` is inside the shared mapping of one of this port's rings (size bytes,
             // mapped for the process's life); the secure side treats these bytes as hostile,
             // which is the point.
             unsafe { base.as_ptr().add(at).cast::<u32>().write_volatile(random.next() as u32) };
             scribbles += 1;
+            // Some traffic of its own, so that the secure side reads records as well as indices.
+            let _ = file.write_message(&[0xa5; 200]);
             let _ = transport.kick(info.id);
             if file.info().is_ok_and(|now| now.state != tzcomm::PortState::Open as u8) {
                 // The secure side reset it: take a new session (the old file closes on drop).
