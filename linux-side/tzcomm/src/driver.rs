@@ -203,16 +203,16 @@ impl PortFile {
         Ok(call.data[..length].to_vec())
     }
 
-    /// Maps `size` bytes of the port file at `offset` (one of the rings).
-    pub fn map(&self, offset: u64, size: u64) -> Result<NonNull<u8>> {
+    /// Maps `size` bytes of the port file at `offset` (one of the rings), until the
+    /// [`RingMapping`] drops. (The driver keeps the port open while a mapping of it exists.)
+    pub fn map(&self, offset: u64, size: u64) -> Result<RingMapping> {
         let length = usize::try_from(size).ok().and_then(NonZeroUsize::new).ok_or_else(|| {
             Error::SecureMisbehaviour(format!("port '{}': a ring mapping of {size} bytes", self.name))
         })?;
         let offset = i64::try_from(offset)
             .map_err(|_| Error::SecureMisbehaviour(format!("port '{}': mmap offset {offset:#x}", self.name)))?;
-        // SAFETY: a fresh shared mapping of the port's ring at an address the kernel chooses; it
-        // is never unmapped while this process may use it (the Port keeps the file, and mappings
-        // of a process live until it exits, like the simulator's).
+        // SAFETY: a fresh shared mapping of the port's ring at an address the kernel chooses,
+        // owned by the RingMapping returned (unmapped when it drops).
         let base = unsafe {
             mmap(
                 None,
@@ -223,7 +223,7 @@ impl PortFile {
                 offset,
             )
         }?;
-        Ok(base.cast())
+        Ok(RingMapping { base: base.cast(), length })
     }
 
     /// One whole message through the driver's `write` (its own producer path, not the mapping).
@@ -235,6 +235,41 @@ impl PortFile {
     /// The port's notification: kick by ioctl, the doorbell by poll.
     pub fn transport(&self) -> Box<dyn Transport> {
         Box::new(DriverTransport { file: self.file.clone() })
+    }
+}
+
+/// A ring of a port file, mapped into this process; unmapped on drop.
+#[derive(Debug)]
+pub struct RingMapping {
+    base: NonNull<u8>,
+    length: NonZeroUsize,
+}
+
+// SAFETY: the mapping is shared memory accessed through the ring protocol; the pointer is an
+// address, not a borrow, and the owner unmaps it once.
+unsafe impl Send for RingMapping {}
+// SAFETY: as above.
+unsafe impl Sync for RingMapping {}
+
+impl RingMapping {
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    pub fn len(&self) -> usize {
+        self.length.get()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for RingMapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `PortFile::map` with this length; whoever used the ring through this
+        // mapping (a Port's producer and consumer) is gone before the Port drops its mappings.
+        let _ = unsafe { nix::sys::mman::munmap(self.base.cast(), self.length.get()) };
     }
 }
 

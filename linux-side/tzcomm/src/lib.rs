@@ -216,7 +216,12 @@ type SharedLink<'a> = (&'a Arc<dyn Backend>, &'a Arc<dyn Transport>);
 #[derive(Debug)]
 enum PortLink {
     Shared,
-    Driver(driver::PortFile),
+    /// The port file and its two rings' mappings (rx, tx), unmapped when the Port drops: then
+    /// the driver's release closes the port.
+    Driver {
+        file: driver::PortFile,
+        _mappings: [driver::RingMapping; 2],
+    },
 }
 
 fn unsupported(what: &str) -> Error {
@@ -471,19 +476,20 @@ impl Tz {
         if !fits(info.rx_mmap_size, rx_layout) || !fits(info.tx_mmap_size, tx_layout) {
             return Err(Error::SecureMisbehaviour(format!("port '{name}': a ring mapping smaller than its ring")));
         }
-        let rx_base = file.map(info.rx_mmap_offset, info.rx_mmap_size)?;
-        let tx_base = file.map(info.tx_mmap_offset, info.tx_mmap_size)?;
+        let rx_mapping = file.map(info.rx_mmap_offset, info.rx_mmap_size)?;
+        let tx_mapping = file.map(info.tx_mmap_offset, info.tx_mmap_size)?;
+        let (rx_base, tx_base) = (rx_mapping.base(), tx_mapping.base());
         let broken = |e| Error::SecureMisbehaviour(format!("port '{name}': {e}"));
         // SAFETY: both rings are shared mappings of this port's file, at least a ring long
-        // (checked), that stay mapped for the process's life; this process produces into rx and
-        // consumes tx only through this Port.
+        // (checked), that the Port keeps until it drops (the producer and consumer with it); this
+        // process produces into rx and consumes tx only through this Port.
         let producer = unsafe { Producer::attach(rx_base, info.rx_mmap_size as usize, rx_layout) }.map_err(broken)?;
         // SAFETY: as above.
         let consumer = unsafe { Consumer::attach(tx_base, info.tx_mmap_size as usize, tx_layout) }.map_err(broken)?;
         Ok(Port {
             tz: self.clone(),
             transport: file.transport(),
-            link: PortLink::Driver(file),
+            link: PortLink::Driver { file, _mappings: [rx_mapping, tx_mapping] },
             closed: false,
             id: info.id,
             name,
@@ -576,7 +582,7 @@ impl Port {
 
     /// Is the port still this session's? A reset or a reopen by someone else ends it.
     fn check(&self) -> Result<()> {
-        if let PortLink::Driver(file) = &self.link {
+        if let PortLink::Driver { file, .. } = &self.link {
             let info = file.info()?;
             return match PortState::from_u8(info.state) {
                 Some(PortState::Open) if info.session == self.session => Ok(()),
@@ -748,7 +754,7 @@ impl Port {
                 return Ok(());
             }
             self.check()?;
-            if matches!(self.link, PortLink::Driver(_)) {
+            if matches!(self.link, PortLink::Driver { .. }) {
                 // The driver's poll says when a largest message fits, not when the ring is
                 // empty: look again shortly instead.
                 std::thread::sleep(Duration::from_micros(200));
@@ -763,7 +769,7 @@ impl Port {
 
     /// An ioctl-style call to the port's service: `command` with `input`, its output returned.
     pub fn call(&self, command: u32, input: &[u8]) -> Result<Vec<u8>> {
-        if let PortLink::Driver(file) = &self.link {
+        if let PortLink::Driver { file, .. } = &self.link {
             return file.call(command, input);
         }
         let (_, output) = self.tz.control(Operation::Call, self.id.into(), command, input)?;
@@ -772,7 +778,7 @@ impl Port {
 
     /// This port's counters in the secure world.
     pub fn status(&self) -> Result<PortStatus> {
-        if let PortLink::Driver(file) = &self.link {
+        if let PortLink::Driver { file, .. } = &self.link {
             return file.status();
         }
         let (_, payload) = self.tz.control(Operation::Status, self.id.into(), 0, &[])?;
@@ -790,7 +796,7 @@ impl Port {
         self.closed = true;
         match self.link {
             // Closing the file (when `self` drops) is the driver's close.
-            PortLink::Driver(_) => Ok(()),
+            PortLink::Driver { .. } => Ok(()),
             PortLink::Shared => self.tz.close_session(self.id, self.session),
         }
     }

@@ -51,8 +51,12 @@ fn rings(port: &str, millis: u64) {
             Err(e) => fail(format!("open {port}: {e}")),
         };
         let info = file.info().unwrap_or_else(|e| fail(format!("port info: {e}")));
-        let rx = file.map(info.rx_mmap_offset, info.rx_mmap_size).unwrap_or_else(|e| fail(format!("mmap rx: {e}")));
-        let tx = file.map(info.tx_mmap_offset, info.tx_mmap_size).unwrap_or_else(|e| fail(format!("mmap tx: {e}")));
+        // Dropped with the session: the driver keeps a port open while a mapping of it exists.
+        let rx_ring =
+            file.map(info.rx_mmap_offset, info.rx_mmap_size).unwrap_or_else(|e| fail(format!("mmap rx: {e}")));
+        let tx_ring =
+            file.map(info.tx_mmap_offset, info.tx_mmap_size).unwrap_or_else(|e| fail(format!("mmap tx: {e}")));
+        let (rx, tx) = (rx_ring.base(), tx_ring.base());
         // A second open of the same port must be refused while this one holds it.
         if OpenOptions::new().read(true).write(true).open(device(port)).is_ok() {
             fail(format!("a second open of {port} succeeded"));
