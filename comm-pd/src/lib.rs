@@ -42,7 +42,7 @@ pub use config::PORTS;
 /// the secure core (of comm-pd's 500 us budget; rt-task preempts it as always).
 pub const SPIN_MICROS: u64 = 50;
 /// How often a reader retries a sequence-locked block the writer keeps changing.
-const SNAPSHOT_TRIES: usize = 8;
+const SNAPSHOT_TRIES: usize = 64;
 
 /// Reads rt-task's statistics block; `None` when it is not (yet) valid.
 pub fn read_rt_stats(region: &MemoryRegion) -> Option<RtStats> {
@@ -77,6 +77,9 @@ pub struct SecureServices {
     attestation: Channel,
     rt: Channel,
     rt_shared: MemoryRegion,
+    /// The last statistics read whole: answered when rt-task keeps rewriting the block for as
+    /// long as a snapshot tries (it preempts comm-pd, so a read can straddle its updates).
+    rt_last: Option<RtStats>,
 }
 
 impl SecureServices {
@@ -156,7 +159,10 @@ impl Services for SecureServices {
                 put(output, reply.words[0].as_bytes())
             }
             (Service::RealTime, command::RT_STATS) => {
-                let stats = read_rt_stats(&self.rt_shared).ok_or(ControlError::ServiceUnavailable)?;
+                if let Some(stats) = read_rt_stats(&self.rt_shared) {
+                    self.rt_last = Some(stats);
+                }
+                let stats = self.rt_last.ok_or(ControlError::ServiceUnavailable)?;
                 put(output, stats.as_bytes())
             }
             (Service::RealTime, command::RT_REFRESH) => {
@@ -206,7 +212,7 @@ pub fn init() -> CommPd {
     if let Err(e) = unsafe { ports.attach_feed(rt_events, Service::RealTime) } {
         log::warn!("rt_events: {e}; rt-task's events will not reach the rt port");
     }
-    let services = SecureServices { attestation, rt, rt_shared };
+    let services = SecureServices { attestation, rt, rt_shared, rt_last: None };
     let version = services.attestation_call(OP_VERSION);
     let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };

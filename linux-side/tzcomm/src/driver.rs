@@ -278,6 +278,10 @@ impl Drop for RingMapping {
 fn control_error(e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(nix::libc::ETIMEDOUT) => Error::Timeout,
+        // The driver's errnos for the secure world's refusals (linux-side/driver/README.md).
+        Some(nix::libc::EAGAIN) => Error::Control(tzmk_interface::port::ControlError::ServiceUnavailable),
+        Some(nix::libc::EOPNOTSUPP) => Error::Control(tzmk_interface::port::ControlError::UnknownCommand),
+        Some(nix::libc::EINVAL) => Error::Control(tzmk_interface::port::ControlError::BadArgument),
         Some(nix::libc::EPIPE) => Error::Io(io::Error::new(e.kind(), "the port was reset or closed")),
         _ => Error::Io(e),
     }

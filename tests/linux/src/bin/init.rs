@@ -282,6 +282,25 @@ fn check_tzctl() -> Result<(), String> {
     if attest.trim() != "attestation-pd interface v1" {
         return Err(format!("tzctl attest answered {attest:?}"));
     }
+    // The rest of tzctl's commands, unchanged from the simulator.
+    let status = finished(tzctl(&["status"], None)?, "tzctl status")?;
+    say(&format!("tzctl status: {}", status.lines().next().unwrap_or("").trim()));
+    if !status.contains("attestation-pd interface    v1") {
+        return Err(format!("tzctl status: {status:?}"));
+    }
+    let reply = finished(tzctl(&["send", "echo", "hello secure world", "--reply"], None)?, "tzctl send")?;
+    if reply.trim() != "hello secure world" {
+        return Err(format!("tzctl send echo --reply answered {reply:?}"));
+    }
+    let events = finished(tzctl(&["events", "--count", "2"], None)?, "tzctl events")?;
+    if events.lines().count() != 2 || !events.lines().all(|l| l.contains(" at period ")) {
+        return Err(format!("tzctl events: {events:?}"));
+    }
+    let bench = finished(tzctl(&["bench", "sink", "--size", "4096", "--bytes", "4194304"], None)?, "tzctl bench")?;
+    say(&format!("tzctl bench: {}", bench.trim()));
+    if !bench.starts_with("1024 messages of 4096 B to 'sink'") {
+        return Err(format!("tzctl bench: {bench:?}"));
+    }
     let rt = finished(tzctl(&["call", "rt", "stats"], None)?, "tzctl call rt stats")?;
     say(&format!("tzctl call rt stats: {}", rt.trim()));
     if !rt.contains("periods of 1000 us") {
