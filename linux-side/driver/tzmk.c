@@ -54,6 +54,8 @@
 #define TZMK_RECHECK (HZ / 2)
 /* Attempts at a consistent copy of a block under a sequence lock. */
 #define TZMK_SNAPSHOT_TRIES 1000
+/* Rounds of TZMK_SNAPSHOT_TRIES, a short sleep apart, before a directory read gives up (~50 ms). */
+#define TZMK_SNAPSHOT_ROUNDS 100
 /* How long probe waits for the secure world's first directory. */
 #define TZMK_DIRECTORY_WAIT_MS 2000
 
@@ -188,22 +190,38 @@ static int tzmk_snapshot(struct tzmk_device *tz, size_t sequence, size_t offset,
 	return -EAGAIN;
 }
 
-/* The directory's entry of `port` now; 0 or -EAGAIN. */
+/*
+ * The directory's entry of `port` now; 0 or -EAGAIN. Sleeps between rounds of tries (callers are
+ * all in process context): comm-pd republishes the directory whenever a port opens, closes or is
+ * reset, and on QEMU TCG it can be descheduled for milliseconds in the middle of a publication
+ * (rt-task preempts it, or its budget runs out), which a busy loop of a thousand tries does not
+ * outlast: under a storm of resets of one port, every other port's open read as closed.
+ */
 static int tzmk_entry_now(struct tzmk_port *port, struct tzmk_port_entry *entry)
 {
 	size_t offset = TZMK_DIRECTORY_OFFSET + offsetof(struct tzmk_directory, ports) +
 			port->index * sizeof(*entry);
+	int round;
 
-	return tzmk_snapshot(port->tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, offset, entry, sizeof(*entry));
+	for (round = 0; round < TZMK_SNAPSHOT_ROUNDS; round++) {
+		if (!tzmk_snapshot(port->tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, offset, entry, sizeof(*entry)))
+			return 0;
+		usleep_range(200, 500);
+	}
+	return -EAGAIN;
 }
 
-/* 0, or -EPIPE when the directory says the port is no longer this open's (closed, reset, reopened). */
+/*
+ * 0, or -EPIPE when the directory says the port is no longer this open's (closed, reset,
+ * reopened). A directory that cannot be read now says nothing: 0 (the rings' own checks and the
+ * secure side's revocation still catch a reset).
+ */
 static int tzmk_port_check(struct tzmk_port *port)
 {
 	struct tzmk_port_entry entry;
 
 	if (tzmk_entry_now(port, &entry))
-		return -EPIPE;
+		return 0;
 	if (entry.id != port->id || entry.state != TZMK_PORT_OPEN || entry.session != port->session)
 		return -EPIPE;
 	return 0;
@@ -907,14 +925,17 @@ static int tzmk_mmap(struct file *file, struct vm_area_struct *vma)
 	return err;
 }
 
-static void tzmk_port_info(struct tzmk_port *port, struct tzmk_port_info *info)
+/* 0, or -EAGAIN when the directory cannot be read now (never a made-up state). */
+static int tzmk_port_info(struct tzmk_port *port, struct tzmk_port_info *info)
 {
 	struct tzmk_port_entry entry;
 
+	if (tzmk_entry_now(port, &entry))
+		return -EAGAIN;
 	memset(info, 0, sizeof(*info));
 	info->id = port->id;
 	info->service = port->service;
-	info->state = tzmk_entry_now(port, &entry) ? TZMK_PORT_CLOSED : entry.state;
+	info->state = entry.state;
 	info->session = port->session;
 	info->rx_capacity = port->rx_capacity;
 	info->tx_capacity = port->tx_capacity;
@@ -925,6 +946,7 @@ static void tzmk_port_info(struct tzmk_port *port, struct tzmk_port_info *info)
 	info->tx_mmap_offset = TZMK_TX_MMAP_OFFSET;
 	info->tx_mmap_size = port->tx_map_size;
 	memcpy(info->name, port->name, sizeof(info->name));
+	return 0;
 }
 
 static long tzmk_ioctl_call(struct tzmk_port *port, void __user *argument)
@@ -968,7 +990,9 @@ static long tzmk_ioctl(struct file *file, unsigned int command, unsigned long ar
 
 	switch (command) {
 	case TZMK_IOC_PORT_INFO:
-		tzmk_port_info(port, &info);
+		err = tzmk_port_info(port, &info);
+		if (err)
+			return err;
 		return copy_to_user(user, &info, sizeof(info)) ? -EFAULT : 0;
 	case TZMK_IOC_CALL:
 		return tzmk_ioctl_call(port, user);

@@ -583,7 +583,13 @@ impl Port {
     /// Is the port still this session's? A reset or a reopen by someone else ends it.
     fn check(&self) -> Result<()> {
         if let PortLink::Driver { file, .. } = &self.link {
-            let info = file.info()?;
+            let info = match file.info() {
+                Ok(info) => info,
+                // The driver could not read the directory now (comm-pd republishing it): that
+                // says nothing about this port; the rings' own checks still catch a reset.
+                Err(Error::Io(e)) if e.raw_os_error() == Some(nix::libc::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             return match PortState::from_u8(info.state) {
                 Some(PortState::Open) if info.session == self.session => Ok(()),
                 Some(PortState::Faulted) => {
