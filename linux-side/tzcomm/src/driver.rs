@@ -111,14 +111,16 @@ fn attribute(dir: &Path, name: &str) -> Result<String> {
         .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
 }
 
-fn number<T: std::str::FromStr>(dir: &Path, name: &str) -> Result<T> {
+/// A numeric attribute, decimal or `0x` hexadecimal (as the driver prints `last_fault`).
+fn number<T: TryFrom<u64>>(dir: &Path, name: &str) -> Result<T> {
     let text = attribute(dir, name)?;
-    let digits = text.strip_prefix("0x");
-    let parsed = match digits {
-        Some(hex) => u64::from_str_radix(hex, 16).ok().and_then(|v| v.to_string().parse().ok()),
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
     };
-    parsed.ok_or_else(|| Error::SecureMisbehaviour(format!("{}: '{text}' is no number", dir.join(name).display())))
+    parsed
+        .and_then(|value| T::try_from(value).ok())
+        .ok_or_else(|| Error::SecureMisbehaviour(format!("{}: '{text}' is no number", dir.join(name).display())))
 }
 
 fn read_port(dir: &Path) -> Result<PortInfo> {
@@ -254,14 +256,6 @@ unsafe impl Sync for RingMapping {}
 impl RingMapping {
     pub fn base(&self) -> NonNull<u8> {
         self.base
-    }
-
-    pub fn len(&self) -> usize {
-        self.length.get()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 

@@ -174,25 +174,22 @@ fn run_directory_parents_it_created_are_removed_and_no_more() {
     std::fs::remove_dir_all(base).unwrap();
 }
 
+/// `tzmk ARGS` in the workspace root, run to completion.
+fn tzmk(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tzmk")).args(args).current_dir(root()).output().expect("tzmk runs")
+}
+
 #[test]
 fn unreadable_input_exits_two_for_sim_and_demo_as_for_audit() {
     for command in ["audit", "sim", "demo"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
-            .args([command, "no/such/system.xml"])
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = tzmk(&[command, "no/such/system.xml"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "tzmk {command}: {stderr}");
         assert!(stderr.contains("no/such/system.xml: cannot read"), "tzmk {command}: {stderr}");
     }
     // Invalid (but readable) input is a violation, 1, for all three alike.
     for command in ["audit", "sim", "demo"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
-            .args([command, "tests/audit/bad/duplicate-pd-name.xml"])
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = tzmk(&[command, "tests/audit/bad/duplicate-pd-name.xml"]);
         assert_eq!(out.status.code(), Some(1), "tzmk {command}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -200,26 +197,17 @@ fn unreadable_input_exits_two_for_sim_and_demo_as_for_audit() {
 #[test]
 fn every_demo_count_works_or_is_refused_by_the_parser() {
     for count in ["0", "10000001", "18446744073709551615", "ten"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
-            .args(["demo", "--count", count])
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = tzmk(&["demo", "--count", count]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "--count {count}: {stderr}");
         assert!(stderr.contains("invalid value") && stderr.contains("--count"), "--count {count}: {stderr}");
         assert!(!stderr.contains("panicked") && !stderr.contains("fault in PD"), "--count {count}: {stderr}");
     }
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_tzmk")).args(["demo", "--count", "0"]).current_dir(root()).output().unwrap();
+    let out = tzmk(&["demo", "--count", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("1..=10000000"), "the refusal names the limit");
     // Every small count, which once indexed an empty result of the 64 KiB echo.
     for count in ["1", "9"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
-            .args(["demo", "--count", count])
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = tzmk(&["demo", "--count", count]);
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "--count {count}: {stderr}");
         assert!(stdout.contains("| echo-bulk | 1 | 65536 B | all match |"), "--count {count}: {stdout}");
