@@ -269,11 +269,13 @@ $(LINUX_DIR)/VERSION:
 	@echo "linux-kernel: $(LINUX_DIR)/Image, $$(cat $(LINUX_DIR)/VERSION)"
 
 # tzmk_probe.ko, built out of tree in $(LINUX_DIR)/module (kbuild writes its objects beside the
-# sources) with tzmk_smc.h generated from pds/interface/src/smc.rs.
+# sources) with the driver's SMC and DT code (linux-side/driver/tzmk_firmware.h), the driver's
+# tzmk_abi.h and the probe's own constants (tzmk_probe.h).
 linux-module: linux-setup linux-kernel
 	@rm -rf $(LINUX_DIR)/module && mkdir -p $(LINUX_DIR)/module
-	cp tests/linux/tzmk-probe/Kbuild tests/linux/tzmk-probe/tzmk_probe.c $(LINUX_DIR)/module/
-	$(CARGO) run -q --locked -p tzmk-linux-guest --bin tzmk-smc-header > $(LINUX_DIR)/module/tzmk_smc.h
+	cp tests/linux/tzmk-probe/Kbuild tests/linux/tzmk-probe/tzmk_probe.c linux-side/driver/tzmk_firmware.h $(LINUX_DIR)/module/
+	$(CARGO) run -q --locked -p tzmk-abi-header > $(LINUX_DIR)/module/tzmk_abi.h
+	$(CARGO) run -q --locked -p tzmk-linux-guest --bin tzmk-probe-header > $(LINUX_DIR)/module/tzmk_probe.h
 	nice -n 10 $(MAKE) --no-print-directory -s -C $(LINUX_HEADERS) M=$(abspath $(LINUX_DIR))/module \
 	    ARCH=arm64 CROSS_COMPILE=$(LINUX_CROSS) modules
 	@echo "linux-module: $(LINUX_DIR)/module/tzmk_probe.ko"
@@ -284,7 +286,7 @@ linux-module: linux-setup linux-kernel
 LINUX_DRIVER_DIR := $(LINUX_DIR)/driver
 linux-driver: linux-setup linux-kernel
 	@rm -rf $(LINUX_DRIVER_DIR) && mkdir -p $(LINUX_DRIVER_DIR)
-	cp linux-side/driver/Kbuild linux-side/driver/tzmk.c $(LINUX_DRIVER_DIR)/
+	cp linux-side/driver/Kbuild linux-side/driver/tzmk.c linux-side/driver/tzmk_firmware.h $(LINUX_DRIVER_DIR)/
 	$(CARGO) run -q --locked -p tzmk-abi-header > $(LINUX_DRIVER_DIR)/tzmk_abi.h
 	@log=$(abspath $(LINUX_DRIVER_DIR))/build.log; \
 	if command -v sparse >/dev/null; then check="C=1"; else check=""; echo "SKIPPED: no sparse (Debian package sparse): tzmk.ko built without C=1"; fi; \

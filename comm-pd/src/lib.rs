@@ -17,7 +17,7 @@ use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{ERR_MALFORMED, OK, OP_VERSION};
-use tzmk_interface::driver::{ANY_CORE, PENDING_CONTROL};
+use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
 use tzmk_interface::port::{
     command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
 };
@@ -246,6 +246,8 @@ impl Handler for CommPd {
     type Error = Error;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Error> {
+        // First thing: the system bench's "kick seen" (docs/system-bench.md).
+        let now = microkit::timer::now();
         if channels.contains(self.services.rt) {
             if let Some(stats) = read_rt_stats(&self.services.rt_shared) {
                 if !self.rt_reported && stats.periods >= RT_REPORT_EVERY {
@@ -267,6 +269,7 @@ impl Handler for CommPd {
             }
         }
         if channels.contains(self.kick) {
+            self.ports.stamp(KICK_SEEN_OFFSET, now);
             self.status.kicks += 1;
             if let Some(stats) = read_rt_stats(&self.services.rt_shared) {
                 self.status.rt = stats;

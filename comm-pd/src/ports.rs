@@ -13,7 +13,7 @@ use core::sync::atomic::Ordering;
 
 use microkit::MemoryRegion;
 use tzmk_interface::driver::{
-    ANY_CORE, PENDING_ANY, PENDING_CONTROL, PENDING_CORES, PENDING_OFFSET, READER_CORE_OFFSET,
+    ANY_CORE, DOORBELL_RUNG_OFFSET, PENDING_ANY, PENDING_CONTROL, PENDING_CORES, PENDING_OFFSET, READER_CORE_OFFSET,
 };
 use tzmk_interface::port::ring::{
     Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
@@ -523,6 +523,7 @@ impl Ports {
         for &(core, bits, port) in &cores[..count] {
             // Release: what the rings say now is visible before the bits that point at them.
             self.post(core as usize, bits);
+            self.stamp(DOORBELL_RUNG_OFFSET, microkit::timer::now());
             if !services.ring_doorbell(core, port) {
                 // The monitor refused the core: the monitor's choice takes these bits too.
                 any |= bits;
@@ -531,7 +532,16 @@ impl Ports {
         if any != 0 {
             self.post(PENDING_ANY, any);
             let port = (0..self.table.len()).find(|i| any & 1 << i != 0).unwrap_or(0);
+            self.stamp(DOORBELL_RUNG_OFFSET, microkit::timer::now());
             services.ring_doorbell(ANY_CORE, port as u16);
+        }
+    }
+
+    /// Writes a counter reading into one of `port_ctrl`'s stamps ([`KICK_SEEN_OFFSET`](tzmk_interface::driver::KICK_SEEN_OFFSET),
+    /// [`DOORBELL_RUNG_OFFSET`]): a hint for the normal world's measurements, read by nothing here.
+    pub fn stamp(&self, offset: usize, ticks: u64) {
+        if let Ok(word) = self.ctrl.atomic_u64(offset) {
+            word.store(ticks, Ordering::Relaxed);
         }
     }
 

@@ -595,3 +595,25 @@ fn doorbells_are_aimed_at_the_readers_core() {
     assert_eq!(rung(&shared), [(2, 0), (ANY_CORE, 0)]);
     assert_eq!(pending(&shared) & 1, 1, "a refused core's bits go to the any word");
 }
+
+/// comm-pd stamps the counter into port_ctrl just before each doorbell (the system bench's
+/// "doorbell rung", docs/system-bench.md), a reading no older than the message's write.
+#[test]
+fn every_doorbell_is_stamped() {
+    use tzmk_interface::driver::DOORBELL_RUNG_OFFSET;
+    let (shared, tz) = local();
+    let stamp = |shared: &Shared| {
+        let mut bytes = [0u8; 8];
+        shared.harness().peek(Area::Ctrl, DOORBELL_RUNG_OFFSET, &mut bytes);
+        u64::from_ne_bytes(bytes)
+    };
+    let mut echo = tz.open("echo").unwrap();
+    let opened = stamp(&shared);
+    assert_ne!(opened, 0, "the open's reply rang the doorbell");
+    let before = microkit::timer::now();
+    echo.write(b"stamp me").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(echo.read(&mut buf).unwrap(), 8);
+    let rung = stamp(&shared);
+    assert!(rung >= before && rung <= microkit::timer::now(), "{before} <= {rung}");
+}

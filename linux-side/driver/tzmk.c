@@ -45,6 +45,7 @@
 #include <asm/cputype.h>
 
 #include "tzmk_abi.h"
+#include "tzmk_firmware.h"
 
 /* How long a control request may take (as tzcomm's CONTROL_TIMEOUT). */
 #define TZMK_CONTROL_TIMEOUT (5 * HZ)
@@ -146,6 +147,13 @@ struct tzmk_device {
 	/* Private copies of a request and a reply, under control_lock. */
 	u8 request[TZMK_MAX_CONTROL_MESSAGE];
 	u8 reply[TZMK_MAX_CONTROL_MESSAGE];
+
+	/*
+	 * The counter just before the latest NOTIFY_SECURE and as the latest doorbell was taken,
+	 * and the kicks made: with comm-pd's stamps in port_ctrl, the sysfs `stamps` attribute
+	 * (docs/system-bench.md). Hints, written without ordering.
+	 */
+	atomic64_t kick_smc, doorbell_taken, kicks;
 };
 
 static struct class *tzmk_class;
@@ -162,11 +170,12 @@ static u64 *tzmk_word64(void *base, size_t offset)
 	return (u64 *)((u8 *)base + offset);
 }
 
-static void tzmk_notify_secure(unsigned int port)
+/* Kicks the secure world; the counter just before the SMC is the system bench's "kick smc". */
+static void tzmk_notify_secure(struct tzmk_device *tz, unsigned int port)
 {
-	struct arm_smccc_res res;
-
-	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, port, &res);
+	atomic64_set(&tz->kick_smc, tzmk_fw_counter());
+	atomic64_inc(&tz->kicks);
+	tzmk_fw_notify_secure(port);
 }
 
 /*
@@ -532,7 +541,7 @@ static int tzmk_control(struct tzmk_device *tz, u32 operation, u32 port, u32 com
 	memcpy(ctrl + TZMK_REQUEST_OFFSET + sizeof(u64), tz->request, length);
 	/* The header word last: the body is complete before the secure side may look. */
 	smp_store_release(tzmk_word64(ctrl, TZMK_REQUEST_OFFSET), (u64)sequence | (u64)length << 32);
-	tzmk_notify_secure(0);
+	tzmk_notify_secure(tz, 0);
 
 	deadline = jiffies + TZMK_CONTROL_TIMEOUT;
 	while (!tzmk_reply_ready(tz, sequence)) {
@@ -618,6 +627,7 @@ static irqreturn_t tzmk_doorbell(int irq, void *data)
 	unsigned int index;
 	u64 mine = 0, others = 0;
 
+	atomic64_set(&tz->doorbell_taken, tzmk_fw_counter());
 	if (core < TZMK_PENDING_CORES)
 		mine = tzmk_take_pending(tz, core);
 	for (index = 0; index <= TZMK_PENDING_ANY; index++) {
@@ -721,13 +731,13 @@ static ssize_t tzmk_read(struct file *file, char __user *buf, size_t count, loff
 			}
 			port->tx.consumer += TZMK_RING_RECORD_HEADER + tzmk_padded(length);
 			if (tzmk_consumer_release(&port->tx))
-				tzmk_notify_secure(port->index);
+				tzmk_notify_secure(port->tz, port->index);
 			ret = length;
 			goto unlock;
 		}
 		/* Pads consumed while looking are space the producer may wait for. */
 		if (port->tx.consumer != before && tzmk_consumer_release(&port->tx))
-			tzmk_notify_secure(port->index);
+			tzmk_notify_secure(port->tz, port->index);
 		if (file->f_flags & O_NONBLOCK) {
 			ret = tzmk_port_check(port) ? tzmk_broken(port) : -EAGAIN;
 			goto unlock;
@@ -766,7 +776,7 @@ static ssize_t tzmk_write(struct file *file, const char __user *buf, size_t coun
 		ret = tzmk_producer_send(&port->rx, buf, count);
 		if (ret == 0) {
 			if (tzmk_producer_publish(&port->rx))
-				tzmk_notify_secure(port->index);
+				tzmk_notify_secure(port->tz, port->index);
 			ret = count;
 			goto unlock;
 		}
@@ -997,7 +1007,7 @@ static long tzmk_ioctl(struct file *file, unsigned int command, unsigned long ar
 	case TZMK_IOC_CALL:
 		return tzmk_ioctl_call(port, user);
 	case TZMK_IOC_KICK:
-		tzmk_notify_secure(port->index);
+		tzmk_notify_secure(port->tz, port->index);
 		return 0;
 	case TZMK_IOC_STATUS:
 		err = tzmk_control(port->tz, TZMK_OP_STATUS, port->id, 0, NULL, 0, &status, sizeof(status), &length,
@@ -1162,6 +1172,24 @@ static ssize_t status_show(struct device *device, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(status);
 
+/*
+ * Where the latest notifications' time went, in counter ticks (docs/system-bench.md): this
+ * driver's readings just before its latest NOTIFY_SECURE and as it took the latest doorbell,
+ * comm-pd's as its handler took the latest kick and just before its latest NOTIFY_NORMAL, and
+ * the kicks this driver made. comm-pd's words are allegations, shown as read.
+ */
+static ssize_t stamps_show(struct device *device, struct device_attribute *attr, char *buf)
+{
+	struct tzmk_device *tz = dev_get_drvdata(device);
+	void *ctrl = tz->region[TZMK_CTRL].base;
+
+	return sysfs_emit(buf, "kick_smc %lld kick_seen %llu doorbell_rung %llu doorbell_taken %lld kicks %lld\n",
+			  atomic64_read(&tz->kick_smc), READ_ONCE(*tzmk_word64(ctrl, TZMK_KICK_SEEN_OFFSET)),
+			  READ_ONCE(*tzmk_word64(ctrl, TZMK_DOORBELL_RUNG_OFFSET)), atomic64_read(&tz->doorbell_taken),
+			  atomic64_read(&tz->kicks));
+}
+static DEVICE_ATTR_RO(stamps);
+
 /* The status page's bytes (struct tzmk_status_page), a stable copy: what tzcomm reads. */
 static ssize_t status_page_read(struct file *file, struct kobject *kobj, struct bin_attribute *attr, char *buf,
 				loff_t offset, size_t count)
@@ -1179,7 +1207,8 @@ static ssize_t status_page_read(struct file *file, struct kobject *kobj, struct 
 }
 static BIN_ATTR_RO(status_page, sizeof(struct tzmk_status_page));
 
-static struct attribute *tzmk_device_attrs[] = { &dev_attr_ports.attr, &dev_attr_status.attr, NULL };
+static struct attribute *tzmk_device_attrs[] = { &dev_attr_ports.attr, &dev_attr_status.attr, &dev_attr_stamps.attr,
+						 NULL };
 static struct bin_attribute *tzmk_device_bin_attrs[] = { &bin_attr_status_page, NULL };
 static const struct attribute_group tzmk_device_group = {
 	.attrs = tzmk_device_attrs,
@@ -1302,33 +1331,32 @@ static int tzmk_map_regions(struct tzmk_device *tz)
 /* SMCCC conduit, SiP Call UID and Revision, NOTIFY_SECURE: is there a tzmk secure world? */
 static int tzmk_check_firmware(void)
 {
-	struct arm_smccc_res res;
+	struct tzmk_fw fw;
+	long answer;
 
-	if (arm_smccc_1_1_get_conduit() != SMCCC_CONDUIT_SMC) {
-		pr_err("the SMCCC 1.1 conduit is not smc: no tzmk monitor, no ports\n");
+	switch (tzmk_fw_identify(&fw)) {
+	case TZMK_FW_TZMK:
+		break;
+	case TZMK_FW_NO_SMC:
+		pr_err("the SMCCC 1.1 conduit is %s, not smc: no tzmk monitor, no ports\n",
+		       tzmk_fw_conduit_name(fw.conduit));
+		return -ENODEV;
+	case TZMK_FW_NOT_TZMK:
+		pr_err("SiP Call UID is not tzmk's (%08x %08x %08x %08x): no ports\n", fw.uid[0], fw.uid[1], fw.uid[2],
+		       fw.uid[3]);
+		return -ENODEV;
+	case TZMK_FW_REVISION:
+		pr_err("the monitor's SiP revision is %ld.%ld, this driver speaks %u.x: no ports\n", fw.revision_major,
+		       fw.revision_minor, TZMK_REVISION_MAJOR);
 		return -ENODEV;
 	}
-	/* SMC32: the UID words are the low 32 bits of x0..x3 (SMCCC 6.2). */
-	arm_smccc_1_1_invoke(TZMK_SIP_CALL_UID, &res);
-	if (lower_32_bits(res.a0) != TZMK_UID_0 || lower_32_bits(res.a1) != TZMK_UID_1 ||
-	    lower_32_bits(res.a2) != TZMK_UID_2 || lower_32_bits(res.a3) != TZMK_UID_3) {
-		pr_err("SiP Call UID is not tzmk's (%08x %08x %08x %08x): no ports\n", lower_32_bits(res.a0),
-		       lower_32_bits(res.a1), lower_32_bits(res.a2), lower_32_bits(res.a3));
-		return -ENODEV;
-	}
-	arm_smccc_1_1_invoke(TZMK_SIP_REVISION, &res);
-	if (lower_32_bits(res.a0) != TZMK_REVISION_MAJOR) {
-		pr_err("the monitor's SiP revision is %u.%u, this driver speaks %u.x: no ports\n", lower_32_bits(res.a0),
-		       lower_32_bits(res.a1), TZMK_REVISION_MAJOR);
-		return -ENODEV;
-	}
-	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, 0, &res);
-	if ((long)res.a0 == TZMK_SMC_NO_SECURE_WORLD) {
+	answer = tzmk_fw_notify_secure(0);
+	if (answer == TZMK_SMC_NO_SECURE_WORLD) {
 		pr_err("the secure world answers \"no secure world\": no ports\n");
 		return -ENODEV;
 	}
-	if ((long)res.a0 != TZMK_SMC_SUCCESS) {
-		pr_err("notify_secure(0) answered %ld: no ports\n", (long)res.a0);
+	if (answer != TZMK_SMC_SUCCESS) {
+		pr_err("notify_secure(0) answered %ld: no ports\n", answer);
 		return -ENODEV;
 	}
 	return 0;
@@ -1493,7 +1521,7 @@ static int tzmk_remove(struct platform_device *pdev)
 }
 
 static const struct of_device_id tzmk_of_match[] = {
-	{ .compatible = "tzmk,ports" },
+	{ .compatible = TZMK_DT_COMPATIBLE },
 	{},
 };
 MODULE_DEVICE_TABLE(of, tzmk_of_match);

@@ -101,8 +101,20 @@ pub const PENDING_CONTROL: u64 = 1 << 63;
 pub const READER_CORE_OFFSET: usize = NOTIFY_OFFSET + 0x80;
 /// The reader core of a port nobody waits on.
 pub const ANY_CORE: u32 = u32::MAX;
-/// The end of the notification words: `port_ctrl` must be at least this big.
+/// The end of the notification words.
 pub const NOTIFY_END: usize = READER_CORE_OFFSET + 4 * MAX_PORTS;
+/// Where comm-pd's notification timestamps are: u64 readings of the generic counter (the secure
+/// side's `CNTPCT_EL0`, which is Linux's `CNTVCT_EL0`: tzmk's machines have no EL2 in the normal
+/// world, so no virtual offset). Written with plain stores, one at a time; read them as hints
+/// (the system bench, docs/system-bench.md, pairs them with the driver's own readings). Nothing
+/// in the secure world reads them back.
+pub const STAMPS_OFFSET: usize = NOTIFY_END;
+/// The counter as comm-pd's handler started on the latest kick (its `notified`, first thing).
+pub const KICK_SEEN_OFFSET: usize = STAMPS_OFFSET;
+/// The counter just before comm-pd's latest `notify_normal` SMC.
+pub const DOORBELL_RUNG_OFFSET: usize = STAMPS_OFFSET + 8;
+/// The end of the stamps: `port_ctrl` must be at least this big.
+pub const STAMPS_END: usize = STAMPS_OFFSET + 16;
 
 #[cfg(test)]
 mod tests {
@@ -121,7 +133,7 @@ mod tests {
     #[test]
     fn notification_words_fit_after_the_mailbox() {
         const { assert!(NOTIFY_OFFSET >= crate::port::REPLY_OFFSET + crate::port::SLOT_SIZE) };
-        const { assert!(NOTIFY_END <= 0x1000) };
+        const { assert!(STAMPS_END <= 0x1000) };
         const { assert!(PENDING_OFFSET + 8 * (PENDING_CORES + 1) <= READER_CORE_OFFSET) };
     }
 }

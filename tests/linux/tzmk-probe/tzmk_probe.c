@@ -15,8 +15,10 @@
  * doorbell after that call (a bare kick makes comm-pd publish its status page and ring it). No
  * node, or an interrupt that cannot be had, is reported, never a reason to fail loading.
  *
- * Function ids, the UID and the status codes come from tzmk_smc.h, which build.mk generates from
- * pds/interface/src/smc.rs (tzmk-smc-header).
+ * The SMC and device-tree code is the driver's own (linux-side/driver/tzmk_firmware.h): the probe
+ * identifies the firmware and rings the secure world exactly as tzmk.ko does. Function ids, the
+ * UID and the status codes come from tzmk_abi.h (tzmk-abi-header, from pds/interface); the two
+ * constants of this test alone, from tzmk_probe.h (tzmk-probe-header, tests/linux/src/lib.rs).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -34,7 +36,9 @@
 #include <uapi/linux/psci.h>
 #include <linux/wait.h>
 
-#include "tzmk_smc.h"
+#include "tzmk_abi.h"
+#include "tzmk_firmware.h"
+#include "tzmk_probe.h"
 
 /*
  * Calls a hostile normal world might make, and the refusal each must get: the monitor must check
@@ -60,25 +64,22 @@ static const struct refusal refusal_calls[] = {
 	/* Address 0 is secure flash, not Linux's RAM. */
 	{ "cpu_on(entry outside Linux's RAM)", PSCI_0_2_FN64_CPU_ON, 3, 0, PSCI_RET_INVALID_ADDRESS },
 	{ "affinity_info(secure core)", PSCI_0_2_FN64_AFFINITY_INFO, 0, 0, PSCI_RET_INVALID_PARAMS },
-	{ "notify_normal from Linux", TZMK_NOTIFY_NORMAL, 1, 0, TZMK_DENIED },
-	{ "notify_secure(port 4096)", TZMK_NOTIFY_SECURE, 4096, 0, TZMK_INVALID_PARAMETER },
+	{ "notify_normal from Linux", TZMK_NOTIFY_NORMAL, 1, 0, TZMK_SMC_DENIED },
+	{ "notify_secure(port 4096)", TZMK_NOTIFY_SECURE, 4096, 0, TZMK_SMC_INVALID_PARAMETER },
 	/* Bit 31 clear: a yielding call, which tzmk has none of. */
-	{ "yielding sip call", TZMK_NOTIFY_SECURE & ~0x80000000U, 0, 0, TZMK_NOT_SUPPORTED },
+	{ "yielding sip call", TZMK_NOTIFY_SECURE & ~0x80000000U, 0, 0, TZMK_SMC_NOT_SUPPORTED },
 };
 
 static void call_refusals(void)
 {
-	struct arm_smccc_res res;
 	size_t i, used = 0;
 
 	refusals_ok = true;
 	refusals[0] = '\0';
 	for (i = 0; i < ARRAY_SIZE(refusal_calls); i++) {
 		const struct refusal *r = &refusal_calls[i];
-		long got;
+		long got = tzmk_fw_call(r->fid, r->a1, r->a2);
 
-		arm_smccc_1_1_invoke(r->fid, r->a1, r->a2, 0, &res);
-		got = (long)res.a0;
 		if (got != r->expected)
 			refusals_ok = false;
 		used += scnprintf(refusals + used, sizeof(refusals) - used, "%s%s=%ld%s", i ? ", " : "", r->name, got,
@@ -160,9 +161,9 @@ static void doorbell_request(void)
 	unsigned int irq;
 	int err;
 
-	node = of_find_compatible_node(NULL, NULL, "tzmk,ports");
+	node = tzmk_fw_node();
 	if (!node) {
-		pr_info("no tzmk,ports node in the device tree: no doorbell\n");
+		pr_info("no " TZMK_DT_COMPATIBLE " node in the device tree: no doorbell\n");
 		return;
 	}
 	irq = irq_of_parse_and_map(node, 0);
@@ -186,53 +187,32 @@ static void doorbell_request(void)
 	pr_info("doorbell: irq %d (hwirq %ld), edge\n", doorbell_irq, doorbell_hwirq);
 }
 
-static const char *conduit_name(enum arm_smccc_conduit method)
-{
-	switch (method) {
-	case SMCCC_CONDUIT_SMC:
-		return "smc";
-	case SMCCC_CONDUIT_HVC:
-		return "hvc";
-	default:
-		return "none";
-	}
-}
-
 static int __init tzmk_probe_init(void)
 {
-	static const u32 expected_uid[4] = { TZMK_UID_0, TZMK_UID_1, TZMK_UID_2, TZMK_UID_3 };
-	struct arm_smccc_res res;
+	enum tzmk_fw_verdict verdict;
+	struct tzmk_fw fw;
 	u64 start, first;
-	u32 uid[4];
 
-	conduit = (char *)conduit_name(arm_smccc_1_1_get_conduit());
-	smccc_version = arm_smccc_get_version();
+	verdict = tzmk_fw_identify(&fw);
+	conduit = (char *)tzmk_fw_conduit_name(fw.conduit);
+	smccc_version = fw.smccc_version;
 	pr_info("smccc %u.%u, conduit %s\n", smccc_version >> 16, smccc_version & 0xffff, conduit);
-
-	/* SMC32 call: the UID words are the low 32 bits of x0..x3 (SMCCC 6.2). */
-	arm_smccc_1_1_invoke(TZMK_SIP_CALL_UID, &res);
-	uid[0] = lower_32_bits(res.a0);
-	uid[1] = lower_32_bits(res.a1);
-	uid[2] = lower_32_bits(res.a2);
-	uid[3] = lower_32_bits(res.a3);
-	snprintf(sip_uid, sizeof(sip_uid), "%08x %08x %08x %08x", uid[0], uid[1], uid[2], uid[3]);
-	tzmk = memcmp(uid, expected_uid, sizeof(uid)) == 0;
+	snprintf(sip_uid, sizeof(sip_uid), "%08x %08x %08x %08x", fw.uid[0], fw.uid[1], fw.uid[2], fw.uid[3]);
+	revision_major = fw.revision_major;
+	revision_minor = fw.revision_minor;
+	/* A revision this code does not speak is still tzmk's: its calls are reported, not made less. */
+	tzmk = verdict == TZMK_FW_TZMK || verdict == TZMK_FW_REVISION;
 	if (!tzmk) {
 		pr_info("no tzmk monitor: SiP Call UID answered %s\n", sip_uid);
 		return 0;
 	}
 
-	arm_smccc_1_1_invoke(TZMK_SIP_REVISION, &res);
-	revision_major = (s32)lower_32_bits(res.a0);
-	revision_minor = (s32)lower_32_bits(res.a1);
-
 	/* Before the kick, so that the answer cannot be missed. */
 	doorbell_request();
 	start = ktime_get_ns();
 	atomic_set(&doorbell_armed, 1);
-	arm_smccc_1_1_invoke(TZMK_NOTIFY_SECURE, 0, &res);
-	notify_secure = (long)res.a0;
-	if (notify_secure == TZMK_SUCCESS && doorbell_requested) {
+	notify_secure = tzmk_fw_notify_secure(0);
+	if (notify_secure == TZMK_SMC_SUCCESS && doorbell_requested) {
 		if (wait_event_timeout(doorbell_wait, atomic64_read(&doorbell_first_ns) != 0,
 				       msecs_to_jiffies(TZMK_DOORBELL_WAIT_MS))) {
 			first = atomic64_read(&doorbell_first_ns);
@@ -242,10 +222,8 @@ static int __init tzmk_probe_init(void)
 		}
 	}
 	doorbells = atomic_read(&doorbell_count);
-	arm_smccc_1_1_invoke(TZMK_GO, &res);
-	go = (long)res.a0;
-	arm_smccc_1_1_invoke(TZMK_UNKNOWN_SIP, &res);
-	unknown = (long)res.a0;
+	go = tzmk_fw_call(TZMK_GO, 0, 0);
+	unknown = tzmk_fw_call(TZMK_UNKNOWN_SIP, 0, 0);
 	call_refusals();
 
 	pr_info("tzmk monitor: uid %s, revision %ld.%ld\n", sip_uid, revision_major, revision_minor);

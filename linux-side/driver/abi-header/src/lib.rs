@@ -108,7 +108,7 @@ pub fn header() -> String {
     define(&mut out, "TZMK_PORT_LIMIT", smc::PORT_LIMIT);
     out.push('\n');
 
-    out.push_str("/* port_ctrl: status page, port directory, control mailbox, notification words. */\n");
+    out.push_str("/* port_ctrl: status page, port directory, control mailbox, notification words, stamps. */\n");
     for (name, value) in [
         ("TZMK_STATUS_SEQUENCE_OFFSET", status::STATUS_SEQUENCE_OFFSET),
         ("TZMK_DIRECTORY_SEQUENCE_OFFSET", port::DIRECTORY_SEQUENCE_OFFSET),
@@ -121,6 +121,8 @@ pub fn header() -> String {
         ("TZMK_PORT_CTRL_SIZE", port::PORT_CTRL_SIZE),
         ("TZMK_PENDING_OFFSET", driver::PENDING_OFFSET),
         ("TZMK_READER_CORE_OFFSET", driver::READER_CORE_OFFSET),
+        ("TZMK_KICK_SEEN_OFFSET", driver::KICK_SEEN_OFFSET),
+        ("TZMK_DOORBELL_RUNG_OFFSET", driver::DOORBELL_RUNG_OFFSET),
         ("TZMK_PENDING_CORES", driver::PENDING_CORES),
         ("TZMK_PENDING_ANY", driver::PENDING_ANY),
         ("TZMK_MAX_PORTS", port::MAX_PORTS),

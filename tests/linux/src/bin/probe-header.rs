@@ -1,0 +1,5 @@
+//! Prints `tzmk_probe.h` (the test module's own two constants as C `#define`s) to stdout.
+
+fn main() {
+    print!("{}", tzmk_linux_guest::probe_header());
+}
