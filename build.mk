@@ -41,6 +41,7 @@ help:
 	@echo "  make -f build.mk bench-ports ports against a Unix socket, a pipe, memcpy and eventfd (a table)"
 	@echo "  make -f build.mk bench-sim the simulator's notification and pp round trips against the host floor"
 	@echo "  make -f build.mk bench-monitor  the EL3 monitor's SMC costs under QEMU -icount beside TF-A's (MONITOR_BIN=...)"
+	@echo "  make -f build.mk bench-system   the whole system under QEMU -icount: notification, round trips, transfers against a pipe (SDK)"
 	@echo "  make -f build.mk bench-payload-qemu  the bench payload under QEMU's own PSCI (no monitor): proves the payload"
 	@echo
 	@echo "The Linux guest of qemu-linux (tests/linux/README.md; downloads Debian's arm64 kernel once):"
@@ -301,7 +302,7 @@ linux-driver: linux-setup linux-kernel
 
 linux-init: linux-setup
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(LINUX_CROSS)gcc nice -n 10 $(CARGO) build --release --locked \
-	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init --bin tzmk-hostile
+	    --target aarch64-unknown-linux-musl -p tzmk-linux-guest --bin tzmk-init --bin tzmk-hostile --bin tzmk-bench
 
 # newc archive of /init and /tzmk_probe.ko (stripped), owned by root. No device nodes: the kernel's
 # built-in initramfs provides /dev/console, and /init mounts devtmpfs.
@@ -309,12 +310,13 @@ linux-initramfs: linux-module linux-driver linux-init linux-tzctl
 	@rm -rf $(LINUX_DIR)/initramfs && mkdir -p $(LINUX_DIR)/initramfs/bin
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzctl $(LINUX_TZCTL)
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzmk-hostile $(dir $(LINUX_INIT))tzmk-hostile
+	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/bin/tzmk-bench $(dir $(LINUX_INIT))tzmk-bench
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/init $(LINUX_INIT)
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk_probe.ko $(LINUX_DIR)/module/tzmk_probe.ko
 	$(LINUX_CROSS)strip --strip-debug -o $(LINUX_DIR)/initramfs/tzmk.ko $(LINUX_DRIVER_DIR)/tzmk.ko
 	$(LINUX_CROSS)strip -o $(LINUX_DIR)/initramfs/tzmk-check $(LINUX_DRIVER_DIR)/tzmk-check
 	cd $(LINUX_DIR)/initramfs && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > ../initramfs.cpio
-	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko, /tzmk.ko, /tzmk-check, /bin/tzctl)"
+	@echo "linux-initramfs: $(LINUX_DIR)/initramfs.cpio (/init, /tzmk_probe.ko, /tzmk.ko, /tzmk-check, /bin/tzctl, /bin/tzmk-hostile, /bin/tzmk-bench)"
 
 # Without the monitor: QEMU's own PSCI (virtualization=on makes its conduit smc; Linux starts at
 # EL2). Its SMCCC is 1.0, so the kernel has no SMCCC 1.1 conduit and the module must report "no
@@ -446,6 +448,8 @@ linux-dtbs: linux-initramfs
 	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=standalone" -o $(LINUX_DIR)/tzmk-standalone.dtb
 	$(CARGO) run --release --locked -q -p tzmk -- dtb system.xml --initrd $(LINUX_DIR)/initramfs.cpio \
 	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=full" -o $(LINUX_DIR)/tzmk-full.dtb
+	$(CARGO) run --release --locked -q -p tzmk -- dtb system.xml --initrd $(LINUX_DIR)/initramfs.cpio \
+	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=bench" -o $(LINUX_DIR)/tzmk-bench.dtb
 
 # No SDK needed: the monitor boots Debian's kernel on cores 1-3 with no secure image.
 qemu-linux: linux-setup linux-kernel linux-dtbs monitor
@@ -458,3 +462,20 @@ qemu:
 	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
 	    $(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor && \
 	    TZMK_DTB=tzmk-full.dtb TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi
+
+# ---- The system bench (docs/system-bench.md) ----------------------------------------------------
+# The whole system under QEMU -icount shift=0,sleep=off: notification legs, 64 B round trips
+# (read/write, mmap, a pipe) and 4 KiB / 64 KiB transfers (a port, a pipe), a markdown table.
+# seL4 and the PDs in the SDK's release configuration (no kernel printing) unless
+# SYSTEM_BENCH_CONFIG=debug. BENCH_EL3 (instructions of notify_secure with a secure world
+# running, from bench-monitor) splits the normal -> secure leg. Not part of `make test`.
+.PHONY: bench-system
+SYSTEM_BENCH_CONFIG ?= release
+BENCH_EL3 ?=
+bench-system:
+	@if [ -z "$(HAVE_SDK)" ]; then echo "error: bench-system needs the Microkit SDK: no SDK at MICROKIT_SDK=$(MICROKIT_SDK) (docs/microkit-sdk.md)" >&2; exit 1; fi
+	$(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=$(SYSTEM_BENCH_CONFIG)
+	$(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor
+	TZMK_MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) TZMK_DTB=tzmk-bench.dtb \
+	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img TZMK_BENCH_EL3=$(BENCH_EL3) \
+	    $(CARGO) bench --locked -q -p tzmk-tests --bench system

@@ -48,6 +48,9 @@ pub enum Expect {
     Standalone,
     /// `tzmk.expect=full`: the monitor with seL4 running: NOTIFY_SECURE answers SUCCESS.
     Full,
+    /// `tzmk.expect=bench`: as `full` for the module's checks, then the system bench
+    /// (`/bin/tzmk-bench`, docs/system-bench.md) instead of the functional tests.
+    Bench,
 }
 
 impl Expect {
@@ -63,10 +66,11 @@ impl Expect {
                 "absent" => Expect::Absent,
                 "standalone" => Expect::Standalone,
                 "full" => Expect::Full,
+                "bench" => Expect::Bench,
                 other => {
                     return Err(format!(
-                        "{EXPECT_PARAMETER}={other} on the kernel command line: expected absent, standalone or full"
-                    ))
+                    "{EXPECT_PARAMETER}={other} on the kernel command line: expected absent, standalone, full or bench"
+                ))
                 }
             };
         }
@@ -79,6 +83,7 @@ impl Expect {
             Expect::Absent => "absent",
             Expect::Standalone => "standalone",
             Expect::Full => "full",
+            Expect::Bench => "bench",
         }
     }
 }
@@ -165,6 +170,8 @@ pub struct Probe {
 /// The driver (linux-side/driver) and its test client, where build.mk's linux-initramfs puts them.
 pub const DRIVER_PATH: &str = "/tzmk.ko";
 pub const DRIVER_CHECK_PATH: &str = "/tzmk-check";
+/// The system bench in the initramfs (tzmk.expect=bench).
+pub const BENCH_PATH: &str = "/bin/tzmk-bench";
 /// The one line tzmk.ko's probe logs when the monitor runs no secure world.
 pub const DRIVER_NO_SECURE_WORLD: &str = "tzmk: the secure world answers \"no secure world\": no ports";
 /// Where devtmpfs puts the driver's port devices (`tzmk!<port>` names).
@@ -377,11 +384,11 @@ impl Probe {
             _ => {}
         }
         match expect {
-            Expect::Full if self.doorbell_wait_us < 0 && self.doorbells == 0 => Err(format!(
+            Expect::Full | Expect::Bench if self.doorbell_wait_us < 0 && self.doorbells == 0 => Err(format!(
                 "no doorbell within {} s after notify_secure: the secure world never answered",
                 DOORBELL_WAIT_MS / 1000
             )),
-            Expect::Full if self.doorbell_wait_us < 0 => Err(format!(
+            Expect::Full | Expect::Bench if self.doorbell_wait_us < 0 => Err(format!(
                 "{} doorbells, but none within {} s after notify_secure: the secure world never answered the kick",
                 self.doorbells,
                 DOORBELL_WAIT_MS / 1000
@@ -403,7 +410,7 @@ impl Probe {
             }
             Expect::Absent => return Ok(()),
             Expect::Standalone => smc::NO_SECURE_WORLD,
-            Expect::Full => smc::SUCCESS,
+            Expect::Full | Expect::Bench => smc::SUCCESS,
         };
         if self.conduit != "smc" {
             return Err(format!(
@@ -503,11 +510,12 @@ mod tests {
         assert_eq!(Expect::from_cmdline("console=ttyAMA0 panic=-1\n"), Ok(Expect::Report));
         assert_eq!(Expect::from_cmdline("tzmk.expect=standalone console=ttyAMA0"), Ok(Expect::Standalone));
         assert_eq!(Expect::from_cmdline("tzmk.expect=full"), Ok(Expect::Full));
+        assert_eq!(Expect::from_cmdline("tzmk.expect=bench"), Ok(Expect::Bench));
         assert_eq!(Expect::from_cmdline("tzmk.expect=absent tzmk.expect=full"), Ok(Expect::Full));
         assert_eq!(Expect::from_cmdline("tzmk.expected=full"), Ok(Expect::Report));
         assert_eq!(
             Expect::from_cmdline("tzmk.expect=ful"),
-            Err("tzmk.expect=ful on the kernel command line: expected absent, standalone or full".to_owned())
+            Err("tzmk.expect=ful on the kernel command line: expected absent, standalone, full or bench".to_owned())
         );
     }
 

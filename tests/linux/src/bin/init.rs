@@ -17,8 +17,8 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 
 use tzmk_linux_guest::{
     check_cpus_online, check_doorbells, check_driver_test, check_echo_report, check_hotplug_offline, check_port_list,
-    counter_delta, kmsg_message, Expect, Probe, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD, DRIVER_PATH,
-    ECHOES, ECHO_COUNT, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
+    counter_delta, kmsg_message, Expect, Probe, BENCH_PATH, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD,
+    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
 };
 
 /// Where build.mk's linux-initramfs puts the module.
@@ -161,6 +161,18 @@ fn check_driver(expect: Expect) -> Result<(), String> {
                 return Err(format!("tzmk.ko made ports without a secure world: {ports:?}"));
             }
             say("tzmk.ko probe refused: no secure world, no ports");
+        }
+        Expect::Bench => {
+            if !ports.iter().any(|p| p == "echo") || !ports.iter().any(|p| p == "sink") {
+                return Err(format!("tzmk.ko made no {DRIVER_DEV_DIR}/echo or sink for the bench"));
+            }
+            step("the system bench (/bin/tzmk-bench)");
+            let status = std::process::Command::new(BENCH_PATH)
+                .status()
+                .map_err(|error| format!("running {BENCH_PATH}: {error}"))?;
+            if !status.success() {
+                return Err(format!("{BENCH_PATH} failed ({status}): its last line says why"));
+            }
         }
         Expect::Absent | Expect::Report => {}
     }
@@ -333,6 +345,9 @@ fn run() -> Result<(), String> {
 
     step("loading tzmk.ko (and in full mode running /tzmk-check on /dev/tzmk/echo)");
     check_driver(expect)?;
+    if expect == Expect::Bench {
+        return Ok(());
+    }
 
     step("sleeping 1 s (the timer interrupt ends it)");
     let start = Instant::now();
