@@ -397,9 +397,14 @@ run-test:
 # runner (monitor/bench-payload/benches/monitor.rs) boots it with the monitor's flash image and
 # prints the table beside TF-A's figures. BENCH_PAYLOAD_BASE is where the payload is linked (and
 # where the monitor must enter it at NS-EL1): 2 MiB aligned in the normal world's RAM.
+# bench-monitor runs it twice: with no secure image (notify_secure refuses, NO_SECURE_WORLD), and
+# with bench-secure at the platform's secure entry, a secure image that enables the GIC's Group 0,
+# makes `go` and idles in wfi, so that notify_secure takes the monitor's real path.
+.PHONY: bench-secure
 BENCH_TARGET := aarch64-unknown-none-softfloat
 BENCH_PAYLOAD_BASE ?= 0xc0200000
 BENCH_PAYLOAD := $(BUILD_DIR)/bench-payload.elf
+BENCH_SECURE := $(BUILD_DIR)/bench-secure.elf
 BENCH_CPU ?= cortex-a53
 MONITOR_BIN ?= $(BUILD_DIR)/monitor.bin
 BENCH_RUN = PAYLOAD=$(abspath $(BENCH_PAYLOAD)) TZMK_BENCH_CPU=$(BENCH_CPU) \
@@ -411,12 +416,24 @@ bench-payload:
 	@cp $(TARGET_DIR)/$(BENCH_TARGET)/release/bench-payload $(BENCH_PAYLOAD)
 	@echo "bench-payload: $(BENCH_PAYLOAD), linked at $(BENCH_PAYLOAD_BASE)"
 
+# Linked at the platform's secure entry (not a setting: the monitor enters a secure image only
+# there), then checked: entry, first word, footprint, wfi and no wfe (tests/images.rs).
+bench-secure:
+	$(CARGO) build --release --locked --target $(BENCH_TARGET) -p tzmk-bench-payload --bin bench-secure
+	@mkdir -p $(BUILD_DIR)
+	@cp $(TARGET_DIR)/$(BENCH_TARGET)/release/bench-secure $(BENCH_SECURE)
+	TZMK_BENCH_SECURE=$(abspath $(BENCH_SECURE)) $(CARGO) test --locked -q -p tzmk-bench-payload --test images
+	@echo "bench-secure: $(BENCH_SECURE), linked at the secure entry, checked"
+
 check-monitor-bin:
 	@if [ ! -f "$(MONITOR_BIN)" ]; then \
 	    echo "error: bench-monitor: no monitor image at MONITOR_BIN=$(MONITOR_BIN): build the EL3 monitor's flash image (QEMU -bios) or set MONITOR_BIN to it" >&2; exit 1; fi
 
-bench-monitor: check-monitor-bin bench-payload
-	MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_BENCH_SECURE_LOG=$(abspath $(BUILD_DIR))/bench-monitor-secure.log $(BENCH_RUN)
+# The secure UART of the run without a secure image goes to bench-monitor-secure.log, the run
+# with bench-secure's to bench-monitor-secure.bench-secure.log.
+bench-monitor: check-monitor-bin bench-payload bench-secure
+	MONITOR_BIN=$(abspath $(MONITOR_BIN)) SECURE=$(abspath $(BENCH_SECURE)) \
+	    TZMK_BENCH_SECURE_LOG=$(abspath $(BUILD_DIR))/bench-monitor-secure.log $(BENCH_RUN)
 
 # The payload without a monitor: QEMU starts it at EL2 and answers its SMCs in C, so every figure
 # is 0.0. Proves the payload and the runner, measures nothing of a monitor.

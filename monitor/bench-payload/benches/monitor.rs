@@ -5,8 +5,12 @@
 //!
 //! - `MONITOR_BIN`: the monitor's flash image, started by QEMU at EL3 (`-bios`)
 //! - `PAYLOAD`: the payload's ELF (`make -f build.mk bench-payload`)
+//! - `SECURE`: the bench's secure image (`make -f build.mk bench-secure`): given one, the bench runs
+//!   twice, without it and then with it at the secure entry (its `go` puts the secure world in
+//!   `Running`, so `notify_secure` takes the real path), and the table has a column for each run
 //! - `TZMK_BENCH_CPU`: QEMU's `-cpu` (default cortex-a53; TF-A's figures are for cortex-a57 and max)
-//! - `TZMK_BENCH_SECURE_LOG`: a file for the secure UART (default: discarded)
+//! - `TZMK_BENCH_SECURE_LOG`: a file for the secure UART (default: discarded); the run with the
+//!   secure image writes beside it, `.bench-secure` before the extension
 //! - `TZMK_BENCH_WITHOUT_MONITOR=1`: no monitor; QEMU's own PSCI answers (proves the payload, times
 //!   no EL3 code)
 //! - `TZMK_BENCH_TIMEOUT`: seconds the whole run may take (default 120)
@@ -20,15 +24,19 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bench_payload::image;
 use bench_payload::qemu::{self, FirmwareImage, Setup};
-use bench_payload::report::{self, Firmware, TF_A};
+use bench_payload::report::{self, Column, Firmware, SecureImage, SerialError, TF_A};
 use bench_payload::{DONE, FAILED};
-use object::{Architecture, Object};
 
 const DEFAULT_CPU: &str = "cortex-a53";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long QEMU may take to end after the payload's `done` (its SYSTEM_OFF follows at once).
 const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
+/// What a boot's error ends with when the payload printed nothing.
+const NOTHING: &str = "nothing came on the normal-world UART";
+/// How often the run with a secure image looks at the secure UART's file for its failure line.
+const SECURE_LOG_POLL: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     match run() {
@@ -84,56 +92,123 @@ fn run() -> Result<(), String> {
         )?),
     };
     let payload = settings.existing_file("PAYLOAD", "the bench payload's ELF (make -f build.mk bench-payload)")?;
-    let entry = payload_entry(&payload)?;
+    let entry = image::layout(&read(&payload, "PAYLOAD")?, &format!("PAYLOAD={}", payload.display()))?.entry;
+    let secure = match settings.get("SECURE") {
+        None => None,
+        Some(_) => {
+            let path = settings.existing_file("SECURE", "the bench's secure image (make -f build.mk bench-secure)")?;
+            let what = format!("SECURE={}", path.display());
+            let problems = image::secure_image_problems(&image::layout(&read(&path, "SECURE")?, &what)?);
+            if !problems.is_empty() {
+                return Err(format!("{what} will not do as the secure image: {}", problems.join("; ")));
+            }
+            Some(path)
+        }
+    };
+    if secure.is_some() && firmware == FirmwareImage::QemuPsci {
+        return Err("SECURE and TZMK_BENCH_WITHOUT_MONITOR=1: QEMU's own PSCI has no secure world to run it".into());
+    }
     let timeout = match settings.get("TZMK_BENCH_TIMEOUT") {
         Some(text) => {
             Duration::from_secs(text.parse().map_err(|_| format!("TZMK_BENCH_TIMEOUT={text} is not whole seconds"))?)
         }
         None => DEFAULT_TIMEOUT,
     };
-    let setup = Setup {
-        firmware,
-        payload: payload.clone(),
-        cpu: settings.get("TZMK_BENCH_CPU").unwrap_or(DEFAULT_CPU).to_string(),
-        secure_log: settings.path("TZMK_BENCH_SECURE_LOG"),
-    };
-    let kind = setup.firmware.kind();
+    let cpu = settings.get("TZMK_BENCH_CPU").unwrap_or(DEFAULT_CPU).to_string();
+    let kind = firmware.kind();
     let expected_el = match kind {
         Firmware::Monitor => 1,
         Firmware::QemuPsci => 2,
     };
-    match &setup.firmware {
-        FirmwareImage::Monitor(image) => eprintln!(
-            "bench-monitor: monitor {}, payload {} (entry {entry:#x}: the monitor must enter it at NS-EL1, MMU off)",
-            image.display(),
-            payload.display()
-        ),
-        FirmwareImage::QemuPsci => {
-            eprintln!("bench-monitor: no monitor: QEMU starts payload {} at EL2 (entry {entry:#x})", payload.display())
+    // First as before, with nothing in the secure world; then, given one, with the secure image.
+    let mut configurations = vec![(SecureImage::Absent, None)];
+    if let Some(path) = secure {
+        configurations.push((SecureImage::BenchSecure, Some(path)));
+    }
+
+    let mut runs = Vec::new();
+    let mut powered_off = true;
+    for (secure_image, secure_path) in configurations {
+        let setup = Setup {
+            firmware: firmware.clone(),
+            payload: payload.clone(),
+            secure_image: secure_path,
+            cpu: cpu.clone(),
+            secure_log: settings.path("TZMK_BENCH_SECURE_LOG").map(|log| secure_log(&log, secure_image)),
+        };
+        match (&setup.firmware, &setup.secure_image) {
+            (FirmwareImage::Monitor(image), None) => eprintln!(
+                "bench-monitor: monitor {}, payload {} (entry {entry:#x}: the monitor must enter it at NS-EL1, MMU off), no secure image",
+                image.display(),
+                payload.display()
+            ),
+            (FirmwareImage::Monitor(image), Some(secure)) => eprintln!(
+                "bench-monitor: monitor {}, payload {}, secure image {} (entered at {:#x}, S-EL1; the payload starts only after its `go`)",
+                image.display(),
+                payload.display(),
+                secure.display(),
+                bench_payload::SECURE_ENTRY
+            ),
+            (FirmwareImage::QemuPsci, _) => {
+                eprintln!("bench-monitor: no monitor: QEMU starts payload {} at EL2 (entry {entry:#x})", payload.display())
+            }
         }
+        // Without the secure world's `go` the monitor never enters the normal world.
+        let no_go = match secure_image {
+            SecureImage::BenchSecure => " (the monitor enters the normal world only after the secure world's `go`)",
+            SecureImage::Absent => "",
+        };
+        let run = boot(&setup, timeout).map_err(|e| {
+            let no_go = if e.ends_with(NOTHING) { no_go } else { "" };
+            format!("{}: {e}{no_go}{}", secure_image.label(), secure_uart(&setup))
+        })?;
+        let results = report::parse_serial(&run.serial).map_err(|e| {
+            let no_go = if e == SerialError::NoPayloadOutput { no_go } else { "" };
+            format!("{}: {e}{no_go}{}", secure_image.label(), secure_uart(&setup))
+        })?;
+        if results.exception_level != expected_el {
+            return Err(format!(
+                "{}: the payload ran at EL{}, not EL{expected_el}: its figures would not be the monitor's",
+                secure_image.label(),
+                results.exception_level
+            ));
+        }
+        if kind == Firmware::Monitor {
+            let notify = results
+                .calls
+                .iter()
+                .find(|c| c.function_id == tzmk_interface::smc::NOTIFY_SECURE)
+                .expect("the payload's calls include notify_secure");
+            let expected = secure_image.notify_secure_answer();
+            if notify.last_x0 as i64 != expected {
+                return Err(format!(
+                    "{}: notify_secure answered {:#x}, not {expected}: its figure is not the path the table would name{}",
+                    secure_image.label(),
+                    notify.last_x0,
+                    secure_uart(&setup)
+                ));
+            }
+        }
+        powered_off &= run.qemu_exited;
+        runs.push((secure_image, results));
     }
 
-    let run = boot(&setup, timeout)?;
-    let results = report::parse_serial(&run.serial).map_err(|e| {
-        let secure =
-            setup.secure_log.as_ref().map(|p| format!("; the secure UART is in {}", p.display())).unwrap_or_default();
-        format!("{e}{secure}")
-    })?;
-    if results.exception_level != expected_el {
-        return Err(format!(
-            "the payload ran at EL{}, not EL{expected_el}: its figures would not be the monitor's",
-            results.exception_level
-        ));
-    }
-
+    let counter_hz = runs[0].1.counter_hz;
     println!(
-        "bench-monitor: `-cpu {}`, `-icount shift=0,sleep=off`, {} calls per figure, counter {} Hz\n",
-        setup.cpu,
-        bench_payload::ITERATIONS,
-        results.counter_hz
+        "bench-monitor: `-cpu {cpu}`, `-icount shift=0,sleep=off`, {} calls per figure, counter {counter_hz} Hz\n",
+        bench_payload::ITERATIONS
     );
-    print!("{}", report::table(&results, &setup.cpu, kind));
-    if !TF_A.iter().any(|r| r.cpu == setup.cpu) {
+    let columns: Vec<Column<'_>> =
+        runs.iter().map(|(secure_image, results)| Column { secure_image: *secure_image, results }).collect();
+    print!("{}", report::table(&columns, &cpu, kind));
+    if runs.len() > 1 {
+        println!(
+            "\nWith bench-secure the secure core runs the secure image (its GIC Group 0 on, then `go`) before the \
+             monitor releases the normal world: its reset -> first normal-world instruction counts that too. \
+             After `go` it waits in `wfi` with the kick SPI disabled, so it adds nothing to the figures."
+        );
+    }
+    if !TF_A.iter().any(|r| r.cpu == cpu) {
         println!(
             "\nTF-A was measured on -cpu {} and {} only: TZMK_BENCH_CPU={} compares on the same -cpu (the goal above uses {}'s).",
             TF_A[0].cpu, TF_A[1].cpu, TF_A[0].cpu, TF_A[0].cpu
@@ -142,7 +217,7 @@ fn run() -> Result<(), String> {
     if kind == Firmware::QemuPsci {
         println!("\nQEMU answered these SMCs in its own C code: no EL3 instruction ran, so the figures only show the payload's loops cancel (0.0).");
     }
-    if !run.qemu_exited {
+    if !powered_off {
         return Err(format!(
             "QEMU still ran {POWER_OFF_GRACE:?} after `{DONE}`: PSCI SYSTEM_OFF did not power the machine off"
         ));
@@ -150,14 +225,49 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the payload is an AArch64 ELF and returns its entry.
-fn payload_entry(path: &Path) -> Result<u64, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("PAYLOAD={}: {e}", path.display()))?;
-    let file = object::File::parse(&*bytes).map_err(|e| format!("PAYLOAD={} is not an ELF: {e}", path.display()))?;
-    if file.architecture() != Architecture::Aarch64 {
-        return Err(format!("PAYLOAD={} is not an AArch64 ELF (built for the host?)", path.display()));
+fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}={}: {e}", path.display()))
+}
+
+/// Where a run's secure UART goes: `TZMK_BENCH_SECURE_LOG` for the run without a secure image,
+/// the same name with `.bench-secure` before its extension for the run with one.
+fn secure_log(log: &Path, secure_image: SecureImage) -> PathBuf {
+    match secure_image {
+        SecureImage::Absent => log.to_path_buf(),
+        SecureImage::BenchSecure => {
+            let stem = log.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = match log.extension() {
+                Some(extension) => format!("{stem}.bench-secure.{}", extension.to_string_lossy()),
+                None => format!("{stem}.bench-secure"),
+            };
+            log.with_file_name(name)
+        }
     }
-    Ok(file.entry())
+}
+
+/// Whether the secure image said on the secure UART (its file) that it failed.
+fn secure_image_failed(setup: &Setup) -> bool {
+    match (&setup.secure_image, &setup.secure_log) {
+        (Some(_), Some(log)) => {
+            std::fs::read_to_string(log).is_ok_and(|text| text.contains(bench_payload::SECURE_FAILED))
+        }
+        _ => false,
+    }
+}
+
+/// For an error message: where the secure UART went, and what the secure image or the monitor
+/// said there of a failure.
+fn secure_uart(setup: &Setup) -> String {
+    let Some(log) = &setup.secure_log else {
+        return "; TZMK_BENCH_SECURE_LOG=<file> keeps the secure UART (the monitor's log)".into();
+    };
+    let failures: Vec<String> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(bench_payload::SECURE_FAILED) || l.contains("ERROR") || l.contains("WARN"))
+        .map(|l| format!("\n  secure UART: {}", l.trim_end()))
+        .collect();
+    format!("; the secure UART is in {}{}", log.display(), failures.concat())
 }
 
 struct Run {
@@ -194,9 +304,12 @@ fn boot(setup: &Setup, timeout: Duration) -> Result<Run, String> {
         let left = timeout.checked_sub(started.elapsed()).ok_or_else(|| {
             let _ = qemu.kill();
             let _ = qemu.wait();
-            format!("no `{DONE}` within {timeout:?}; the serial output was:\n{serial}")
+            match serial.is_empty() {
+                true => format!("no `{DONE}` within {timeout:?}, and {NOTHING}"),
+                false => format!("no `{DONE}` within {timeout:?}; the serial output was:\n{serial}"),
+            }
         })?;
-        match lines.recv_timeout(left) {
+        match lines.recv_timeout(left.min(SECURE_LOG_POLL)) {
             Ok(line) => {
                 let line = line.trim_end_matches('\r');
                 eprintln!("  | {line}");
@@ -204,6 +317,17 @@ fn boot(setup: &Setup, timeout: Duration) -> Result<Run, String> {
                 finished = failed || line == DONE;
                 serial.push_str(line);
                 serial.push('\n');
+            }
+            // The secure image parks after saying it failed, and without its `go` the payload
+            // never starts: no need to wait for the timeout.
+            Err(mpsc::RecvTimeoutError::Timeout) if secure_image_failed(setup) => {
+                let _ = qemu.kill();
+                let _ = qemu.wait();
+                return Err(if serial.is_empty() {
+                    format!("the secure image failed, and {NOTHING}")
+                } else {
+                    format!("the secure image failed; the normal-world UART said:\n{serial}")
+                });
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             // QEMU ended before the payload finished: the parse says what is missing.

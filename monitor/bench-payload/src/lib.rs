@@ -2,7 +2,9 @@
 //!
 //! The bare-metal payload (`src/bin/bench-payload`) writes the lines; the host runner
 //! (`benches/monitor.rs`) parses them ([`report`]) and prints the table. Both use the types here,
-//! so the line format has one definition. docs/monitor-bench.md explains the measurement.
+//! so the line format has one definition. The secure image (`src/bin/bench-secure`) prints only
+//! when it fails ([`SECURE_FAILED`]), on the secure UART. docs/monitor-bench.md explains the
+//! measurement.
 #![cfg_attr(target_os = "none", no_std)]
 
 use core::fmt;
@@ -10,6 +12,8 @@ use core::str::FromStr;
 
 use tzmk_interface::smc;
 
+#[cfg(not(target_os = "none"))]
+pub mod image;
 #[cfg(not(target_os = "none"))]
 pub mod qemu;
 #[cfg(not(target_os = "none"))]
@@ -24,6 +28,14 @@ pub const PREFIX: &str = "bench-monitor:";
 pub const DONE: &str = "bench-monitor: done";
 /// The start of the payload's last line when something went wrong; the reason follows.
 pub const FAILED: &str = "bench-monitor: failed:";
+
+// The secure image's addresses (the platform's, through build.rs): `SECURE_ENTRY`,
+// `SECURE_FOOTPRINT`, `GIC_DISTRIBUTOR_BASE`, `SECURE_UART_BASE`.
+include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+
+/// The start of the secure image's only line, on the secure UART, when it cannot do its part
+/// (`go` refused, an exception, a panic); the reason follows. Silent when all is well.
+pub const SECURE_FAILED: &str = "bench-secure: failed:";
 
 /// A SiP function the monitor does not implement: it must answer SMCCC `NOT_SUPPORTED`.
 pub const UNKNOWN_SIP: u32 = 0xc200_0fff;
@@ -235,6 +247,32 @@ mod tests {
         for bad in ["", "1", "1.", ".5", "1.23", "1,5", "--1.0", "+1.0", "a.b", "99999999999999999999.0"] {
             assert_eq!(bad.parse::<Tenths>(), Err(BadTenths), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_call_line_carries_the_answer_that_names_its_path() {
+        // notify_secure with the secure world running answers SUCCESS (0), without one NO_SECURE_WORLD.
+        let call = &CALLS[3];
+        assert_eq!(call.function_id, smc::NOTIFY_SECURE);
+        for (x0, text) in [(smc::SUCCESS, "0x0"), (smc::NO_SECURE_WORLD, "0xffffffffffffff00")] {
+            let timing = Timing { ticks: 3_125 + 37_500, empty_ticks: 3_125, last_x0: x0 as u64 };
+            let line = CallLine { call, counter: QEMU_COUNTER, iterations: ITERATIONS, timing }.to_string();
+            assert_eq!(
+                line,
+                format!("bench-monitor: call=notify_secure id=0xc2000001 x1=0x0 iterations=10000 ticks=40625 empty_ticks=3125 instructions_per_call=60.0 last_x0={text}")
+            );
+        }
+    }
+
+    #[test]
+    fn the_secure_image_lies_where_the_monitor_looks() {
+        // monitor/platform/qemu-virt.toml: `secure_entry`, `gic-distributor`, `secure-uart`.
+        assert_eq!(SECURE_ENTRY, 0x7000_0000);
+        assert_eq!(GIC_DISTRIBUTOR_BASE, 0x0800_0000);
+        assert_eq!(SECURE_UART_BASE, 0x0904_0000);
+        const { assert!(SECURE_FOOTPRINT >= 4096 && SECURE_ENTRY.is_multiple_of(4096)) };
+        // The secure image's line is never taken for the payload's.
+        assert!(!SECURE_FAILED.starts_with(PREFIX) && SECURE_FAILED.ends_with("failed:"));
     }
 
     #[test]

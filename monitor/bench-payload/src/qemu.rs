@@ -10,6 +10,9 @@ pub struct Setup {
     pub firmware: FirmwareImage,
     /// The payload's ELF (its segments carry their load addresses).
     pub payload: PathBuf,
+    /// The secure image's ELF (`bench-secure`, at the secure entry), or none: without one the
+    /// monitor's `notify_secure` answers `NO_SECURE_WORLD`. Only with [`FirmwareImage::Monitor`].
+    pub secure_image: Option<PathBuf>,
     /// QEMU's `-cpu`.
     pub cpu: String,
     /// Where the secure UART (the second `-serial`) goes: a file, or nowhere.
@@ -82,10 +85,15 @@ pub fn arguments(setup: &Setup) -> Vec<String> {
             };
             args.extend(["-serial".to_string(), secure]);
             args.extend(["-bios".to_string(), image.display().to_string()]);
-            // No cpu-num: the loader only places the segments; the monitor decides where cores start.
+            // No cpu-num: the loader only places the segments; the monitor decides where cores start
+            // (the secure image on the secure core at S-EL1, the payload after its `go`).
             args.extend(["-device".to_string(), format!("loader,file={}", setup.payload.display())]);
+            if let Some(secure_image) = &setup.secure_image {
+                args.extend(["-device".to_string(), format!("loader,file={}", secure_image.display())]);
+            }
         }
         FirmwareImage::QemuPsci => {
+            assert!(setup.secure_image.is_none(), "QEMU's own PSCI has no secure world to load an image into");
             args.extend(["-kernel".to_string(), setup.payload.display().to_string()]);
         }
     }
@@ -100,6 +108,7 @@ mod tests {
         Setup {
             firmware,
             payload: "build/bench-payload.elf".into(),
+            secure_image: None,
             cpu: "cortex-a53".into(),
             secure_log: Some("build/secure.log".into()),
         }
@@ -115,6 +124,23 @@ mod tests {
         assert!(args.contains("-serial stdio -serial file:build/secure.log"), "{args}");
         assert!(args.contains("-bios build/monitor.bin -device loader,file=build/bench-payload.elf"), "{args}");
         assert!(!args.contains("-kernel"));
+        assert_eq!(args.matches("-device loader").count(), 1, "{args}");
+    }
+
+    #[test]
+    fn a_secure_image_is_loaded_beside_the_payload_for_the_monitor_to_enter() {
+        let setup = Setup {
+            secure_image: Some("build/bench-secure.elf".into()),
+            ..setup(FirmwareImage::Monitor("build/monitor.bin".into()))
+        };
+        let args = arguments(&setup).join(" ");
+        assert!(
+            args.ends_with(
+                "-bios build/monitor.bin -device loader,file=build/bench-payload.elf -device loader,file=build/bench-secure.elf"
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("cpu-num"), "{args}");
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl Reference {
     }
 }
 
-/// Who answered the payload's SMCs: the table's first figure column.
+/// Who answered the payload's SMCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
     /// The tzmk EL3 monitor (`-bios`): the figures are EL3 instructions.
@@ -226,68 +226,169 @@ impl Firmware {
     }
 }
 
-/// The markdown table of one run beside TF-A's figures and the goal (at most half of TF-A's on the
-/// same `-cpu`; where TF-A was not measured on `cpu`, half of its cortex-a57 figure, so labelled).
-pub fn table(results: &Results, cpu: &str, firmware: Firmware) -> String {
+/// What sat in the secure world during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureImage {
+    /// Nothing at the secure entry: the monitor's `notify_secure` refuses (`NO_SECURE_WORLD`).
+    Absent,
+    /// `bench-secure`: it made `go` and waits in `wfi`, so `notify_secure` takes the real path
+    /// (the secure world running: pend the kick SPI) and answers `SUCCESS`.
+    BenchSecure,
+}
+
+impl SecureImage {
+    /// The column's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SecureImage::Absent => "no secure image",
+            SecureImage::BenchSecure => "bench-secure after `go`",
+        }
+    }
+
+    /// What `notify_secure` must answer under the monitor with this secure world: another answer
+    /// means the figure measured some other path than the column claims.
+    pub fn notify_secure_answer(self) -> i64 {
+        match self {
+            SecureImage::Absent => tzmk_interface::smc::NO_SECURE_WORLD,
+            SecureImage::BenchSecure => tzmk_interface::smc::SUCCESS,
+        }
+    }
+}
+
+/// One run of the payload: a figure column of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column<'a> {
+    pub secure_image: SecureImage,
+    pub results: &'a Results,
+}
+
+/// Issue 11's goal for the EL3 share of a notification (`notify_secure` with the secure world
+/// running): at most 80 instructions. TF-A has no such call to halve.
+pub const NOTIFY_SECURE_GOAL: Tenths = Tenths(800);
+
+/// The row a call's figure belongs in. `notify_secure` takes a different path in the monitor
+/// with the secure world running than without one, so its row is named by what it answered.
+pub fn operation(result: &CallResult) -> String {
+    use tzmk_interface::smc;
+    if result.function_id != smc::NOTIFY_SECURE {
+        return result.name.clone();
+    }
+    match result.last_x0 as i64 {
+        smc::SUCCESS => format!("{} (secure world running)", result.name),
+        smc::NO_SECURE_WORLD => format!("{} (no secure world)", result.name),
+        _ => result.name.clone(),
+    }
+}
+
+/// ` (met)` or ` (not met)` over the columns that have a figure (`(column's label, met)`), said
+/// once when they agree.
+fn verdict(verdicts: &[(&str, bool)]) -> String {
+    let word = |met: bool| if met { "met" } else { "not met" };
+    match verdicts.first() {
+        Some(&(_, first)) if verdicts.iter().all(|&(_, m)| m == first) => format!(" ({})", word(first)),
+        Some(_) => {
+            let each: Vec<String> = verdicts.iter().map(|&(label, m)| format!("{}: {label}", word(m))).collect();
+            format!(" ({})", each.join("; "))
+        }
+        None => String::new(),
+    }
+}
+
+/// The markdown table of one or more runs (a figure column each) beside TF-A's figures and the
+/// goal (at most half of TF-A's on the same `-cpu`; where TF-A was not measured on `cpu`, half of
+/// its cortex-a57 figure, so labelled; for `notify_secure` with the secure world running, issue
+/// 11's [`NOTIFY_SECURE_GOAL`]). A run's figure stands in a row only if the call took that row's
+/// path in that run; `-` where it did not.
+pub fn table(columns: &[Column<'_>], cpu: &str, firmware: Firmware) -> String {
     let goal_reference = TF_A.iter().find(|r| r.cpu == cpu).unwrap_or(&TF_A[0]);
-    let mut out = String::new();
+    let judged = firmware == Firmware::Monitor;
+    let mut out = String::from("| operation (instructions) |");
+    for column in columns {
+        let _ = match firmware {
+            Firmware::Monitor => write!(out, " {}, {} |", firmware.heading(cpu), column.secure_image.label()),
+            Firmware::QemuPsci => write!(out, " {} |", firmware.heading(cpu)),
+        };
+    }
     let _ = writeln!(
         out,
-        "| operation (instructions) | {} | TF-A 2.8 BL31, `-cpu {}` | TF-A 2.8 BL31, `-cpu {}` | goal: half of TF-A, `-cpu {}` | last x0 |",
-        firmware.heading(cpu),
-        TF_A[0].cpu,
-        TF_A[1].cpu,
-        goal_reference.cpu
+        " TF-A 2.8 BL31, `-cpu {}` | TF-A 2.8 BL31, `-cpu {}` | goal: half of TF-A, `-cpu {}` | last x0 |",
+        TF_A[0].cpu, TF_A[1].cpu, goal_reference.cpu
     );
-    out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
-    for result in &results.calls {
-        let reference = |r: &Reference| r.for_call(result.function_id).map_or("-".to_string(), |v| v.to_string());
-        let goal = match goal_reference.for_call(result.function_id) {
-            Some(tf_a) => {
-                // Half of TF-A, in tenths: a call may cost at most tf_a * 10 / 2 tenths.
-                let limit = Tenths(tf_a as i64 * 5);
-                match firmware {
-                    Firmware::Monitor => {
-                        let verdict = if result.instructions_per_call <= limit { "met" } else { "not met" };
-                        format!("<= {limit} ({verdict})")
-                    }
-                    Firmware::QemuPsci => format!("<= {limit}"),
-                }
+    out.push_str("| --- |");
+    out.push_str(&" ---: |".repeat(columns.len()));
+    out.push_str(" ---: | ---: | ---: | --- |\n");
+    for (index, call) in CALLS.iter().enumerate() {
+        // Each run's result for this call, and the rows (paths) they fall in, in column order.
+        let results: Vec<Option<&CallResult>> = columns.iter().map(|c| c.results.calls.get(index)).collect();
+        let mut rows: Vec<String> = Vec::new();
+        for result in results.iter().flatten() {
+            let row = operation(result);
+            if !rows.contains(&row) {
+                rows.push(row);
             }
-            None => "- (TF-A has no such call)".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} (`{:#x}`) | {} | {} | {} | {} | {} |",
-            result.name,
-            result.function_id,
-            result.instructions_per_call,
-            reference(&TF_A[0]),
-            reference(&TF_A[1]),
-            goal,
-            returned(result.function_id, result.last_x0)
-        );
+        }
+        for row in rows {
+            let in_row = |column: usize| results[column].filter(|r| operation(r) == row);
+            let _ = write!(out, "| {row} (`{:#x}`) |", call.function_id);
+            for column in 0..columns.len() {
+                let _ = match in_row(column) {
+                    Some(result) => write!(out, " {} |", result.instructions_per_call),
+                    None => write!(out, " - |"),
+                };
+            }
+            let reference = |r: &Reference| r.for_call(call.function_id).map_or("-".to_string(), |v| v.to_string());
+            let limit = match goal_reference.for_call(call.function_id) {
+                // Half of TF-A, in tenths: a call may cost at most tf_a * 10 / 2 tenths.
+                Some(tf_a) => Some((Tenths(tf_a as i64 * 5), "")),
+                None if row.ends_with("(secure world running)") => Some((NOTIFY_SECURE_GOAL, ", issue 11")),
+                None => None,
+            };
+            let goal = match limit {
+                Some((limit, source)) => {
+                    let verdicts: Vec<(&str, bool)> = (0..columns.len())
+                        .filter_map(|c| {
+                            in_row(c).map(|r| (columns[c].secure_image.label(), r.instructions_per_call <= limit))
+                        })
+                        .collect();
+                    let verdict = if judged { verdict(&verdicts) } else { String::new() };
+                    format!("<= {limit}{source}{verdict}")
+                }
+                None => "- (TF-A has no such call)".to_string(),
+            };
+            // x0 once when every run in the row answered alike, else each run's.
+            let answers: Vec<(&str, u64)> = (0..columns.len())
+                .filter_map(|c| in_row(c).map(|r| (columns[c].secure_image.label(), r.last_x0)))
+                .collect();
+            let last_x0 = match answers.first() {
+                Some(&(_, x0)) if answers.iter().all(|&(_, other)| other == x0) => returned(call.function_id, x0),
+                _ => {
+                    let each: Vec<String> = answers
+                        .iter()
+                        .map(|&(label, x0)| format!("{}: {label}", returned(call.function_id, x0)))
+                        .collect();
+                    each.join("; ")
+                }
+            };
+            let _ = writeln!(out, " {} | {} | {goal} | {last_x0} |", reference(&TF_A[0]), reference(&TF_A[1]));
+        }
     }
     let reset_reference = |r: &Reference| r.reset_to_entry.map_or("-".to_string(), millions);
     let reset_goal = match TF_A.iter().find_map(|r| r.reset_to_entry.map(|v| (r.cpu, v))) {
         Some((tf_a_cpu, tf_a)) => {
-            let verdict = match firmware {
-                Firmware::Monitor if results.reset_to_entry_instructions < tf_a => " (met)",
-                Firmware::Monitor => " (not met)",
-                Firmware::QemuPsci => "",
-            };
+            let verdicts: Vec<(&str, bool)> = columns
+                .iter()
+                .map(|c| (c.secure_image.label(), c.results.reset_to_entry_instructions < tf_a))
+                .collect();
+            let verdict = if judged { verdict(&verdicts) } else { String::new() };
             format!("< {} of `-cpu {tf_a_cpu}`{verdict}", millions(tf_a))
         }
         None => "-".to_string(),
     };
-    let _ = writeln!(
-        out,
-        "| reset -> first normal-world instruction | {} | {} | {} | {} | |",
-        millions(results.reset_to_entry_instructions),
-        reset_reference(&TF_A[0]),
-        reset_reference(&TF_A[1]),
-        reset_goal
-    );
+    out.push_str("| reset -> first normal-world instruction (all cores) |");
+    for column in columns {
+        let _ = write!(out, " {} |", grouped(column.results.reset_to_entry_instructions));
+    }
+    let _ = writeln!(out, " {} | {} | {reset_goal} | |", reset_reference(&TF_A[0]), reset_reference(&TF_A[1]));
     out
 }
 
@@ -300,6 +401,8 @@ fn returned(function_id: u32, x0: u64) -> String {
         smc::INVALID_PARAMETER => Some("INVALID_PARAMETER"),
         smc::NO_SECURE_WORLD => Some("NO_SECURE_WORLD"),
         smc::DENIED => Some("DENIED"),
+        // 0 is a status only for tzmk's own (SiP) calls; a version of 0.0 is a version.
+        smc::SUCCESS if smc::FunctionId(function_id).owner() == smc::OWNER_SIP => Some("SUCCESS"),
         _ => None,
     };
     let versioned = matches!(function_id, smccc::psci::PSCI_VERSION | smccc::arch::SMCCC_VERSION);
@@ -309,6 +412,19 @@ fn returned(function_id: u32, x0: u64) -> String {
         None if versioned && x0 <= 0x7fff_ffff => format!("`{x0:#x}` (v{}.{})", x0 >> 16, x0 & 0xffff),
         None => format!("`{x0:#x}`"),
     }
+}
+
+/// `28864` as `28,864`.
+fn grouped(count: u64) -> String {
+    let digits = count.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// `7800000` as `7.80 M`.
@@ -321,16 +437,19 @@ fn millions(instructions: u64) -> String {
 mod tests {
     use super::*;
     use crate::{CallLine, Counter, ResetLine, StartLine, Timing, ITERATIONS, UNKNOWN_SIP};
+    use tzmk_interface::smc::{NOTIFY_SECURE, NO_SECURE_WORLD, SUCCESS};
 
     const COUNTER: Counter = Counter { frequency_hz: 62_500_000 };
 
-    /// What the payload prints, made with the payload's own Display impls.
-    fn serial(ticks: [u64; 4]) -> String {
+    /// What the payload prints, made with the payload's own Display impls: every call answers
+    /// 0x10001 but notify_secure, which answers `notify_secure_x0`.
+    fn serial(ticks: [u64; 4], notify_secure_x0: i64) -> String {
         let mut text = String::from("QEMU noise\r\n");
         text += &format!("{}\r\n", StartLine { exception_level: 1, counter: COUNTER });
         text += &format!("{}\r\n", ResetLine { counter: COUNTER, ticks: 250_000 });
         for (call, ticks) in CALLS.iter().zip(ticks) {
-            let timing = Timing { ticks, empty_ticks: 3_125, last_x0: 0x1_0001 };
+            let last_x0 = if call.function_id == NOTIFY_SECURE { notify_secure_x0 as u64 } else { 0x1_0001 };
+            let timing = Timing { ticks, empty_ticks: 3_125, last_x0 };
             text += &format!("{}\r\n", CallLine { call, counter: COUNTER, iterations: ITERATIONS, timing });
         }
         text + DONE + "\r\n"
@@ -338,19 +457,39 @@ mod tests {
 
     #[test]
     fn the_payloads_lines_parse_back() {
-        let results = parse_serial(&serial([3_125 + 50_000, 3_125 + 40_000, 3_125 + 30_000, 3_125 + 60_000])).unwrap();
+        let text = serial([3_125 + 50_000, 3_125 + 40_000, 3_125 + 30_000, 3_125 + 60_000], NO_SECURE_WORLD);
+        let results = parse_serial(&text).unwrap();
         assert_eq!(results.exception_level, 1);
         assert_eq!(results.counter_hz, 62_500_000);
         assert_eq!(results.reset_to_entry_instructions, 4_000_000);
         let per_call: Vec<_> = results.calls.iter().map(|c| c.instructions_per_call).collect();
         assert_eq!(per_call, [Tenths(800), Tenths(640), Tenths(480), Tenths(960)]);
-        assert_eq!(results.calls[3].function_id, tzmk_interface::smc::NOTIFY_SECURE);
+        assert_eq!(results.calls[3].function_id, NOTIFY_SECURE);
+        assert_eq!(results.calls[3].last_x0, NO_SECURE_WORLD as u64);
         assert_eq!(results.calls[0].last_x0, 0x1_0001);
+        assert_eq!(operation(&results.calls[3]), "notify_secure (no secure world)");
+        assert_eq!(operation(&results.calls[0]), "PSCI_VERSION");
+    }
+
+    #[test]
+    fn notify_secures_row_is_the_path_its_answer_shows() {
+        // With bench-secure after `go`: `last_x0=0x0`, the monitor's real path.
+        let text = serial([3_125 + 40_000; 4], SUCCESS);
+        assert!(text.contains("call=notify_secure id=0xc2000001 x1=0x0 iterations=10000 ticks=43125 empty_ticks=3125 instructions_per_call=64.0 last_x0=0x0\r\n"), "{text}");
+        let results = parse_serial(&text).unwrap();
+        assert_eq!(results.calls[3].last_x0, 0);
+        assert_eq!(results.calls[3].instructions_per_call, Tenths(640));
+        assert_eq!(operation(&results.calls[3]), "notify_secure (secure world running)");
+        // Any other answer names no path (QEMU's own PSCI answers NOT_SUPPORTED).
+        let results = parse_serial(&serial([3_125; 4], -1)).unwrap();
+        assert_eq!(operation(&results.calls[3]), "notify_secure");
+        assert_eq!(SecureImage::Absent.notify_secure_answer(), NO_SECURE_WORLD);
+        assert_eq!(SecureImage::BenchSecure.notify_secure_answer(), SUCCESS);
     }
 
     #[test]
     fn incomplete_or_failed_runs_say_why() {
-        let full = serial([10_000; 4]);
+        let full = serial([10_000; 4], NO_SECURE_WORLD);
         assert_eq!(parse_serial("U-Boot? no\n"), Err(SerialError::NoPayloadOutput));
         let cut = &full[..full.find(DONE).unwrap()];
         assert_eq!(parse_serial(cut), Err(SerialError::NoDone));
@@ -370,6 +509,7 @@ mod tests {
             ("ticks=10000", "ticks"),
             ("instructions_per_call=11.0", "instructions_per_call=11.03"),
             ("call=PSCI_VERSION", "cal=PSCI_VERSION"),
+            ("last_x0=0xffffffffffffff00", "last_x0=-256"),
             ("start", "begin"),
         ] {
             assert!(full.contains(good), "{good}");
@@ -385,41 +525,110 @@ mod tests {
     #[test]
     fn the_table_holds_every_call_tf_a_and_the_goal() {
         // PSCI_VERSION at 80.0 meets half of cortex-a57's 170; SMCCC_VERSION at 80.0 does not meet 75.5.
-        let results = parse_serial(&serial([3_125 + 50_000, 3_125 + 50_000, 3_125 + 30_000, 3_125 + 60_000])).unwrap();
-        let table = table(&results, "cortex-a57", Firmware::Monitor);
+        let text = serial([3_125 + 50_000, 3_125 + 50_000, 3_125 + 30_000, 3_125 + 60_000], NO_SECURE_WORLD);
+        let results = parse_serial(&text).unwrap();
+        let alone = [Column { secure_image: SecureImage::Absent, results: &results }];
+        let table = table(&alone, "cortex-a57", Firmware::Monitor);
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(lines.len(), 2 + CALLS.len() + 1, "{table}");
         assert!(
-            lines[0].contains("tzmk monitor, `-cpu cortex-a57`")
-                && lines[0].contains("goal: half of TF-A, `-cpu cortex-a57`")
+            lines[0]
+                .contains("| tzmk monitor, `-cpu cortex-a57`, no secure image | TF-A 2.8 BL31, `-cpu cortex-a57` |")
+                && lines[0].contains("goal: half of TF-A, `-cpu cortex-a57`"),
+            "{table}"
         );
+        assert_eq!(lines[1], "| --- | ---: | ---: | ---: | ---: | --- |");
         assert_eq!(lines[2], "| PSCI_VERSION (`0x84000000`) | 80.0 | 170 | 154 | <= 85.0 (met) | `0x10001` (v1.1) |");
         assert_eq!(
             lines[3],
             "| SMCCC_VERSION (`0x80000000`) | 80.0 | 151 | 135 | <= 75.5 (not met) | `0x10001` (v1.1) |"
         );
         assert_eq!(lines[4], "| unknown_SiP (`0xc2000fff`) | 48.0 | 122 | 106 | <= 61.0 (met) | `0x10001` |");
-        assert!(lines[5].starts_with("| notify_secure (`0xc2000001`) | 96.0 | - | - | - (TF-A has no such call)"));
+        assert_eq!(
+            lines[5],
+            "| notify_secure (no secure world) (`0xc2000001`) | 96.0 | - | - | - (TF-A has no such call) | `0xffffffffffffff00` (-256 NO_SECURE_WORLD) |"
+        );
         assert_eq!(
             lines[6],
-            "| reset -> first normal-world instruction | 4.00 M | 7.80 M | - | < 7.80 M of `-cpu cortex-a57` (met) | |"
+            "| reset -> first normal-world instruction (all cores) | 4,000,000 | 7.80 M | - | < 7.80 M of `-cpu cortex-a57` (met) | |"
         );
         // On -cpu max the goal follows max's figures.
-        let table = super::table(&results, "max", Firmware::Monitor);
+        let table = super::table(&alone, "max", Firmware::Monitor);
         assert!(table.contains("| PSCI_VERSION (`0x84000000`) | 80.0 | 170 | 154 | <= 77.0 (not met) |"), "{table}");
         // Without a monitor there is nothing to judge.
-        let table = super::table(&results, "cortex-a57", Firmware::QemuPsci);
-        assert!(!table.contains("met"), "{table}");
+        let table = super::table(&alone, "cortex-a57", Firmware::QemuPsci);
+        assert!(!table.contains("met") && !table.contains("no secure image"), "{table}");
+        assert!(table
+            .starts_with("| operation (instructions) | QEMU's built-in PSCI (no EL3 code), `-cpu cortex-a57` | TF-A"));
+    }
+
+    #[test]
+    fn with_bench_secure_notify_secure_has_a_row_of_its_own() {
+        let absent =
+            parse_serial(&serial([3_125 + 30_625, 3_125 + 28_750, 3_125 + 36_250, 3_125 + 43_125], NO_SECURE_WORLD))
+                .unwrap();
+        // 85.0 a call on the real path misses issue 11's 80; PSCI_VERSION costs one more with it.
+        let mut running =
+            parse_serial(&serial([3_125 + 31_250, 3_125 + 28_750, 3_125 + 36_250, 3_125 + 53_125], SUCCESS)).unwrap();
+        running.reset_to_entry_instructions = 9_000_000;
+        let columns = [
+            Column { secure_image: SecureImage::Absent, results: &absent },
+            Column { secure_image: SecureImage::BenchSecure, results: &running },
+        ];
+        let table = table(&columns, "cortex-a53", Firmware::Monitor);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(lines.len(), 2 + CALLS.len() + 1 + 1, "{table}");
+        assert!(
+            lines[0].starts_with(
+                "| operation (instructions) | tzmk monitor, `-cpu cortex-a53`, no secure image | tzmk monitor, `-cpu cortex-a53`, bench-secure after `go` | TF-A 2.8 BL31, `-cpu cortex-a57` |"
+            ),
+            "{table}"
+        );
+        assert_eq!(lines[1], "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+        assert_eq!(
+            lines[2],
+            "| PSCI_VERSION (`0x84000000`) | 49.0 | 50.0 | 170 | 154 | <= 85.0 (met) | `0x10001` (v1.1) |"
+        );
+        assert_eq!(lines[4], "| unknown_SiP (`0xc2000fff`) | 58.0 | 58.0 | 122 | 106 | <= 61.0 (met) | `0x10001` |");
+        assert_eq!(
+            lines[5],
+            "| notify_secure (no secure world) (`0xc2000001`) | 69.0 | - | - | - | - (TF-A has no such call) | `0xffffffffffffff00` (-256 NO_SECURE_WORLD) |"
+        );
+        assert_eq!(
+            lines[6],
+            "| notify_secure (secure world running) (`0xc2000001`) | - | 85.0 | - | - | <= 80.0, issue 11 (not met) | `0x0` (0 SUCCESS) |"
+        );
+        assert_eq!(
+            lines[7],
+            "| reset -> first normal-world instruction (all cores) | 4,000,000 | 9,000,000 | 7.80 M | - | < 7.80 M of `-cpu cortex-a57` (met: no secure image; not met: bench-secure after `go`) | |"
+        );
+        // Within issue 11's goal: met. The same x0 in both runs is said once, different ones each.
+        let mut within = running.clone();
+        within.calls[3].instructions_per_call = Tenths(800);
+        within.calls[0].last_x0 = 0x1_0002;
+        let columns = [columns[0], Column { secure_image: SecureImage::BenchSecure, results: &within }];
+        let table = super::table(&columns, "cortex-a53", Firmware::Monitor);
+        assert!(table.contains("| - | 80.0 | - | - | <= 80.0, issue 11 (met) | `0x0` (0 SUCCESS) |"), "{table}");
+        assert!(
+            table.contains("| `0x10001` (v1.1): no secure image; `0x10002` (v1.2): bench-secure after `go` |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn counts_are_grouped_in_thousands() {
+        for (count, text) in [(0, "0"), (999, "999"), (1_000, "1,000"), (28_864, "28,864"), (7_800_000, "7,800,000")] {
+            assert_eq!(grouped(count), text);
+        }
     }
 
     #[test]
     fn returned_values_are_named() {
         assert_eq!(returned(UNKNOWN_SIP, u64::MAX), "`0xffffffffffffffff` (-1 NOT_SUPPORTED)");
-        assert_eq!(
-            returned(tzmk_interface::smc::NOTIFY_SECURE, -0x100i64 as u64),
-            "`0xffffffffffffff00` (-256 NO_SECURE_WORLD)"
-        );
+        assert_eq!(returned(NOTIFY_SECURE, -0x100i64 as u64), "`0xffffffffffffff00` (-256 NO_SECURE_WORLD)");
+        assert_eq!(returned(NOTIFY_SECURE, 0), "`0x0` (0 SUCCESS)");
         assert_eq!(returned(smccc::psci::PSCI_VERSION, 0x1_0001), "`0x10001` (v1.1)");
+        assert_eq!(returned(smccc::psci::PSCI_VERSION, 0), "`0x0` (v0.0)");
         assert_eq!(returned(UNKNOWN_SIP, 0x1_0001), "`0x10001`");
     }
 }
