@@ -14,6 +14,7 @@ use core::sync::atomic::Ordering;
 use microkit::MemoryRegion;
 use tzmk_interface::driver::{
     ANY_CORE, DOORBELL_RUNG_OFFSET, PENDING_ANY, PENDING_CONTROL, PENDING_CORES, PENDING_OFFSET, READER_CORE_OFFSET,
+    SPIN_DEFAULT, SPIN_HINT_OFFSET,
 };
 use tzmk_interface::port::ring::{
     Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
@@ -351,6 +352,8 @@ impl Ports {
                 word.store(0, Ordering::Release);
             }
         }
+        // comm-pd's own spin window until the normal world asks for less.
+        let _ = ports.ctrl.write_bytes(SPIN_HINT_OFFSET, &SPIN_DEFAULT.to_le_bytes());
         ports.publish_directory();
         Ok(ports)
     }
@@ -552,6 +555,20 @@ impl Ports {
         }
     }
 
+    /// The spin window in ticks: [`set_spin`](Self::set_spin)'s, or less when the normal world's
+    /// spin hint asks for less (one copy of the word; it can never make the window longer).
+    pub fn spin_window(&self) -> u64 {
+        let mut bytes = [0u8; 4];
+        let hint = match self.ctrl.read_bytes(SPIN_HINT_OFFSET, &mut bytes) {
+            Ok(()) => u32::from_le_bytes(bytes),
+            Err(_) => SPIN_DEFAULT,
+        };
+        if hint == SPIN_DEFAULT {
+            return self.spin_ticks;
+        }
+        self.spin_ticks.min(microkit::timer::ticks_from_micros(hint.into()))
+    }
+
     /// The core where port `index`'s reader waits, as the driver wrote it: one copy of the word.
     fn reader_core(&self, index: usize) -> u32 {
         let mut bytes = [0u8; 4];
@@ -564,10 +581,11 @@ impl Ports {
     /// Looks at the open rings (but those in `stalled`) and the mailbox for up to the spin
     /// window; `true` as soon as something arrived (or a ring looks broken: `serve` says how).
     fn spin(&mut self, stalled: u32) -> bool {
-        if self.spin_ticks == 0 {
+        let ticks = self.spin_window();
+        if ticks == 0 {
             return false;
         }
-        let deadline = microkit::timer::now().saturating_add(self.spin_ticks);
+        let deadline = microkit::timer::now().saturating_add(ticks);
         loop {
             for (index, slot) in self.slots.iter_mut().enumerate().take(self.table.len()) {
                 if stalled & 1 << index != 0 {

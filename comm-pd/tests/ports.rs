@@ -617,3 +617,26 @@ fn every_doorbell_is_stamped() {
     let rung = stamp(&shared);
     assert!(rung >= before && rung <= microkit::timer::now(), "{before} <= {rung}");
 }
+
+/// The normal world's spin hint shortens comm-pd's spin window, never lengthens it; comm-pd
+/// starts with its own window whatever the word held.
+#[test]
+fn the_spin_hint_only_shortens_the_window() {
+    use tzmk_interface::driver::{SPIN_DEFAULT, SPIN_HINT_OFFSET};
+    let mut harness = Harness::new(&PORTS).unwrap();
+    let own = microkit::timer::ticks_from_micros(50);
+    harness.ports.set_spin(own);
+    let mut word = [0u8; 4];
+    harness.peek(Area::Ctrl, SPIN_HINT_OFFSET, &mut word);
+    assert_eq!(u32::from_le_bytes(word), SPIN_DEFAULT, "written at start");
+    assert_eq!(harness.ports.spin_window(), own);
+    let hint = |harness: &Harness, micros: u32| harness.scribble(Area::Ctrl, SPIN_HINT_OFFSET, &micros.to_le_bytes());
+    hint(&harness, 0);
+    assert_eq!(harness.ports.spin_window(), 0, "no spinning");
+    hint(&harness, 10);
+    assert_eq!(harness.ports.spin_window(), microkit::timer::ticks_from_micros(10));
+    hint(&harness, 1_000_000);
+    assert_eq!(harness.ports.spin_window(), own, "never longer than comm-pd's own");
+    hint(&harness, SPIN_DEFAULT);
+    assert_eq!(harness.ports.spin_window(), own);
+}

@@ -32,6 +32,7 @@
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/of.h>
 #include <linux/of_reserved_mem.h>
@@ -169,6 +170,46 @@ static u64 *tzmk_word64(void *base, size_t offset)
 {
 	return (u64 *)((u8 *)base + offset);
 }
+
+/*
+ * The spin hint (TZMK_SPIN_HINT_OFFSET): how long comm-pd may look for more messages before it
+ * sleeps, in microseconds; -1 leaves comm-pd's own window, and comm-pd never spins longer than
+ * that whatever this says. Writable at run time (/sys/module/tzmk/parameters/secure_spin_us).
+ */
+static int secure_spin_us = -1;
+static DEFINE_MUTEX(tzmk_bound_lock);
+/* The bound device, for the parameter's setter; under tzmk_bound_lock. */
+static struct tzmk_device *tzmk_bound;
+
+static void tzmk_write_spin_hint(struct tzmk_device *tz, int micros)
+{
+	u32 *word = tzmk_word32(tz->region[TZMK_CTRL].base, TZMK_SPIN_HINT_OFFSET);
+
+	WRITE_ONCE(*word, micros < 0 ? TZMK_SPIN_DEFAULT : (u32)micros);
+}
+
+static int tzmk_set_spin(const char *value, const struct kernel_param *kp)
+{
+	int micros, err = kstrtoint(value, 0, &micros);
+
+	if (err)
+		return err;
+	if (micros < -1)
+		return -EINVAL;
+	mutex_lock(&tzmk_bound_lock);
+	secure_spin_us = micros;
+	if (tzmk_bound)
+		tzmk_write_spin_hint(tzmk_bound, micros);
+	mutex_unlock(&tzmk_bound_lock);
+	return 0;
+}
+
+static const struct kernel_param_ops tzmk_spin_ops = {
+	.set = tzmk_set_spin,
+	.get = param_get_int,
+};
+module_param_cb(secure_spin_us, &tzmk_spin_ops, &secure_spin_us, 0644);
+MODULE_PARM_DESC(secure_spin_us, "how long comm-pd may spin for more messages, us (-1: its own window, the most)");
 
 /* Kicks the secure world; the counter just before the SMC is the system bench's "kick smc". */
 static void tzmk_notify_secure(struct tzmk_device *tz, unsigned int port)
@@ -1288,40 +1329,26 @@ static int tzmk_read_directory(struct tzmk_device *tz, struct tzmk_directory *di
 
 static int tzmk_map_regions(struct tzmk_device *tz)
 {
-	struct device_node *np = tz->dev->of_node;
 	unsigned int i;
 
 	for (i = 0; i < TZMK_REGIONS; i++) {
-		struct reserved_mem *rmem;
-		struct device_node *node;
-		int index = of_property_match_string(np, "memory-region-names", tzmk_region_names[i]);
+		const char *name = tzmk_region_names[i], *why = NULL;
+		phys_addr_t base, size;
 
-		if (index < 0) {
-			pr_err("the tzmk,ports node names no memory-region \"%s\": no ports\n", tzmk_region_names[i]);
+		if (tzmk_fw_region(tz->dev->of_node, name, &base, &size, &why)) {
+			pr_err("memory-region \"%s\" %s: no ports\n", name, why);
 			return -EINVAL;
 		}
-		node = of_parse_phandle(np, "memory-region", index);
-		if (!node) {
-			pr_err("memory-region \"%s\" is no phandle: no ports\n", tzmk_region_names[i]);
+		if (i == TZMK_CTRL && size < TZMK_PORT_CTRL_SIZE) {
+			pr_err("memory-region \"%s\" (%pa bytes) is smaller than port_ctrl's %#x: no ports\n", name, &size,
+			       TZMK_PORT_CTRL_SIZE);
 			return -EINVAL;
 		}
-		rmem = of_reserved_mem_lookup(node);
-		of_node_put(node);
-		if (!rmem) {
-			pr_err("memory-region \"%s\" is not a reserved-memory node: no ports\n", tzmk_region_names[i]);
-			return -EINVAL;
-		}
-		if (!PAGE_ALIGNED(rmem->base) || !PAGE_ALIGNED(rmem->size) ||
-		    (i == TZMK_CTRL && rmem->size < TZMK_PORT_CTRL_SIZE)) {
-			pr_err("memory-region \"%s\" (%pa, %pa bytes) is not whole pages or too small: no ports\n",
-			       tzmk_region_names[i], &rmem->base, &rmem->size);
-			return -EINVAL;
-		}
-		tz->region[i].phys = rmem->base;
-		tz->region[i].size = rmem->size;
-		tz->region[i].base = devm_memremap(tz->dev, rmem->base, rmem->size, MEMREMAP_WB);
+		tz->region[i].phys = base;
+		tz->region[i].size = size;
+		tz->region[i].base = devm_memremap(tz->dev, base, size, MEMREMAP_WB);
 		if (IS_ERR(tz->region[i].base)) {
-			pr_err("memory-region \"%s\" cannot be mapped: no ports\n", tzmk_region_names[i]);
+			pr_err("memory-region \"%s\" cannot be mapped: no ports\n", name);
 			return PTR_ERR(tz->region[i].base);
 		}
 	}
@@ -1504,6 +1531,10 @@ static int tzmk_probe(struct platform_device *pdev)
 		pr_err("creating the port devices failed (%d): no ports\n", err);
 		goto out;
 	}
+	mutex_lock(&tzmk_bound_lock);
+	tzmk_bound = tz;
+	tzmk_write_spin_hint(tz, secure_spin_us);
+	mutex_unlock(&tzmk_bound_lock);
 	dev_info(&pdev->dev, "%u ports, doorbell irq %d\n", tz->count, tz->irq);
 out:
 	kfree(directory);
@@ -1515,6 +1546,9 @@ static int tzmk_remove(struct platform_device *pdev)
 	struct tzmk_device *tz = platform_get_drvdata(pdev);
 
 	/* No file is open: each holds a reference to this module, and unbinding by hand is off. */
+	mutex_lock(&tzmk_bound_lock);
+	tzmk_bound = NULL;
+	mutex_unlock(&tzmk_bound_lock);
 	disable_irq(tz->irq);
 	tzmk_remove_ports(tz);
 	return 0;

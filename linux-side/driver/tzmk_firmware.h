@@ -14,7 +14,9 @@
 #define TZMK_FIRMWARE_H
 
 #include <linux/arm-smccc.h>
+#include <linux/mm.h>
 #include <linux/of.h>
+#include <linux/of_reserved_mem.h>
 #include <linux/types.h>
 #include <asm/arch_timer.h>
 
@@ -112,6 +114,42 @@ static inline long tzmk_fw_notify_secure(unsigned int port)
 static inline struct device_node *tzmk_fw_node(void)
 {
 	return of_find_compatible_node(NULL, NULL, TZMK_DT_COMPATIBLE);
+}
+
+/*
+ * The reserved-memory region that the node's `memory-region-names` calls `name` (through the
+ * `memory-region` phandle at the same index). 0 with *base and *size set, or -EINVAL with *why
+ * saying what is wrong with the device tree.
+ */
+static inline int tzmk_fw_region(struct device_node *np, const char *name, phys_addr_t *base, phys_addr_t *size,
+				 const char **why)
+{
+	struct reserved_mem *rmem;
+	struct device_node *node;
+	int index = of_property_match_string(np, "memory-region-names", name);
+
+	if (index < 0) {
+		*why = "is not in the node's memory-region-names";
+		return -EINVAL;
+	}
+	node = of_parse_phandle(np, "memory-region", index);
+	if (!node) {
+		*why = "has no phandle in memory-region";
+		return -EINVAL;
+	}
+	rmem = of_reserved_mem_lookup(node);
+	of_node_put(node);
+	if (!rmem) {
+		*why = "is not a reserved-memory node";
+		return -EINVAL;
+	}
+	if (!PAGE_ALIGNED(rmem->base) || !PAGE_ALIGNED(rmem->size)) {
+		*why = "is not whole pages";
+		return -EINVAL;
+	}
+	*base = rmem->base;
+	*size = rmem->size;
+	return 0;
 }
 
 #endif /* TZMK_FIRMWARE_H */

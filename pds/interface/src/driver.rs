@@ -113,8 +113,20 @@ pub const STAMPS_OFFSET: usize = NOTIFY_END;
 pub const KICK_SEEN_OFFSET: usize = STAMPS_OFFSET;
 /// The counter just before comm-pd's latest `notify_normal` SMC.
 pub const DOORBELL_RUNG_OFFSET: usize = STAMPS_OFFSET + 8;
-/// The end of the stamps: `port_ctrl` must be at least this big.
+/// The end of the stamps.
 pub const STAMPS_END: usize = STAMPS_OFFSET + 16;
+/// How long comm-pd may look for more messages before it sleeps (`comm_pd::SPIN_MICROS`,
+/// docs/ports.md "Spinning before sleeping"), as the normal world asks: a u32 of microseconds
+/// that the driver writes (tzmk.ko's `secure_spin_us`). comm-pd spins for the smaller of this and
+/// its own window; [`SPIN_DEFAULT`] (what comm-pd writes at start) leaves its own. Where the
+/// normal world's cores do not run beside the secure core (one time-shared core, QEMU
+/// `-icount`), a spin only delays the peer it waits for. An allegation, bounded by comm-pd's own
+/// window: it can shorten comm-pd's spinning, never lengthen it.
+pub const SPIN_HINT_OFFSET: usize = STAMPS_END;
+/// The spin hint that leaves comm-pd's own window.
+pub const SPIN_DEFAULT: u32 = u32::MAX;
+/// The end of the driver's and comm-pd's words: `port_ctrl` must be at least this big.
+pub const CTRL_WORDS_END: usize = SPIN_HINT_OFFSET + 8;
 
 #[cfg(test)]
 mod tests {
@@ -133,7 +145,7 @@ mod tests {
     #[test]
     fn notification_words_fit_after_the_mailbox() {
         const { assert!(NOTIFY_OFFSET >= crate::port::REPLY_OFFSET + crate::port::SLOT_SIZE) };
-        const { assert!(STAMPS_END <= 0x1000) };
+        const { assert!(CTRL_WORDS_END <= 0x1000) };
         const { assert!(PENDING_OFFSET + 8 * (PENDING_CORES + 1) <= READER_CORE_OFFSET) };
     }
 }

@@ -34,8 +34,8 @@ pub const MAX_CONTROL_MESSAGE: usize = SLOT_SIZE - core::mem::size_of::<SlotHead
 /// The largest payload of a control request or reply.
 pub const MAX_CONTROL_PAYLOAD: usize = MAX_CONTROL_MESSAGE - core::mem::size_of::<Request>();
 /// `port_ctrl` must be at least this big: the mailbox, then the driver's notification words
-/// ([`crate::driver::NOTIFY_OFFSET`]) and comm-pd's stamps ([`crate::driver::STAMPS_OFFSET`]).
-pub const PORT_CTRL_SIZE: usize = crate::driver::STAMPS_END;
+/// ([`crate::driver::NOTIFY_OFFSET`]) comm-pd's stamps ([`crate::driver::STAMPS_OFFSET`]) and the spin hint.
+pub const PORT_CTRL_SIZE: usize = crate::driver::CTRL_WORDS_END;
 
 /// `Directory::magic`: "TZPD".
 pub const DIRECTORY_MAGIC: u32 = 0x545a_5044;
@@ -370,7 +370,7 @@ mod tests {
         assert!(directory_end <= REQUEST_OFFSET, "{directory_end:#x}");
         assert_eq!(core::mem::size_of::<PortEntry>(), 64);
         assert!(crate::status::STATUS_OFFSET + core::mem::size_of::<crate::status::StatusPage>() <= 0x100);
-        assert_eq!(PORT_CTRL_SIZE, 0xcd0);
+        assert_eq!(PORT_CTRL_SIZE, 0xcd8);
     }
 
     #[test]

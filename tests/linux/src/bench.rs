@@ -158,13 +158,43 @@ impl Report {
     }
 }
 
+/// The probe's notification bench (tzmk_probe's `bench` parameter: counter ticks) as the two
+/// latencies `notify-ns-kernel` and `notify-sn-kernel` (nanoseconds; the mean from the sums).
+pub fn kernel_legs(text: &str) -> Result<[Latency; 2], String> {
+    if text.starts_with("failed") || text == "not run" {
+        return Err(format!("tzmk_probe's notification bench: {text}"));
+    }
+    let f = fields(text.split_whitespace()).map_err(|e| format!("tzmk_probe's bench {text:?}: {e}"))?;
+    let get = |name: &str| field::<u64>(&f, name).map_err(|e| format!("tzmk_probe's bench {text:?}: {e}"));
+    let (samples, hz) = (get("samples")?, get("cntfrq")?);
+    if samples == 0 || hz == 0 {
+        return Err(format!("tzmk_probe's bench {text:?}: no samples or no counter frequency"));
+    }
+    let leg = |key: &str, prefix: &str| -> Result<Latency, String> {
+        let ns = |name: &str| get(&format!("{prefix}_{name}")).map(|ticks| ns_from_ticks(ticks, hz));
+        Ok(Latency {
+            key: key.to_owned(),
+            samples: samples as usize,
+            mean: ns("sum")? / samples as f64,
+            p50: ns("p50")?,
+            min: ns("min")?,
+            max: ns("max")?,
+        })
+    };
+    Ok([leg("notify-ns-kernel", "ns")?, leg("notify-sn-kernel", "sn")?])
+}
+
 /// The latencies `tzmk-bench` measures: key, what the row says.
-pub const LATENCIES: [(&str, &str); 6] = [
-    ("notify-ns", "normal -> secure: the driver's `smc` until comm-pd's handler runs"),
-    ("notify-sn-irq", "secure -> normal: comm-pd's `notify_normal` until the driver's doorbell handler"),
-    ("notify-sn", "secure -> normal: comm-pd's `notify_normal` until the waiting reader runs"),
-    ("rt-rw-64", "64 B round trip, application to application, read/write on /dev/tzmk/echo"),
-    ("rt-mmap-64", "64 B round trip, mmap'd rings (tzcomm) and the kick ioctl, echo"),
+pub const LATENCIES: [(&str, &str); 10] = [
+    ("notify-ns-kernel", "normal -> secure: the driver's `smc` until comm-pd's handler runs (kernel, core idle)"),
+    ("notify-sn-kernel", "secure -> normal: comm-pd's `notify_normal` until the kicking core runs (kernel)"),
+    ("notify-ns", "normal -> secure, from an application's write(2) (the writer goes on running)"),
+    ("notify-sn-irq", "secure -> normal: `notify_normal` until the doorbell handler, reader asleep in read(2)"),
+    ("notify-sn", "secure -> normal: `notify_normal` until the sleeping reader's read(2) returns"),
+    ("rt-rw-64", "64 B round trip, read/write on /dev/tzmk/echo, both sides spinning (the default)"),
+    ("rt-mmap-64", "64 B round trip, mmap'd rings (tzcomm), both sides spinning (the default)"),
+    ("rt-rw-64-nospin", "64 B round trip, read/write, no spinning (secure_spin_us=0)"),
+    ("rt-mmap-64-nospin", "64 B round trip, mmap'd rings, no spinning on either side"),
     ("rt-pipe-64", "64 B round trip over two pipes, two processes on two cores"),
 ];
 
@@ -197,7 +227,7 @@ pub fn table(report: &Report, el3: Option<f64>) -> String {
             }
         }
     }
-    if let (Some(total), Some(el3)) = (report.latency("notify-ns"), el3) {
+    if let (Some(total), Some(el3)) = (report.latency("notify-ns-kernel"), el3) {
         let _ = writeln!(
             out,
             "\nnormal -> secure, split (p50): EL3 {el3:.0} (the monitor bench's notify_secure, secure world running), \
@@ -205,8 +235,10 @@ pub fn table(report: &Report, el3: Option<f64>) -> String {
             total.p50 - el3
         );
     }
-    if let (Some(mmap), Some(pipe)) = (report.latency("rt-mmap-64"), report.latency("rt-pipe-64")) {
-        let _ = writeln!(out, "\n64 B round trip, mmap path / pipe (mean): {:.2}", mmap.mean / pipe.mean);
+    for key in ["rt-mmap-64", "rt-mmap-64-nospin"] {
+        if let (Some(mmap), Some(pipe)) = (report.latency(key), report.latency("rt-pipe-64")) {
+            let _ = writeln!(out, "\n{key} / rt-pipe-64 (mean): {:.2}", mmap.mean / pipe.mean);
+        }
     }
     out.push_str("\n| transfer | bytes | MiB/s (virtual time) |\n| --- | ---: | ---: |\n");
     for (key, what) in TRANSFERS {
@@ -253,16 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn the_probes_legs() {
+        let text = "samples=4 dropped=1 cntfrq=62500000 ns_sum=400 ns_p50=100 ns_min=90 ns_max=120 \
+                    sn_sum=40 sn_p50=10 sn_min=9 sn_max=12";
+        let [ns, sn] = kernel_legs(text).unwrap();
+        assert_eq!(
+            (ns.key.as_str(), ns.samples, ns.mean, ns.p50, ns.min, ns.max),
+            ("notify-ns-kernel", 4, 1600.0, 1600.0, 1440.0, 1920.0)
+        );
+        assert_eq!((sn.key.as_str(), sn.mean, sn.max), ("notify-sn-kernel", 160.0, 192.0));
+        assert!(kernel_legs("failed: error -19, 0 samples, 0 dropped").unwrap_err().contains("error -19"));
+        assert!(kernel_legs("not run").is_err());
+        assert!(kernel_legs("samples=0 cntfrq=1").is_err());
+        assert!(kernel_legs("samples=3 cntfrq=62500000 ns_sum=1").unwrap_err().contains("no ns_p50"));
+    }
+
+    #[test]
     fn the_table_names_every_row_and_the_split() {
         let mut report = Report::default();
-        report.latencies.push(Latency::of("notify-ns", &[1000.0]).unwrap());
+        report.latencies.push(Latency::of("notify-ns-kernel", &[1000.0]).unwrap());
         report.latencies.push(Latency::of("rt-mmap-64", &[3000.0]).unwrap());
         report.latencies.push(Latency::of("rt-pipe-64", &[2000.0]).unwrap());
         report.transfers.push(Transfer { key: "pipe-64k".into(), bytes: 1 << 20, ns: 1_000_000_000 });
         let table = table(&report, Some(70.0));
         assert!(table.contains("EL3 70 "), "{table}");
         assert!(table.contains("GIC and seL4 to comm-pd 930"), "{table}");
-        assert!(table.contains("mmap path / pipe (mean): 1.50"), "{table}");
+        assert!(table.contains("rt-mmap-64 / rt-pipe-64 (mean): 1.50"), "{table}");
         assert!(
             table.contains(
                 "| 64 KiB writes through a pipe to another process, until it read them all | 1048576 | 1.0 |"

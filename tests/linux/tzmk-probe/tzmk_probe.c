@@ -24,6 +24,7 @@
 
 #include <linux/arm-smccc.h>
 #include <linux/atomic.h>
+#include <linux/delay.h>
 #include <linux/interrupt.h>
 #include <linux/irq.h>
 #include <linux/jiffies.h>
@@ -33,8 +34,13 @@
 #include <linux/moduleparam.h>
 #include <linux/of.h>
 #include <linux/of_irq.h>
+#include <linux/io.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
+#include <linux/workqueue.h>
 #include <uapi/linux/psci.h>
 #include <linux/wait.h>
+#include <asm/barrier.h>
 
 #include "tzmk_abi.h"
 #include "tzmk_firmware.h"
@@ -187,6 +193,125 @@ static void doorbell_request(void)
 	pr_info("doorbell: irq %d (hwirq %ld), edge\n", doorbell_irq, doorbell_hwirq);
 }
 
+/*
+ * The notification bench (tzmk.expect=bench loads the probe with bench_rounds=N): on Linux's
+ * CPU 0, interrupts masked, N rounds of: read the counter, NOTIFY_SECURE(0) through the driver's
+ * own helper, `wfi` until comm-pd's doorbell stamp moves, read the counter. A bare kick makes
+ * comm-pd publish its status page and ring the monitor's choice of core, Linux's CPU 0, with no
+ * spinning. With comm-pd's stamps (port_ctrl, docs/ports.md) each round gives the normal ->
+ * secure leg (smc to comm-pd's handler) and the secure -> normal leg (notify_normal to this core
+ * running again). Under QEMU -icount the waiting core executes nothing while it waits, so each
+ * leg counts the instructions on the path, whichever core ran them (docs/system-bench.md). Results
+ * in counter ticks, as sorted samples' p50/min/max and sums, in the `bench` parameter.
+ */
+static unsigned int bench_rounds;
+module_param(bench_rounds, uint, 0444);
+MODULE_PARM_DESC(bench_rounds, "rounds of the notification bench at load (0: none)");
+static char bench[256] = "not run";
+module_param_string(bench, bench, sizeof(bench), 0444);
+MODULE_PARM_DESC(bench, "the notification bench's result, in counter ticks (or why it did not run)");
+
+/* A round that has not seen the doorbell after this many ticks (~1 s at 62.5 MHz) is dropped. */
+#define BENCH_GIVE_UP_TICKS 62500000ULL
+
+static int bench_cmp(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct bench_legs {
+	u64 *ns, *sn;
+	unsigned int samples, dropped;
+};
+
+static long bench_on_cpu0(void *data)
+{
+	struct bench_legs *legs = data;
+	struct device_node *node = tzmk_fw_node();
+	phys_addr_t base, size;
+	const char *why = "";
+	unsigned int i;
+	void *ctrl;
+
+	if (!node)
+		return -ENODEV;
+	if (tzmk_fw_region(node, "port_ctrl", &base, &size, &why) || size < TZMK_PORT_CTRL_SIZE) {
+		of_node_put(node);
+		pr_err("bench: memory-region port_ctrl %s\n", why);
+		return -EINVAL;
+	}
+	of_node_put(node);
+	ctrl = memremap(base, size, MEMREMAP_WB);
+	if (!ctrl)
+		return -ENOMEM;
+	for (i = 0; i < bench_rounds; i++) {
+		u64 *seen_word = (u64 *)((u8 *)ctrl + TZMK_KICK_SEEN_OFFSET);
+		u64 *rung_word = (u64 *)((u8 *)ctrl + TZMK_DOORBELL_RUNG_OFFSET);
+		u64 rung_before = READ_ONCE(*rung_word), t0, t1, seen, rung;
+		unsigned long flags;
+
+		local_irq_save(flags);
+		t0 = tzmk_fw_counter();
+		tzmk_fw_notify_secure(0);
+		do {
+			wfi();
+			rung = READ_ONCE(*rung_word);
+			t1 = tzmk_fw_counter();
+		} while (rung == rung_before && t1 - t0 < BENCH_GIVE_UP_TICKS);
+		local_irq_restore(flags);
+		seen = READ_ONCE(*seen_word);
+		if (seen > t0 && rung >= seen && t1 >= rung) {
+			legs->ns[legs->samples] = seen - t0;
+			legs->sn[legs->samples] = t1 - rung;
+			legs->samples++;
+		} else {
+			legs->dropped++;
+		}
+		/* comm-pd finishes the round (its status page, its wait) before the next kick. */
+		usleep_range(500, 1000);
+	}
+	memunmap(ctrl);
+	return 0;
+}
+
+static void notify_bench(void)
+{
+	struct bench_legs legs = { 0 };
+	u64 ns_sum = 0, sn_sum = 0;
+	unsigned int i, n;
+	long err;
+
+	legs.ns = kcalloc(bench_rounds, sizeof(u64), GFP_KERNEL);
+	legs.sn = kcalloc(bench_rounds, sizeof(u64), GFP_KERNEL);
+	if (!legs.ns || !legs.sn) {
+		snprintf(bench, sizeof(bench), "failed: no memory for %u rounds", bench_rounds);
+		goto out;
+	}
+	err = work_on_cpu(0, bench_on_cpu0, &legs);
+	n = legs.samples;
+	if (err || !n) {
+		snprintf(bench, sizeof(bench), "failed: error %ld, %u samples, %u dropped", err, n, legs.dropped);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		ns_sum += legs.ns[i];
+		sn_sum += legs.sn[i];
+	}
+	sort(legs.ns, n, sizeof(u64), bench_cmp, NULL);
+	sort(legs.sn, n, sizeof(u64), bench_cmp, NULL);
+	snprintf(bench, sizeof(bench),
+		 "samples=%u dropped=%u cntfrq=%u ns_sum=%llu ns_p50=%llu ns_min=%llu ns_max=%llu sn_sum=%llu "
+		 "sn_p50=%llu sn_min=%llu sn_max=%llu",
+		 n, legs.dropped, arch_timer_get_cntfrq(), ns_sum, legs.ns[n / 2], legs.ns[0], legs.ns[n - 1], sn_sum,
+		 legs.sn[n / 2], legs.sn[0], legs.sn[n - 1]);
+out:
+	pr_info("bench: %s\n", bench);
+	kfree(legs.ns);
+	kfree(legs.sn);
+}
+
 static int __init tzmk_probe_init(void)
 {
 	enum tzmk_fw_verdict verdict;
@@ -225,6 +350,8 @@ static int __init tzmk_probe_init(void)
 	go = tzmk_fw_call(TZMK_GO, 0, 0);
 	unknown = tzmk_fw_call(TZMK_UNKNOWN_SIP, 0, 0);
 	call_refusals();
+	if (bench_rounds && notify_secure == TZMK_SMC_SUCCESS)
+		notify_bench();
 
 	pr_info("tzmk monitor: uid %s, revision %ld.%ld\n", sip_uid, revision_major, revision_minor);
 	pr_info("notify_secure(0) = %ld, go = %ld, unknown sip = %ld\n", notify_secure, go, unknown);

@@ -123,6 +123,7 @@ pub fn header() -> String {
         ("TZMK_READER_CORE_OFFSET", driver::READER_CORE_OFFSET),
         ("TZMK_KICK_SEEN_OFFSET", driver::KICK_SEEN_OFFSET),
         ("TZMK_DOORBELL_RUNG_OFFSET", driver::DOORBELL_RUNG_OFFSET),
+        ("TZMK_SPIN_HINT_OFFSET", driver::SPIN_HINT_OFFSET),
         ("TZMK_PENDING_CORES", driver::PENDING_CORES),
         ("TZMK_PENDING_ANY", driver::PENDING_ANY),
         ("TZMK_MAX_PORTS", port::MAX_PORTS),
@@ -132,6 +133,7 @@ pub fn header() -> String {
     }
     define(&mut out, "TZMK_PENDING_CONTROL", format_args!("{:#x}ULL", driver::PENDING_CONTROL));
     define(&mut out, "TZMK_ANY_CORE", format_args!("{:#x}U", driver::ANY_CORE));
+    define(&mut out, "TZMK_SPIN_DEFAULT", format_args!("{:#x}U", driver::SPIN_DEFAULT));
     define(&mut out, "TZMK_DIRECTORY_MAGIC", format_args!("{:#010x}", port::DIRECTORY_MAGIC));
     for (name, value) in [
         ("TZMK_PORT_CLOSED", port::PortState::Closed as u32),

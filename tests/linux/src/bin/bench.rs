@@ -103,7 +103,8 @@ mod guest {
     /// read returns. A sample counts when exactly one kick was made and the stamps are in order.
     fn legs(hz: u64) -> Result<()> {
         let file = open_port_file("echo")?;
-        let mut stamps_file = File::open("/sys/class/tzmk/tzmk!echo/device/stamps").map_err(|e| format!("stamps: {e}"))?;
+        let mut stamps_file =
+            File::open("/sys/class/tzmk/tzmk!echo/device/stamps").map_err(|e| format!("stamps: {e}"))?;
         let mut reader = file.try_clone().map_err(|e| e.to_string())?;
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let (woke_tx, woke_rx) = mpsc::channel::<Result<u64>>();
@@ -172,7 +173,13 @@ mod guest {
         say(Latency { key: key.to_owned(), samples: ROUND_TRIPS, mean: ns, p50: ns, min: ns, max: ns });
     }
 
-    fn round_trip_rw(hz: u64) -> Result<()> {
+    /// tzmk.ko's spin hint for comm-pd (`secure_spin_us`: -1 its own window, 0 none).
+    fn secure_spin(micros: i32) -> Result<()> {
+        std::fs::write("/sys/module/tzmk/parameters/secure_spin_us", micros.to_string())
+            .map_err(|e| format!("setting tzmk.secure_spin_us={micros}: {e}"))
+    }
+
+    fn round_trip_rw(hz: u64, key: &str) -> Result<()> {
         let mut file = open_port_file("echo")?;
         let message = [0x5au8; 64];
         let mut buf = [0u8; 64];
@@ -183,12 +190,15 @@ mod guest {
                 other => Err(format!("echo read: {other:?}")),
             }
         })?;
-        say_loop("rt-rw-64", ns);
+        say_loop(key, ns);
         Ok(())
     }
 
-    fn round_trip_mmap(hz: u64, tz: &Tz) -> Result<()> {
+    fn round_trip_mmap(hz: u64, tz: &Tz, spin: bool, key: &str) -> Result<()> {
         let mut port = tz.open("echo").map_err(|e| format!("tzcomm open echo: {e}"))?;
+        if !spin {
+            port.set_spin(std::time::Duration::ZERO);
+        }
         let message = [0x5au8; 64];
         let mut buf = [0u8; 64];
         let ns = per_round_trip(hz, || {
@@ -198,7 +208,7 @@ mod guest {
                 other => Err(format!("echo read: {other:?}")),
             }
         })?;
-        say_loop("rt-mmap-64", ns);
+        say_loop(key, ns);
         Ok(())
     }
 
@@ -271,8 +281,12 @@ mod guest {
         say(format!("{PREFIX}start cntfrq={hz}"));
         let tz = Tz::driver().map_err(|e| format!("tzcomm: {e}"))?;
         legs(hz)?;
-        round_trip_rw(hz)?;
-        round_trip_mmap(hz, &tz)?;
+        round_trip_rw(hz, "rt-rw-64")?;
+        round_trip_mmap(hz, &tz, true, "rt-mmap-64")?;
+        secure_spin(0)?;
+        round_trip_rw(hz, "rt-rw-64-nospin")?;
+        round_trip_mmap(hz, &tz, false, "rt-mmap-64-nospin")?;
+        secure_spin(-1)?;
         round_trip_pipe(hz)?;
         for (size, suffix) in [(4096, "4k"), (65536, "64k")] {
             transfer_port(hz, &tz, size, &format!("port-{suffix}"))?;
