@@ -1,13 +1,14 @@
 //! `tzmk verify` as a verifier runs it: a token attestation-pd's code wrote, accepted; each way a
 //! token can be wrong, rejected with exit code 1 and the claim named; unusable inputs, exit code
-//! 2.
+//! 2. And the same token checked by a verifier outside this project (tools/verify-psa-token.py,
+//! pycose), when python3 has pycose.
 
 use attestation_pd::token::{self, AttestationKey, Claims, SoftwareComponent};
 use ciborium::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::Signature;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const NONCE: [u8; 32] = [0x4e; 32];
@@ -294,4 +295,59 @@ fn unusable_inputs_exit_two() {
 
     let out = tzmk(&["verify", &token]);
     assert_eq!(out.status.code(), Some(2), "a missing argument is a bad argument");
+}
+
+/// Whether `python3` can import every module named.
+fn python_has(modules: &[&str]) -> Result<(), String> {
+    let import = format!("import {}", modules.join(", "));
+    match Command::new("python3").args(["-c", &import]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_owned()),
+        Err(e) => Err(format!("no python3: {e}")),
+    }
+}
+
+fn run_python(f: &Fixture, token: &Path, nonce: &[u8]) -> Output {
+    Command::new("python3")
+        .arg(root().join("tools/verify-psa-token.py"))
+        .args(["--token", &token.display().to_string()])
+        .args(["--key", &f.path("key.bin").display().to_string()])
+        .args(["--nonce", &hex(nonce)])
+        .args(["--refs", &f.path("refs.json").display().to_string()])
+        .output()
+        .expect("python3 runs")
+}
+
+#[test]
+fn an_outside_verifier_accepts_the_token() {
+    if let Err(why) = python_has(&["pycose", "cbor2"]) {
+        println!("SKIPPED: tools/verify-psa-token.py needs python3 with pycose and cbor2 ({why})");
+        return;
+    }
+    let f = Fixture::new("python");
+    let token = f.path("token.cbor");
+    std::fs::write(&token, good_token(&f.key, &components())).unwrap();
+    let out = run_python(&f, &token, &NONCE);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr(&out));
+    assert!(stdout.contains("accepted"), "{stdout}");
+
+    // It is a verifier, not a rubber stamp: the wrong nonce, a flipped bit and an unknown
+    // component are refused.
+    let out = run_python(&f, &token, &[0; 32]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nonce"), "{}", stderr(&out));
+    let mut bytes = good_token(&f.key, &components());
+    let at = bytes.windows(7).position(|w| w == b"tag:psa").unwrap();
+    bytes[at + 4] ^= 0x01;
+    std::fs::write(&token, &bytes).unwrap();
+    let out = run_python(&f, &token, &NONCE);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
+    let mut other = components();
+    other[0].measurement_value = [0x11; 32];
+    std::fs::write(&token, good_token(&f.key, &other)).unwrap();
+    let out = run_python(&f, &token, &NONCE);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("component"), "{}", stderr(&out));
 }
