@@ -148,8 +148,10 @@ pub struct Claims<'a> {
     pub components: &'a [SoftwareComponent<'a>],
 }
 
-/// The attestation key (the IAK) and the instance id derived from its public key.
-#[derive(Debug, Clone)]
+/// The attestation key (the IAK) and the instance id derived from its public key. Not `Clone`:
+/// the private scalar exists once and is zeroized when dropped (`p256`'s `SigningKey`); `Debug`
+/// does not show it.
+#[derive(Debug)]
 pub struct AttestationKey {
     signing_key: SigningKey,
     instance_id: [u8; 33],

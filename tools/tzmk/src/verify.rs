@@ -501,27 +501,40 @@ fn check_component(entry: &Value, references: &References) -> Result<String, Str
     }
 }
 
-/// Reads a file for `what`, naming it in the error.
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
-    std::fs::read(path).map_err(|e| InputError(format!("{what} {}: cannot read: {e}", path.display())))
+/// Reads a file for `what`, at most `limit` bytes (a longer file is an input error, found
+/// without reading it whole), naming the file in the error.
+fn read(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, InputError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| InputError(format!("{what} {}: cannot read: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() > limit {
+        return Err(InputError(format!("{what} {}: larger than {limit} bytes", path.display())));
+    }
+    Ok(bytes)
 }
+
+/// refs.json and key files larger than this are not read.
+const MAX_INPUT_BYTES: usize = 1024 * 1024;
 
 /// Everything `run` needs, read and parsed: an error here is exit code 2.
 fn inputs(args: &Args) -> Result<(Vec<u8>, Vec<u8>, References, VerifyingKey), InputError> {
     let nonce = parse_nonce(&args.nonce)?;
-    let refs_text = read(&args.refs, "refs")?;
+    let refs_text = read(&args.refs, "refs", MAX_INPUT_BYTES)?;
     let refs_text =
         String::from_utf8(refs_text).map_err(|_| InputError(format!("refs {}: not UTF-8", args.refs.display())))?;
     let references =
         References::from_json(&refs_text).map_err(|e| InputError(format!("refs {}: {e}", args.refs.display())))?;
     let given = match &args.key {
-        Some(path) => {
-            Some(parse_key_file(&read(path, "key")?).map_err(|e| InputError(format!("key {}: {e}", path.display())))?)
-        }
+        Some(path) => Some(
+            parse_key_file(&read(path, "key", MAX_INPUT_BYTES)?)
+                .map_err(|e| InputError(format!("key {}: {e}", path.display())))?,
+        ),
         None => None,
     };
     let key = attestation_key(given, &references)?;
-    let token = read(&args.token, "token")?;
+    let token = read(&args.token, "token", MAX_TOKEN_BYTES)?;
     Ok((token, nonce, references, key))
 }
 
@@ -853,6 +866,48 @@ mod tests {
             reasons(verify(&buf[..len], &NONCE, &references(), key.verifying_key())),
             ["psa-software-components (2399): no component of type \"PRoT\", which the references expect"]
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the verifier answers; it never panics. Mutations of a good token
+        /// (a byte set, a cut) reach deeper than random bytes do.
+        #[test]
+        fn no_token_panics_the_verifier(
+            random in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            at in proptest::num::usize::ANY,
+            byte in proptest::num::u8::ANY,
+            cut in proptest::num::usize::ANY,
+        ) {
+            let key = key();
+            let refs = references();
+            let _ = verify(&random, &NONCE, &refs, key.verifying_key());
+            let mut token = good_token(&key);
+            let at = at % token.len();
+            token[at] = byte;
+            let _ = verify(&token, &NONCE, &refs, key.verifying_key());
+            token.truncate(cut % (token.len() + 1));
+            let _ = verify(&token, &NONCE, &refs, key.verifying_key());
+        }
+
+        /// Claims maps of any shape, correctly signed: the claim checks never panic either.
+        #[test]
+        fn no_signed_payload_panics_the_verifier(
+            entries in proptest::collection::vec((0u64..3000, proptest::num::i64::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..70)), 0..12),
+        ) {
+            let map = entries
+                .into_iter()
+                .map(|(key, int, bytes)| {
+                    let value = match key % 4 {
+                        0 => Value::Integer(int.into()),
+                        1 => Value::Bytes(bytes),
+                        2 => Value::Array(vec![Value::Map(vec![(Value::Integer(2.into()), Value::Bytes(bytes))])]),
+                        _ => Value::Text(String::from_utf8_lossy(&bytes).into_owned()),
+                    };
+                    (Value::Integer([10, 256, 265, 2394, 2395, 2396, 2399, key][(key % 8) as usize].into()), value)
+                })
+                .collect();
+            let _ = verify(&custom(encode(map), true, false), &NONCE, &references(), &custom_key());
+        }
     }
 
     #[test]

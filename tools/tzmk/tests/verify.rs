@@ -293,6 +293,11 @@ fn unusable_inputs_exit_two() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no attestation key"), "{}", stderr(&out));
 
+    let huge = f.write("huge.cbor", &vec![0u8; 64 * 1024 + 1]);
+    let out = f.verify(&huge, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("huge.cbor: larger than 65536 bytes"), "{}", stderr(&out));
+
     let out = tzmk(&["verify", &token]);
     assert_eq!(out.status.code(), Some(2), "a missing argument is a bad argument");
 }
