@@ -290,7 +290,7 @@ fn decode_claims(payload: &[u8]) -> Result<Vec<(i128, Value)>, Rejection> {
     let value: Value =
         ciborium::from_reader(&mut rest).map_err(|e| Rejection::new("claims", format!("payload is not CBOR: {e}")))?;
     if !rest.is_empty() {
-        return Err(Rejection::new("claims", format!("{} bytes after the claims map", rest.len())));
+        return Err(Rejection::new("claims", format!("{} byte(s) after the claims map", rest.len())));
     }
     let Value::Map(entries) = value else {
         return Err(Rejection::new("claims", "payload is not a CBOR map"));
@@ -831,7 +831,7 @@ mod tests {
         // Bytes after the claims map.
         let mut trailing = encode(with_instance(good.clone()));
         trailing.push(0);
-        assert_eq!(reasons_of(&custom(trailing, true, false)), ["claims: 1 bytes after the claims map"]);
+        assert_eq!(reasons_of(&custom(trailing, true, false)), ["claims: 1 byte(s) after the claims map"]);
         // Unknown claims are ignored (EAT), duplicates are not.
         let mut map = good.clone();
         map.push((Value::Integer(99999.into()), Value::Text("x".into())));
