@@ -5,6 +5,8 @@
 //! checks that no other PD maps the secrets and that it maps nothing the normal world can reach.
 #![cfg_attr(not(test), no_std)]
 
+pub mod token;
+
 use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
     BootHandoff, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION, INTERFACE_VERSION, OK,

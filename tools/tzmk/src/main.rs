@@ -5,6 +5,8 @@
 //! - `tzmk demo`: the README's main job.
 //! - `tzmk dtb`: Linux's device tree, generated from the platform description and system.xml.
 //! - `tzmk run`: the real system on QEMU, interactive.
+//! - `tzmk verify`: check attestation-pd's PSA attestation token against a nonce and reference
+//!   values (docs/trusted-boot.md, "Tools").
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ mod demo;
 mod dtb;
 mod run;
 mod sim;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(name = "tzmk", version, about = "tzmk: an seL4 Microkit secure world for Arm TrustZone")]
@@ -39,6 +42,10 @@ enum Command {
     /// Boot the real system on QEMU with this terminal as its console: seL4 and its PDs on core 0
     /// under the EL3 monitor, Linux on cores 1-3 (`make -f build.mk run` builds the images).
     Run(run::Args),
+    /// Check a PSA attestation token (RFC 9783): COSE signature, nonce, profile, mandatory claims
+    /// and every software component against refs.json. Exit codes: 0 accepted, 1 rejected,
+    /// 2 unreadable input or bad arguments.
+    Verify(verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +56,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Dtb(args) => dtb::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Verify(args) => verify::run(&args),
     }
 }
