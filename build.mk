@@ -76,6 +76,9 @@ setup:
 	        echo "setup: not root, cannot install:$$missing (tests that need them will say SKIPPED)"; \
 	    fi; \
 	fi
+	@# The verifier outside this project that tzmk's attestation tokens must satisfy (tools/verify-psa-token.py).
+	@python3 -c 'import pycose, cbor2' 2>/dev/null || { echo "setup: installing pycose and cbor2 (PyPI)"; \
+	    python3 -m pip install -q --disable-pip-version-check pycose cbor2 || echo "setup: pip could not install pycose (the token cross-check will say SKIPPED)"; }
 
 test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu run-test system-bench
 	@echo "== make -f build.mk test: every layer passed"
