@@ -21,7 +21,10 @@ use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
 use tzmk_interface::port::{
     command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
 };
-use tzmk_interface::rt::{RtStats, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET};
+use tzmk_interface::rt::{
+    RtLatency, RtStats, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY,
+    RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET,
+};
 use tzmk_interface::smc;
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET, STATUS_VERSION};
 use zerocopy::{FromBytes, IntoBytes};
@@ -43,6 +46,19 @@ pub use config::PORTS;
 pub const SPIN_MICROS: u64 = 50;
 /// How often a reader retries a sequence-locked block the writer keeps changing.
 const SNAPSHOT_TRIES: usize = 64;
+
+/// Reads rt-task's release-lateness distribution; `None` when it is not (yet) valid.
+pub fn read_rt_latency(region: &MemoryRegion) -> Option<RtLatency> {
+    let mut bytes = [0u8; core::mem::size_of::<RtLatency>()];
+    for _ in 0..SNAPSHOT_TRIES {
+        if region.snapshot(RT_LATENCY_SEQUENCE_OFFSET, RT_LATENCY_OFFSET, &mut bytes).ok()? {
+            let latency = RtLatency::read_from_bytes(&bytes).ok()?;
+            return (latency.magic == RT_LATENCY_MAGIC).then_some(latency);
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
 
 /// Reads rt-task's statistics block; `None` when it is not (yet) valid.
 pub fn read_rt_stats(region: &MemoryRegion) -> Option<RtStats> {
@@ -164,6 +180,14 @@ impl Services for SecureServices {
                 }
                 let stats = self.rt_last.ok_or(ControlError::ServiceUnavailable)?;
                 put(output, stats.as_bytes())
+            }
+            (Service::RealTime, command::RT_LATENCY) => {
+                if !input.is_empty() {
+                    return Err(ControlError::BadArgument);
+                }
+                // Published once a second (and when asked: RT_REFRESH); nothing yet before the first.
+                let latency = read_rt_latency(&self.rt_shared).ok_or(ControlError::ServiceUnavailable)?;
+                put(output, latency.as_bytes())
             }
             (Service::RealTime, command::RT_REFRESH) => {
                 if !input.is_empty() {

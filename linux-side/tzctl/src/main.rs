@@ -15,8 +15,8 @@ use tzcomm::{command, PortService, Tz};
 use tzmk_interface::attestation::{
     ERR_MALFORMED, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, OK, OP_SECURE_MEASUREMENT, OP_VERSION,
 };
-use tzmk_interface::port::{AttestationReply, AttestationRequest, PortState, SinkTotals};
-use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
+use tzmk_interface::port::{AttestationReply, AttestationRequest, ControlError, PortState, SinkTotals};
+use tzmk_interface::rt::{RtEvent, RtEventKind, RtLatency, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(Parser, Debug)]
@@ -69,6 +69,12 @@ enum Command {
         /// version | stats | refresh | totals, or a number.
         command: String,
     },
+    /// The real-time task: `tzctl rt stats` prints its release-lateness distribution (min, p50,
+    /// p99, p99.9, max, a histogram), deadline misses and overruns.
+    Rt {
+        #[command(subcommand)]
+        action: RtAction,
+    },
     /// Prints the real-time task's events as they arrive on an rt port (rt-task sends them to
     /// comm-pd through a secure ring; comm-pd forwards them while the port is open).
     Events {
@@ -101,6 +107,15 @@ enum Command {
         /// Bytes to send in total, at least one message's.
         #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
         bytes: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RtAction {
+    /// Release lateness (min, p50, p99, p99.9, max, mean, a histogram), misses and overruns.
+    Stats {
+        #[arg(default_value = "rt")]
+        port: String,
     },
 }
 
@@ -196,6 +211,7 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Echo { port, count, size } => echo(tz, &port, count, size),
         Command::Events { port, count, timeout_ms } => events(tz, &port, count, timeout_ms),
         Command::Call { port, command } => call(tz, &port, &command),
+        Command::Rt { action: RtAction::Stats { port } } => rt_stats(tz, &port),
         Command::Attest { port, operation } => attest(tz, &port, &operation),
         Command::Bench { port, size, bytes } => bench(tz, &port, size as usize, bytes),
     }
@@ -291,6 +307,64 @@ fn events(tz: &Tz, port: &str, count: u64, timeout_ms: u64) -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// Prints rt-task's release-lateness distribution (`command::RT_LATENCY`).
+fn rt_stats(tz: &Tz, port: &str) -> Result<()> {
+    let port = tz.open(port)?;
+    if port.service() != Some(PortService::RealTime) {
+        return Err(format!("port '{}' is not an rt port", port.name()).into());
+    }
+    // Fresh figures: rt-task publishes its distribution when asked, as well as once a second.
+    port.call(command::RT_REFRESH, &[])?;
+    let mut latency = None;
+    for _ in 0..50 {
+        match port.call(command::RT_LATENCY, &[]) {
+            Ok(output) => {
+                latency =
+                    Some(RtLatency::read_from_bytes(&output).map_err(|_| "an rt latency reply of the wrong size")?);
+                break;
+            }
+            // Before rt-task's first publication.
+            Err(tzcomm::Error::Control(ControlError::ServiceUnavailable)) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let l = latency.ok_or("rt-task has published no release statistics yet (1 s after its start it does)")?;
+    print!("{}", format_latency(&l));
+    Ok(())
+}
+
+/// `tzctl rt stats`'s text for one [`RtLatency`].
+fn format_latency(l: &RtLatency) -> String {
+    use std::fmt::Write as _;
+    let us = |ns: u64| format!("{:.1} us", ns as f64 / 1000.0);
+    let mut out = format!(
+        "rt-task: {} releases, period {} us, deadline {} us: {} deadline misses, {} overruns\n\
+         release lateness: min {}, p50 {}, p99 {}, p99.9 {}, max {}, mean {}\n",
+        l.releases,
+        l.period_us,
+        l.deadline_us,
+        l.misses,
+        l.overruns,
+        us(l.min_ns),
+        us(l.p50_ns),
+        us(l.p99_ns),
+        us(l.p999_ns),
+        us(l.max_ns),
+        us(l.mean_ns)
+    );
+    let most = l.histogram.iter().copied().max().unwrap_or(0).max(1);
+    let last = l.histogram.len() - 1;
+    for (k, &count) in l.histogram.iter().enumerate().filter(|(_, &c)| c > 0) {
+        let range =
+            if k == last { format!(">= {} ns", 1u64 << k) } else { format!("[{}, {}) ns", 1u64 << k, 1u64 << (k + 1)) };
+        let bar = "#".repeat((count as u64 * 40).div_ceil(u64::from(most)) as usize);
+        let _ = writeln!(out, "  {range:>26} {count:>10} {bar}");
+    }
+    out
 }
 
 fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {

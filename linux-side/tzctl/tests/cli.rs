@@ -70,6 +70,8 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     assert!(ok(&dir, &["call", "echo", "totals"]).contains("in this session"));
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");
+    check_rt_stats(&ok(&dir, &["rt", "stats"]));
+    assert!(refused(&dir, &["rt", "stats", "echo"]).contains("port 'echo' is not an rt port"));
     // rt-task's events, through its secure ring and comm-pd, to this normal-world process, in
     // order: summaries every 100 periods, overruns whenever the host is too busy for the period
     // (which of the two come first is timing, not something to assert).
@@ -307,4 +309,32 @@ fn a_killed_client_has_its_port_closed() {
         std::thread::sleep(Duration::from_millis(10));
     }
     sim.shutdown();
+}
+
+/// `tzctl rt stats`: releases counted, the percentiles in order, a histogram that counts every
+/// release, no more (a host's timer is late by microseconds, so no figure is asserted).
+fn check_rt_stats(text: &str) {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or_default();
+    let releases: u64 = head
+        .strip_prefix("rt-task: ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no release count in {text:?}"));
+    assert!(releases > 0 && head.contains("period 1000 us, deadline 1000 us"), "{text}");
+    let lateness = lines.next().unwrap_or_default();
+    let figures: Vec<f64> = ["min ", "p50 ", "p99 ", "p99.9 ", "max "]
+        .iter()
+        .map(|key| {
+            let at = lateness.find(key).unwrap_or_else(|| panic!("no {key:?} in {lateness:?}")) + key.len();
+            lateness[at..].split(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{lateness:?}"))
+        })
+        .collect();
+    assert!(figures.windows(2).all(|w| w[0] <= w[1]), "percentiles out of order: {lateness}");
+    let counted: u64 = lines
+        .map(|l| {
+            l.split_whitespace().rev().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("{l:?}"))
+        })
+        .sum();
+    assert_eq!(counted, releases, "the histogram counts every release:\n{text}");
 }

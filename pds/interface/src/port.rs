@@ -329,6 +329,8 @@ pub mod command {
     pub const RT_STATS: u32 = 1;
     /// Real-time: ask rt-task to publish its statistics now (a notification).
     pub const RT_REFRESH: u32 = 2;
+    /// Real-time: the release-lateness distribution since rt-task started, reply `rt::RtLatency`.
+    pub const RT_LATENCY: u32 = 3;
     /// Attestation: attestation-pd's interface version, reply u64.
     pub const ATTESTATION_VERSION: u32 = 1;
     /// Echo: messages and bytes echoed this session, reply [`super::SinkTotals`].

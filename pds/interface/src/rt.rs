@@ -12,6 +12,16 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const RT_SEQUENCE_OFFSET: usize = 0;
 pub const RT_STATS_OFFSET: usize = 8;
+/// The release-lateness distribution ([`RtLatency`]), under a sequence lock of its own: rt-task
+/// publishes it once per [`RT_REPORT_EVERY`] periods (computing percentiles is not for every
+/// release), the counters above every period.
+pub const RT_LATENCY_SEQUENCE_OFFSET: usize = 0x80;
+pub const RT_LATENCY_OFFSET: usize = 0x88;
+/// `RtLatency::magic`: "RTLA".
+pub const RT_LATENCY_MAGIC: u32 = 0x5254_4c41;
+/// Buckets of [`RtLatency::histogram`]: bucket `k` counts releases `2^k <= lateness_ns < 2^(k+1)`
+/// (bucket 0 also the zeros; the last one everything above).
+pub const RT_HISTOGRAM_BUCKETS: usize = 32;
 
 /// `RtStats::magic`: "RTST".
 pub const RT_STATS_MAGIC: u32 = 0x5254_5354;
@@ -42,6 +52,34 @@ pub struct RtStats {
     pub events_sent: u64,
     /// Events rt-task refused because the ring was full (or broken): never waited for.
     pub events_refused: u64,
+}
+
+/// rt-task's release-lateness distribution since it started (`tzctl rt stats`): lateness is the
+/// time from the programmed timer expiry to the handler's start; a miss is a release that
+/// completed after its deadline (`deadline_us` after the programmed expiry); an overrun a
+/// release that came more than a whole period late (the periods in between were skipped).
+/// Percentiles are read from a log-linear histogram (tzmk-realtime's `stats`): never below the
+/// true value and at most 1/16 above it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RtLatency {
+    /// [`RT_LATENCY_MAGIC`].
+    pub magic: u32,
+    pub period_us: u32,
+    /// The relative deadline of each release.
+    pub deadline_us: u32,
+    pub reserved: u32,
+    pub releases: u64,
+    pub misses: u64,
+    pub overruns: u64,
+    pub min_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: u64,
+    /// Releases per power of two of lateness in nanoseconds (see [`RT_HISTOGRAM_BUCKETS`]).
+    pub histogram: [u32; RT_HISTOGRAM_BUCKETS],
 }
 
 /// What an [`RtEvent`] reports.
@@ -81,5 +119,18 @@ pub struct RtEvent {
 impl RtEvent {
     pub fn kind(&self) -> Option<RtEventKind> {
         RtEventKind::from_u32(self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blocks_do_not_overlap_and_fit_a_port_call() {
+        const { assert!(RT_STATS_OFFSET + core::mem::size_of::<RtStats>() <= RT_LATENCY_SEQUENCE_OFFSET) };
+        const { assert!(RT_LATENCY_OFFSET + core::mem::size_of::<RtLatency>() <= 0x1000) };
+        const { assert!(core::mem::size_of::<RtLatency>() <= crate::port::MAX_CONTROL_PAYLOAD) };
+        assert_eq!(core::mem::size_of::<RtLatency>(), 216);
     }
 }

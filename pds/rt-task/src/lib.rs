@@ -15,13 +15,17 @@ use core::ptr::NonNull;
 use microkit::{channel, memory_region, timer, Channel, ChannelSet, Handler, MemoryRegion, OutOfBounds};
 use tzmk_interface::port::ring::{LayoutError, PeerMisbehaviour, Producer, RingLayout, SendError};
 use tzmk_interface::rt::{
-    RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC,
+    RtEvent, RtEventKind, RtLatency, RtStats, RT_EVENT_MAGIC, RT_HISTOGRAM_BUCKETS, RT_LATENCY_MAGIC,
+    RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC,
     RT_STATS_OFFSET, RT_SUMMARY_EVERY,
 };
+use tzmk_realtime::stats::Releases;
 use zerocopy::IntoBytes;
 
 /// The task's period. system.xml gives the PD a budget of 200 us every 1000 us to match.
 pub const PERIOD_US: u32 = 1000;
+/// Each release's relative deadline: the end of its period (an implicit deadline).
+pub const DEADLINE_US: u32 = PERIOD_US;
 /// comm-pd hears about new statistics once a second, not once a period (events aside).
 pub const REPORT_EVERY: u64 = RT_REPORT_EVERY;
 
@@ -35,6 +39,8 @@ pub struct Schedule {
 /// One release of the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
+    /// The programmed expiry this release answers (ticks).
+    pub due: u64,
     /// Ticks between the deadline and now.
     pub lateness: u64,
     /// Whole periods that passed without a release (the task overran).
@@ -59,7 +65,7 @@ impl Schedule {
         let lateness = now.saturating_sub(deadline);
         let skipped = lateness / self.period;
         self.next_deadline = deadline + (skipped + 1) * self.period;
-        Release { lateness, skipped }
+        Release { due: deadline, lateness, skipped }
     }
 }
 
@@ -69,6 +75,29 @@ pub fn account(stats: &mut RtStats, release: Release, lateness_ns: u64) {
     stats.overruns += release.skipped;
     stats.max_lateness_ns = stats.max_lateness_ns.max(lateness_ns);
     stats.total_lateness_ns = stats.total_lateness_ns.saturating_add(lateness_ns);
+}
+
+/// The published form of the release statistics.
+pub fn latency(releases: &Releases) -> RtLatency {
+    let summary = releases.summary();
+    let mut histogram = [0u32; RT_HISTOGRAM_BUCKETS];
+    releases.log2_histogram(&mut histogram);
+    RtLatency {
+        magic: RT_LATENCY_MAGIC,
+        period_us: PERIOD_US,
+        deadline_us: DEADLINE_US,
+        reserved: 0,
+        releases: summary.releases,
+        misses: summary.misses,
+        overruns: summary.overruns,
+        min_ns: summary.min_ns,
+        p50_ns: summary.p50_ns,
+        p99_ns: summary.p99_ns,
+        p999_ns: summary.p999_ns,
+        max_ns: summary.max_ns,
+        mean_ns: summary.mean_ns,
+        histogram,
+    }
 }
 
 /// rt-task's end of the `rt_events` ring: it produces, comm-pd consumes (docs/ring-protocol.md).
@@ -169,6 +198,9 @@ pub struct RtTask {
     timer: Channel,
     schedule: Schedule,
     stats: RtStats,
+    /// Every release's lateness, completion and overrun (2 KiB, held in the event loop's frame:
+    /// system.xml gives rt-task a 16 KiB stack, docs/stack.md).
+    releases: Releases,
 }
 
 pub fn init() -> RtTask {
@@ -187,7 +219,7 @@ pub fn init() -> RtTask {
         Some(Err(e)) => panic!("{}", Error::Events(e)),
         None => panic!("{}", Error::Events(LayoutError::Misaligned)),
     };
-    let task = RtTask { shared, events, comm, timer: timer_irq, schedule, stats };
+    let task = RtTask { shared, events, comm, timer: timer_irq, schedule, stats, releases: Releases::default() };
     if let Err(e) = task.publish() {
         panic!("{e}");
     }
@@ -199,6 +231,11 @@ pub fn init() -> RtTask {
 impl RtTask {
     fn publish(&self) -> Result<(), Error> {
         self.shared.publish(RT_SEQUENCE_OFFSET, RT_STATS_OFFSET, self.stats.as_bytes()).map_err(Error::Shared)
+    }
+
+    fn publish_latency(&self) -> Result<(), Error> {
+        let latency = latency(&self.releases);
+        self.shared.publish(RT_LATENCY_SEQUENCE_OFFSET, RT_LATENCY_OFFSET, latency.as_bytes()).map_err(Error::Shared)
     }
 }
 
@@ -215,12 +252,20 @@ impl Handler for RtTask {
             account(&mut self.stats, release, lateness_ns);
             let events = self.events.release(&mut self.stats, release, lateness_ns);
             self.publish()?;
-            if events || self.stats.periods.is_multiple_of(REPORT_EVERY) {
+            let report = self.stats.periods.is_multiple_of(REPORT_EVERY);
+            if report {
+                self.publish_latency()?;
+            }
+            if events || report {
                 self.comm.notify();
             }
+            // This release's work is done: was it by its deadline?
+            let missed = timer::now() > release.due + timer::ticks_from_micros(u64::from(DEADLINE_US));
+            self.releases.record(lateness_ns, missed, release.skipped > 0);
         }
         // A notification from comm-pd asks for fresh statistics now.
         if channels.contains(self.comm) {
+            self.publish_latency()?;
             self.comm.notify();
         }
         Ok(())
@@ -278,7 +323,7 @@ mod tests {
         let mut notifications = 0;
         for _ in 0..periods {
             let skipped = if late.contains(&(stats.periods + 1)) { 2 } else { 0 };
-            let release = Release { lateness: 0, skipped };
+            let release = Release { due: 0, lateness: 0, skipped };
             let lateness_ns = if skipped > 0 { 3_000_000 } else { 1_000 };
             account(stats, release, lateness_ns);
             notifications += u64::from(events.release(stats, release, lateness_ns));
@@ -350,31 +395,46 @@ mod tests {
     fn on_time_release_keeps_the_period() {
         let mut s = Schedule::new(1000, 100);
         assert_eq!(s.next_deadline(), 1100);
-        assert_eq!(s.release(1103), Release { lateness: 3, skipped: 0 });
+        assert_eq!(s.release(1103), Release { due: 1100, lateness: 3, skipped: 0 });
         assert_eq!(s.next_deadline(), 1200);
     }
 
     #[test]
     fn overrun_skips_whole_periods_without_bursts() {
         let mut s = Schedule::new(0, 100);
-        assert_eq!(s.release(350), Release { lateness: 250, skipped: 2 });
+        assert_eq!(s.release(350), Release { due: 100, lateness: 250, skipped: 2 });
         assert_eq!(s.next_deadline(), 400);
-        assert_eq!(s.release(400), Release { lateness: 0, skipped: 0 });
+        assert_eq!(s.release(400), Release { due: 400, lateness: 0, skipped: 0 });
         assert_eq!(s.next_deadline(), 500);
     }
 
     #[test]
     fn early_interrupt_counts_no_lateness() {
         let mut s = Schedule::new(0, 100);
-        assert_eq!(s.release(90), Release { lateness: 0, skipped: 0 });
+        assert_eq!(s.release(90), Release { due: 100, lateness: 0, skipped: 0 });
         assert_eq!(s.next_deadline(), 200);
+    }
+
+    #[test]
+    fn the_published_distribution() {
+        let mut releases = Releases::default();
+        for lateness in [1_000u64, 2_000, 3_000, 400_000] {
+            releases.record(lateness, lateness > 100_000, false);
+        }
+        releases.record(5_000, false, true);
+        let l = latency(&releases);
+        assert_eq!((l.magic, l.period_us, l.deadline_us), (RT_LATENCY_MAGIC, PERIOD_US, DEADLINE_US));
+        assert_eq!((l.releases, l.misses, l.overruns, l.min_ns, l.max_ns), (5, 1, 1, 1_000, 400_000));
+        assert!(l.min_ns <= l.p50_ns && l.p50_ns <= l.p99_ns && l.p99_ns <= l.p999_ns && l.p999_ns <= l.max_ns);
+        assert_eq!(l.histogram.iter().sum::<u32>(), 5);
+        assert_eq!(l.histogram[18], 1, "400 us in [2^18, 2^19) ns");
     }
 
     #[test]
     fn statistics_accumulate() {
         let mut stats = RtStats::default();
-        account(&mut stats, Release { lateness: 0, skipped: 0 }, 500);
-        account(&mut stats, Release { lateness: 0, skipped: 2 }, 200);
+        account(&mut stats, Release { due: 0, lateness: 0, skipped: 0 }, 500);
+        account(&mut stats, Release { due: 0, lateness: 0, skipped: 2 }, 200);
         assert_eq!((stats.periods, stats.overruns, stats.max_lateness_ns, stats.total_lateness_ns), (2, 2, 500, 700));
     }
 }

@@ -37,6 +37,41 @@ pub fn probe_header() -> String {
     )
 }
 
+/// `tzctl rt stats` on the real system: rt-task's releases counted, misses no more than
+/// releases, the percentiles in order. (QEMU's TCG on a loaded host does make rt-task late now
+/// and then, so a miss is reported, not failed on here.)
+pub fn check_rt_latency(text: &str) -> Result<(), String> {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or_default();
+    let number_before = |line: &str, what: &str| -> Option<u64> {
+        let at = line.find(what)?;
+        line[..at].split_whitespace().last()?.parse().ok()
+    };
+    let releases = number_before(head, " releases").ok_or_else(|| format!("no release count in {head:?}"))?;
+    let misses = number_before(head, " deadline misses").ok_or_else(|| format!("no miss count in {head:?}"))?;
+    if releases == 0 {
+        return Err(format!("no release counted: {head:?}"));
+    }
+    if misses > releases {
+        return Err(format!("{misses} deadline misses in {releases} releases: {head:?}"));
+    }
+    let lateness = lines.next().unwrap_or_default();
+    let mut last = 0.0f64;
+    for key in ["min ", "p50 ", "p99 ", "p99.9 ", "max "] {
+        let at = lateness.find(key).ok_or_else(|| format!("no {key:?}in {lateness:?}"))? + key.len();
+        let value: f64 = lateness[at..]
+            .split(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{key:?}in {lateness:?}"))?;
+        if value < last {
+            return Err(format!("percentiles out of order: {lateness:?}"));
+        }
+        last = value;
+    }
+    Ok(())
+}
+
 /// What the kernel command line says the SiP service must answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -503,6 +538,18 @@ mod tests {
             smc::GO,
         ];
         assert!(!owned.contains(&UNKNOWN_SIP));
+    }
+
+    #[test]
+    fn rt_latency_text() {
+        let good = "rt-task: 4000 releases, period 1000 us, deadline 1000 us: 0 deadline misses, 0 overruns\n\
+                    release lateness: min 1.5 us, p50 2.0 us, p99 3.1 us, p99.9 3.1 us, max 9.0 us, mean 2.0 us\n";
+        assert_eq!(check_rt_latency(good), Ok(()));
+        assert_eq!(check_rt_latency(&good.replace("0 deadline misses", "3 deadline misses")), Ok(()));
+        assert!(check_rt_latency(&good.replace("0 deadline misses", "4001 deadline misses")).is_err());
+        assert!(check_rt_latency(&good.replace("4000 releases", "0 releases")).is_err());
+        assert!(check_rt_latency(&good.replace("p99 3.1", "p99 1.0")).unwrap_err().contains("out of order"));
+        assert!(check_rt_latency("rt-task: nothing").is_err());
     }
 
     #[test]

@@ -319,6 +319,11 @@ fn check_tzctl() -> Result<(), String> {
     if !rt.contains("periods of 1000 us") {
         return Err(format!("tzctl call rt stats answered {rt:?}"));
     }
+    let latency = finished(tzctl(&["rt", "stats"], None)?, "tzctl rt stats")?;
+    for line in latency.lines() {
+        say(&format!("tzctl rt stats: {line}"));
+    }
+    tzmk_linux_guest::check_rt_latency(&latency).map_err(|e| format!("tzctl rt stats: {e}"))?;
     Ok(())
 }
 
