@@ -13,6 +13,7 @@
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod eventlog;
 pub mod manifest;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
