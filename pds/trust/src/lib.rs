@@ -13,6 +13,7 @@
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod dice;
 pub mod eventlog;
 pub mod manifest;
 
