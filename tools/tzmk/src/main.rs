@@ -5,6 +5,7 @@
 //! - `tzmk demo`: the README's main job.
 //! - `tzmk dtb`: Linux's device tree, generated from the platform description and system.xml.
 //! - `tzmk run`: the real system on QEMU, interactive.
+//! - `tzmk sign`: the platform key pair and the signed image manifest (docs/trusted-boot.md).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ mod audit;
 mod demo;
 mod dtb;
 mod run;
+mod sign;
 mod sim;
 
 #[derive(Parser, Debug)]
@@ -39,6 +41,9 @@ enum Command {
     /// Boot the real system on QEMU with this terminal as its console: seL4 and its PDs on core 0
     /// under the EL3 monitor, Linux on cores 1-3 (`make -f build.mk run` builds the images).
     Run(run::Args),
+    /// Sign the boot images into a manifest with the platform key, or make a new key pair
+    /// (--keygen). Exit codes: 0 done, 1 invalid input, 2 bad arguments or unreadable files.
+    Sign(sign::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +54,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Dtb(args) => dtb::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Sign(args) => sign::run(args),
     }
 }
