@@ -157,8 +157,9 @@ impl Inputs<'_> {
     }
 }
 
-/// A layer's two CDIs; wiped when dropped.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// A layer's two CDIs; wiped when dropped. No `PartialEq`: secrets are not compared in variable
+/// time by accident.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Cdis {
     /// CDI_Attest: changes with the code and configuration; the layer's identity.
     pub attest: [u8; CDI_SIZE],
@@ -172,7 +173,9 @@ impl fmt::Debug for Cdis {
     }
 }
 
-/// The profile's `KDF(length, ikm, salt, info)`: HKDF-SHA512.
+/// The profile's `KDF(length, ikm, salt, info)`: HKDF-SHA512. The output is the caller's to
+/// wipe; the HKDF state left on the stack is not (hkdf 0.12 has no zeroize support), so the
+/// monitor wipes its stack after stage 1.
 fn kdf<const N: usize>(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; N] {
     let mut okm = [0u8; N];
     // HKDF-SHA512 refuses only outputs above 255 * 64 bytes; N is at most 32 here.
@@ -254,7 +257,10 @@ pub enum DiceError {
     /// The output buffer is too small.
     BufferTooSmall,
     /// The CBOR structure is not what the profile says at `field`.
-    Malformed { field: &'static str },
+    Malformed {
+        /// What was being decoded.
+        field: &'static str,
+    },
     /// The protected header is not `{1: -8}` (EdDSA).
     UnsupportedAlgorithm,
     /// The issuer's public key is not a valid Ed25519 key.
@@ -262,11 +268,20 @@ pub enum DiceError {
     /// The signature does not verify with the issuer's key.
     BadSignature,
     /// A required claim is missing.
-    MissingClaim { label: i64 },
+    MissingClaim {
+        /// The claim's label.
+        label: i64,
+    },
     /// A claim appears twice.
-    DuplicateClaim { label: i64 },
+    DuplicateClaim {
+        /// The claim's label.
+        label: i64,
+    },
     /// A claim has the wrong type or size.
-    BadClaim { label: i64 },
+    BadClaim {
+        /// The claim's label.
+        label: i64,
+    },
     /// The subject public key is not an Ed25519 COSE_Key.
     BadSubjectPublicKey,
     /// `iss` is not the issuer key's ID.
@@ -364,18 +379,16 @@ const SIG_STRUCTURE_FIXED: usize = 1 + 11 + 1 + PROTECTED.len() + 1;
 /// `COSE_Sign1` up to the payload's head: array(4), bstr(protected), map(0).
 const COSE_SIGN1_FIXED: usize = 1 + 1 + PROTECTED.len() + 1;
 
-/// The subject public key as a COSE_Key: `{1: 1 (OKP), 3: -8 (EdDSA), 4: [2 (verify)],
-/// -1: 6 (Ed25519), -2: x}` in that order, as open-dice encodes it.
+/// The head of the subject public key's COSE_Key (RFC 9052 section 7, RFC 9053 tables 2 and
+/// 18), in open-dice's order: `A5` map(5), `01 01` kty: OKP, `03 27` alg: EdDSA (-8), `04 81 02`
+/// key_ops: [verify], `20 06` crv (-1): Ed25519, `21 58 20` x (-2): a 32-byte string.
+const COSE_KEY_HEAD: [u8; 13] = [0xa5, 0x01, 0x01, 0x03, 0x27, 0x04, 0x81, 0x02, 0x20, 0x06, 0x21, 0x58, 0x20];
+
+/// The subject public key as a COSE_Key: `{1: 1, 3: -8, 4: [2], -1: 6, -2: x}`.
 pub fn cose_key(public_key: &[u8; 32]) -> [u8; COSE_KEY_SIZE] {
     let mut key = [0u8; COSE_KEY_SIZE];
-    let mut encoder = Encoder::new(Cursor::new(&mut key[..]));
-    let written = (|| -> Result<(), minicbor::encode::Error<_>> {
-        encoder.map(5)?.i64(1)?.i64(1)?.i64(3)?.i64(-8)?.i64(4)?.array(1)?.i64(2)?.i64(-1)?.i64(6)?.i64(-2)?;
-        encoder.bytes(public_key)?;
-        Ok(())
-    })();
-    // The encoding is exactly COSE_KEY_SIZE bytes, checked by the tests.
-    debug_assert!(written.is_ok());
+    key[..COSE_KEY_HEAD.len()].copy_from_slice(&COSE_KEY_HEAD);
+    key[COSE_KEY_HEAD.len()..].copy_from_slice(public_key);
     key
 }
 

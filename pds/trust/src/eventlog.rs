@@ -66,33 +66,93 @@ const STARTUP_LOCALITY_DATA_SIZE: usize = 17;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventLogError {
     /// The writer's buffer has `available` bytes left; the event needs `needed`.
-    Full { needed: usize, available: usize },
+    Full {
+        /// Bytes the event needs.
+        needed: usize,
+        /// Bytes left in the buffer.
+        available: usize,
+    },
     /// The event at `offset` names a PCR above 3.
-    PcrOutOfRange { offset: usize, pcr: u32 },
+    PcrOutOfRange {
+        /// Where the event starts in the log.
+        offset: usize,
+        /// The PCR index.
+        pcr: u32,
+    },
     /// The log ends inside `field` of the event at `offset`.
-    Truncated { offset: usize, field: &'static str },
+    Truncated {
+        /// Where the event starts in the log.
+        offset: usize,
+        /// The field, by its name in the specification.
+        field: &'static str,
+    },
     /// The first event is not a `TCG_PCClientPCREvent` for the Spec ID event: `field` is wrong.
-    NotSpecIdEvent { field: &'static str },
+    NotSpecIdEvent {
+        /// The field, by its name in the specification.
+        field: &'static str,
+    },
     /// The Spec ID event's signature is not "Spec ID Event03".
     SpecIdSignature,
     /// The Spec ID event's version is not 2.0 (any errata).
-    SpecVersion { major: u8, minor: u8, errata: u8 },
+    SpecVersion {
+        /// `specVersionMajor`.
+        major: u8,
+        /// `specVersionMinor`.
+        minor: u8,
+        /// `specErrata`.
+        errata: u8,
+    },
     /// The Spec ID event's `uintnSize` is neither 1 nor 2.
-    UintnSize { found: u8 },
+    UintnSize {
+        /// What the log has.
+        found: u8,
+    },
     /// The Spec ID event does not declare exactly one algorithm.
-    AlgorithmCount { found: u32 },
+    AlgorithmCount {
+        /// What the log has.
+        found: u32,
+    },
     /// An algorithm other than SHA-256, in the Spec ID event or in the event at `offset`.
-    UnknownAlgorithm { offset: usize, algorithm: u16 },
+    UnknownAlgorithm {
+        /// Where the event starts in the log.
+        offset: usize,
+        /// The `TPM_ALG_ID`.
+        algorithm: u16,
+    },
     /// The Spec ID event gives SHA-256 a digest size other than 32.
-    DigestSize { size: u16 },
+    DigestSize {
+        /// The size in bytes.
+        size: u16,
+    },
     /// The Spec ID event's `EventSize` does not match its contents.
-    SpecIdEventSize { declared: u32, expected: usize },
+    SpecIdEventSize {
+        /// The declared `EventSize`.
+        declared: u32,
+        /// The bytes its contents take.
+        expected: usize,
+    },
     /// The event at `offset` has `count` digests, not 1.
-    DigestCount { offset: usize, count: u32 },
+    DigestCount {
+        /// Where the event starts in the log.
+        offset: usize,
+        /// The digest count.
+        count: u32,
+    },
     /// The StartupLocality event names a locality other than 0, 3 or 4.
-    StartupLocality { locality: u8 },
+    StartupLocality {
+        /// The locality byte.
+        locality: u8,
+    },
+    /// The StartupLocality event's data is not 17 bytes.
+    StartupLocalitySize {
+        /// The size in bytes.
+        size: usize,
+    },
     /// An event's data is longer than a `u32` can say.
-    EventTooLarge { size: usize },
+    EventTooLarge {
+        /// The size in bytes.
+        size: usize,
+    },
 }
 
 impl EventLogError {
@@ -113,6 +173,7 @@ impl EventLogError {
             EventLogError::DigestCount { .. } => 12,
             EventLogError::StartupLocality { .. } => 13,
             EventLogError::EventTooLarge { .. } => 14,
+            EventLogError::StartupLocalitySize { .. } => 15,
         }
     }
 }
@@ -154,6 +215,9 @@ impl fmt::Display for EventLogError {
                 write!(f, "event log: StartupLocality {locality}, expected 0, 3 or 4")
             }
             EventLogError::EventTooLarge { size } => write!(f, "event log: event data of {size} bytes"),
+            EventLogError::StartupLocalitySize { size } => {
+                write!(f, "event log: StartupLocality event data of {size} bytes, expected 17")
+            }
         }
     }
 }
@@ -403,7 +467,7 @@ impl<'a> EventLog<'a> {
             let event = read_event(&mut reader)?;
             if first && event.event_type == EV_NO_ACTION && event.data.starts_with(&STARTUP_LOCALITY_SIGNATURE) {
                 let &[locality] = &event.data[16..] else {
-                    return Err(EventLogError::Truncated { offset: event.offset, field: "StartupLocality" });
+                    return Err(EventLogError::StartupLocalitySize { size: event.data.len() });
                 };
                 if !matches!(locality, 0 | 3 | 4) {
                     return Err(EventLogError::StartupLocality { locality });

@@ -9,6 +9,7 @@
 //! Every parser treats its input as an allegation: sizes are checked against the buffer and a bad
 //! input gets a typed error that names the field, never a panic.
 #![no_std]
+#![warn(missing_docs)]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;
@@ -18,6 +19,9 @@ pub mod eventlog;
 pub mod manifest;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
+
+#[cfg(test)]
+mod flow_tests;
 
 /// A new random Ed25519 key pair from the operating system's generator (`tzmk sign --keygen`).
 #[cfg(feature = "std")]

@@ -130,29 +130,71 @@ const _: () = assert!(MANIFEST_SIZE == 672);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestError {
     /// The input is not [`MANIFEST_SIZE`] bytes long.
-    Length { found: usize },
+    Length {
+        /// What the input has.
+        found: usize,
+    },
     /// `header.magic` is not "TZMF".
-    BadMagic { found: [u8; 4] },
+    BadMagic {
+        /// What the input has.
+        found: [u8; 4],
+    },
     /// `header.version` is not [`FORMAT_VERSION`].
-    UnsupportedVersion { found: u32 },
+    UnsupportedVersion {
+        /// What the input has.
+        found: u32,
+    },
     /// `header.image_count` is above [`MAX_IMAGES`].
-    TooManyImages { count: u32 },
+    TooManyImages {
+        /// The header's image count.
+        count: u32,
+    },
     /// `entries[index].name` is empty, has a byte outside `[a-z0-9._-]`, or bytes after its NUL.
-    BadName { index: usize },
+    BadName {
+        /// The entry's index.
+        index: usize,
+    },
     /// `entries[index].kind` is no [`ImageKind`].
-    UnknownKind { index: usize, kind: u32 },
+    UnknownKind {
+        /// The entry's index.
+        index: usize,
+        /// The entry's kind wire value.
+        kind: u32,
+    },
     /// `entries[index].kind` repeats an earlier entry's kind.
-    DuplicateKind { index: usize, kind: u32 },
+    DuplicateKind {
+        /// The entry's index.
+        index: usize,
+        /// The entry's kind wire value.
+        kind: u32,
+    },
     /// `entries[index].name` repeats an earlier entry's name.
-    DuplicateName { index: usize },
+    DuplicateName {
+        /// The entry's index.
+        index: usize,
+    },
     /// `entries[index].size` is zero.
-    EmptyImage { index: usize },
+    EmptyImage {
+        /// The entry's index.
+        index: usize,
+    },
     /// `entries[index].load_address + size` does not fit in 64 bits.
-    AddressOverflow { index: usize },
+    AddressOverflow {
+        /// The entry's index.
+        index: usize,
+    },
     /// The images of `entries[first]` and `entries[second]` overlap in memory.
-    Overlap { first: usize, second: usize },
+    Overlap {
+        /// The earlier entry's index.
+        first: usize,
+        /// The later entry's index.
+        second: usize,
+    },
     /// `entries[index]` is past `image_count` but not all zero.
-    UnusedEntryNotZero { index: usize },
+    UnusedEntryNotZero {
+        /// The entry's index.
+        index: usize,
+    },
     /// `header.key_id` is not the verifying key's.
     WrongKeyId,
     /// The verifying key is not a valid Ed25519 point.
@@ -160,7 +202,12 @@ pub enum ManifestError {
     /// `signature` does not verify (strict Ed25519) over the header and entries.
     BadSignature,
     /// `header.security_version` is below the stored counter.
-    Rollback { manifest: u32, stored: u32 },
+    Rollback {
+        /// The manifest's security version.
+        manifest: u32,
+        /// The stored counter.
+        stored: u32,
+    },
     /// The builder was given more than [`MAX_IMAGES`] images.
     Full,
 }

@@ -179,6 +179,14 @@ fn bad_events_are_refused_with_their_reason() {
     );
     assert_eq!(with(|l| l[image] = 4), Err(EventLogError::PcrOutOfRange { offset: image, pcr: 4 }));
     assert_eq!(with(|l| l[131] = 2), Err(EventLogError::StartupLocality { locality: 2 }));
+    // A StartupLocality event one byte longer (EventSize and data agree).
+    assert_eq!(
+        with(|l| {
+            l[111] = 18;
+            l.insert(132, 0);
+        }),
+        Err(EventLogError::StartupLocalitySize { size: 18 })
+    );
     // An event size past the end.
     assert_eq!(
         with(|l| l[image + 46..image + 50].copy_from_slice(&u32::MAX.to_le_bytes())),
@@ -205,6 +213,7 @@ fn errors_have_distinct_codes() {
         EventLogError::DigestCount { offset: 0, count: 0 },
         EventLogError::StartupLocality { locality: 0 },
         EventLogError::EventTooLarge { size: 0 },
+        EventLogError::StartupLocalitySize { size: 0 },
     ];
     let mut codes: Vec<u32> = errors.iter().map(|e| e.code()).collect();
     codes.sort_unstable();
