@@ -500,7 +500,9 @@ impl<'a> EventLog<'a> {
     }
 
     /// The PCR values the log produces: PCR 0..=3 start at zero (PCR 0's last byte is the startup
-    /// locality, as the TPM sets it), then every event but `EV_NO_ACTION` is extended in order.
+    /// locality, as the TPM sets it: PC Client PFP, "Startup Locality Event"), then every event
+    /// but `EV_NO_ACTION` is extended in order (`EV_NO_ACTION` events extend no PCR, PC Client
+    /// PFP, "EV_NO_ACTION Event Types").
     pub fn replay(&self) -> [Digest; PCR_COUNT] {
         let mut pcrs = [[0u8; SHA256_SIZE]; PCR_COUNT];
         pcrs[0][SHA256_SIZE - 1] = self.startup_locality;

@@ -247,3 +247,44 @@ proptest! {
         }
     }
 }
+
+/// Cross-check with an independent parser: tpm2-tools' `tpm2_eventlog` (Debian package
+/// tpm2-tools) must read every event and print the PCR values `replay` computes. Run by hand:
+/// `cargo test -p tzmk-trust -- --ignored tpm2_eventlog`. tpm2-tools before the fix of its issue
+/// #3224 (5.4 in Debian 12 included) also extends `EV_NO_ACTION` events, against the PC Client
+/// PFP specification; for those, PCR 0 is expected with the StartupLocality event's zero digest
+/// extended too.
+#[test]
+#[ignore = "needs tpm2-tools' tpm2_eventlog"]
+fn tpm2_eventlog_reads_the_log_and_agrees_on_the_pcrs() {
+    let log = sample_log();
+    let path = std::env::temp_dir().join(std::format!("tzmk-eventlog-{}.bin", std::process::id()));
+    std::fs::write(&path, &log).unwrap();
+    let out = std::process::Command::new("tpm2_eventlog").arg(&path).output().expect("tpm2_eventlog runs");
+    std::fs::remove_file(&path).unwrap();
+    let text = std::string::String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(out.status.success(), "{text}{}", std::string::String::from_utf8_lossy(&out.stderr));
+    for name in ["loader.img", "image", "linux.dtb", "EV_EVENT_TAG", "StartupLocality"] {
+        let found = text.contains(&name.to_lowercase()) || text.contains(&hex(name.as_bytes()));
+        assert!(found, "{name} not in {text}");
+    }
+    let printed = |index: usize, pcr: &Digest| {
+        text.lines().any(|line| {
+            line.trim().split_once(':').is_some_and(|(number, value)| {
+                number.trim() == std::format!("{index}") && value.trim() == std::format!("0x{}", hex(pcr))
+            })
+        })
+    };
+    let pcrs = EventLog::parse(&log).unwrap().replay();
+    let mut pcr0_with_no_action = [0u8; 32];
+    extend(&mut pcr0_with_no_action, &[0; 32]);
+    for event in EventLog::parse(&log).unwrap().events().filter(|e| e.pcr == 0 && e.event_type != EV_NO_ACTION) {
+        extend(&mut pcr0_with_no_action, &event.digest);
+    }
+    assert!(printed(0, &pcrs[0]) || printed(0, &pcr0_with_no_action), "PCR 0 not in {text}");
+    assert!(printed(1, &pcrs[1]), "PCR 1 not in {text}");
+}
+
+fn hex(bytes: &[u8]) -> std::string::String {
+    bytes.iter().map(|b| std::format!("{b:02x}")).collect()
+}
