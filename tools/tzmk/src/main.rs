@@ -7,6 +7,7 @@
 //! - `tzmk run`: the real system on QEMU, interactive.
 //! - `tzmk verify`: check attestation-pd's PSA attestation token against a nonce and reference
 //!   values (docs/trusted-boot.md, "Tools").
+//! - `tzmk sign`: the platform key pair and the signed image manifest (docs/trusted-boot.md).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ mod audit;
 mod demo;
 mod dtb;
 mod run;
+mod sign;
 mod sim;
 mod verify;
 
@@ -46,6 +48,9 @@ enum Command {
     /// and every software component against refs.json. Exit codes: 0 accepted, 1 rejected,
     /// 2 unreadable input or bad arguments.
     Verify(verify::Args),
+    /// Sign the boot images into a manifest with the platform key, or make a new key pair
+    /// (--keygen). Exit codes: 0 done, 1 invalid input, 2 bad arguments or unreadable files.
+    Sign(sign::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +62,6 @@ fn main() -> ExitCode {
         Command::Dtb(args) => dtb::run(&args),
         Command::Run(args) => run::run(args),
         Command::Verify(args) => verify::run(&args),
+        Command::Sign(args) => sign::run(args),
     }
 }
