@@ -23,8 +23,12 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 #[cfg(test)]
 mod flow_tests;
 
-/// A new random Ed25519 key pair from the operating system's generator (`tzmk sign --keygen`).
+/// A new random Ed25519 key pair from the operating system's generator (`tzmk sign --keygen`):
+/// a 32-byte seed, as RFC 8032 defines the private key.
 #[cfg(feature = "std")]
-pub fn generate_signing_key() -> SigningKey {
-    SigningKey::generate(&mut rand_core::OsRng)
+pub fn generate_signing_key() -> std::io::Result<SigningKey> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut())
+        .map_err(|e| std::io::Error::other(std::format!("the system's random generator: {e}")))?;
+    Ok(SigningKey::from_bytes(&seed))
 }

@@ -123,7 +123,7 @@ fn keygen(args: &Args) -> Result<String, Failure> {
             return Err(Failure(UNREADABLE, format!("{}: exists, not overwritten", path.display())));
         }
     }
-    let key = tzmk_trust::generate_signing_key();
+    let key = tzmk_trust::generate_signing_key().map_err(|e| Failure(UNREADABLE, format!("a new key: {e}")))?;
     let public_key = key.verifying_key().to_bytes();
     write_new(&args.key, key.as_bytes(), 0o600)?;
     write_new(&public, &public_key, 0o644)?;
