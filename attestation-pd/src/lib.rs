@@ -133,12 +133,14 @@ impl Handler for AttestationPd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerocopy::IntoBytes;
+    use zerocopy::{FromZeros, IntoBytes};
 
     fn handoff() -> BootHandoff {
         let mut digest = [0u8; 32];
         digest.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
-        BootHandoff { magic: HANDOFF_MAGIC, version: HANDOFF_VERSION, secure_image_sha256: digest }
+        let mut handoff = BootHandoff::new_zeroed();
+        (handoff.magic, handoff.version, handoff.secure_image_sha256) = (HANDOFF_MAGIC, HANDOFF_VERSION, digest);
+        handoff
     }
 
     #[test]

@@ -24,14 +24,52 @@ pub const ERR_MALFORMED: u64 = 3;
 
 /// `BootHandoff::magic`: "TZBH".
 pub const HANDOFF_MAGIC: u32 = 0x545a_4248;
-pub const HANDOFF_VERSION: u32 = 1;
+/// Version 2: trusted boot (docs/trusted-boot.md): the CDIs, the DICE certificate, the verified
+/// manifest and the event log.
+pub const HANDOFF_VERSION: u32 = 2;
+/// Room for the layer-1 DICE certificate (a CWT of ~450 bytes).
+pub const HANDOFF_CERT_MAX: usize = 640;
+/// The manifest's size (tzmk-trust's `manifest::MANIFEST_SIZE`, checked there).
+pub const HANDOFF_MANIFEST_SIZE: usize = 672;
+/// Room for the TCG2 event log: the Spec ID and StartupLocality events and one event per image.
+pub const HANDOFF_LOG_MAX: usize = 2048;
 
-/// What the monitor (trusted boot stage 1) leaves in `boot_handoff` before it starts seL4.
+/// What the monitor (trusted boot stage 1) leaves in `boot_handoff` (secure RAM, mapped into
+/// attestation-pd alone) before it starts seL4, after it verified the manifest and the secure
+/// image and measured every image (docs/trusted-boot.md, "Chain of trust"). attestation-pd reads
+/// it once at start and wipes the CDIs from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct BootHandoff {
     pub magic: u32,
     pub version: u32,
-    /// SHA-256 of the secure-world image (loader.img) as the monitor measured it.
+    /// SHA-256 of the secure-world image (loader.img) as the monitor measured it; the manifest's
+    /// entry for it matched.
     pub secure_image_sha256: [u8; 32],
+    /// Open DICE's CDI_Attest and CDI_Seal of the next layer (the secure image), derived from the
+    /// UDS; the monitor keeps no copy.
+    pub cdi_attest: [u8; 32],
+    pub cdi_seal: [u8; 32],
+    /// The device-identity public key (Ed25519, derived from the UDS: DICE layer 0's).
+    pub device_public_key: [u8; 32],
+    /// Bytes used of `certificate` and `event_log`.
+    pub certificate_length: u32,
+    pub event_log_length: u32,
+    /// The CWT (COSE_Sign1, EdDSA) in which the device-identity key certifies the key derived
+    /// from `cdi_attest` (tzmk-trust's `dice::certificate`).
+    pub certificate: [u8; HANDOFF_CERT_MAX],
+    /// The manifest the monitor verified, byte for byte (its Linux entries are what attestation-pd
+    /// checks the measurements against).
+    pub manifest: [u8; HANDOFF_MANIFEST_SIZE],
+    /// The TCG2 crypto-agile event log (tzmk-trust's `eventlog`): one EV_POST_CODE event per
+    /// image, named as in the manifest.
+    pub event_log: [u8; HANDOFF_LOG_MAX],
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_handoff_fits_its_page() {
+        const { assert!(core::mem::size_of::<super::BootHandoff>() <= 0x1000) };
+    }
 }
