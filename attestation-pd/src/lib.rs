@@ -5,6 +5,7 @@
 //! checks that no other PD maps the secrets and that it maps nothing the normal world can reach.
 #![cfg_attr(not(test), no_std)]
 
+pub mod boot;
 pub mod token;
 
 use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
@@ -14,6 +15,7 @@ use tzmk_interface::attestation::{
 };
 use tzmk_interface::smc;
 use zerocopy::FromBytes;
+use zeroize::Zeroize;
 
 /// The handoff as read once at boot: `None` when the monitor left none, or a corrupt one.
 pub fn read_handoff(bytes: &[u8]) -> Option<BootHandoff> {
@@ -44,7 +46,7 @@ impl Answer {
 }
 
 /// Answers operation `op` (the call's label).
-pub fn answer(op: u64, handoff: Option<&BootHandoff>) -> Answer {
+pub fn answer(op: u64, handoff: Option<&Measurements>) -> Answer {
     match op {
         OP_VERSION => Answer { label: OK, words: [INTERFACE_VERSION, 0, 0, 0], count: 1 },
         OP_SECURE_MEASUREMENT => match handoff {
@@ -65,7 +67,14 @@ pub fn answer(op: u64, handoff: Option<&BootHandoff>) -> Answer {
 pub struct AttestationPd {
     /// Mapped for the signing service; not read yet by any operation.
     _secrets: MemoryRegion,
-    handoff: Option<BootHandoff>,
+    /// What operations answer from the handoff (read once at start).
+    handoff: Option<Measurements>,
+}
+
+/// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measurements {
+    pub secure_image_sha256: [u8; 32],
 }
 
 pub fn init() -> AttestationPd {
@@ -76,33 +85,60 @@ pub fn init() -> AttestationPd {
     let _comm = microkit::channel!(comm_channel);
     let uid = smc_call(&[u64::from(smc::SIP_CALL_UID), 0, 0, 0, 0, 0, 0, 0]);
     let monitor = matches!(&uid, Ok(answer) if is_tzmk_monitor(answer));
-    let handoff = match uid {
+    let mut verdict = Err(boot::Refusal::NoHandoff);
+    let mut measurements = None;
+    match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
             let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
-            let handoff = handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes));
-            match handoff {
-                Some(_) => log::info!("ready: boot handoff from the monitor is valid"),
+            match handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes)) {
+                Some(handoff) => {
+                    log::info!("ready: boot handoff from the monitor is valid");
+                    wipe_cdis(&handoff_region);
+                    verdict = boot::check_linux(&handoff);
+                    measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
+                }
                 None => log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)"),
             }
-            handoff
+            // The copy on this stack held the CDIs too.
+            bytes.zeroize();
         }
         Ok(answer) => {
             log::info!("ready: no tzmk monitor (SiP UID call answered {:#x}): measurements unavailable", answer[0]);
-            None
         }
         Err(e) => {
             log::info!("ready: cannot reach the monitor ({e}): measurements unavailable");
-            None
         }
-    };
-    if monitor {
-        release_normal_world();
     }
-    AttestationPd { _secrets: secrets, handoff }
+    if monitor {
+        match verdict {
+            Ok(()) => {
+                log::info!("Linux's kernel, DTB and initramfs are the signed ones");
+                release_normal_world();
+            }
+            // Until the monitor's stage 1 leaves a handoff on every boot (docs/trusted-boot.md).
+            Err(boot::Refusal::NoHandoff) => {
+                log::warn!("no boot handoff: Linux is released unverified (trusted boot stage 1 did not run)");
+                release_normal_world();
+            }
+            Err(refusal) => log::error!("Linux may not run: {refusal}; its cores stay parked"),
+        }
+    }
+    AttestationPd { _secrets: secrets, handoff: measurements }
 }
 
-/// Sends the monitor `go`: seL4 has initialised the GIC, so the monitor may hand Linux its
-/// interrupts and start it. (Verifying the normal-world kernel belongs right before this call.)
+/// Zeroes the CDIs in the handoff page: after start-up only this PD's own memory holds what it
+/// derived from them.
+fn wipe_cdis(region: &MemoryRegion) {
+    let zeros = [0u8; 32];
+    for offset in [core::mem::offset_of!(BootHandoff, cdi_attest), core::mem::offset_of!(BootHandoff, cdi_seal)] {
+        if let Err(e) = region.write_bytes(offset, &zeros) {
+            log::warn!("boot_handoff: the CDIs could not be wiped: {e}");
+        }
+    }
+}
+
+/// Sends the monitor `go`: seL4 has initialised the GIC and stage 2 found Linux's images to be
+/// the signed ones, so the monitor may hand Linux its interrupts and start it.
 fn release_normal_world() {
     match smc_call(&[u64::from(smc::GO), 0, 0, 0, 0, 0, 0, 0]) {
         Ok(answer) => log::info!("go: {}", go_outcome(answer[0] as i64)),
@@ -174,7 +210,7 @@ mod tests {
     fn operations_answer() {
         assert_eq!(answer(OP_VERSION, None).words[0], INTERFACE_VERSION);
         assert_eq!(answer(OP_SECURE_MEASUREMENT, None).label, ERR_NO_HANDOFF);
-        let h = handoff();
+        let h = Measurements { secure_image_sha256: handoff().secure_image_sha256 };
         let a = answer(OP_SECURE_MEASUREMENT, Some(&h));
         assert_eq!((a.label, a.count, a.words[0]), (OK, 4, 0x0001_0203_0405_0607));
         assert_eq!(answer(99, Some(&h)).label, ERR_UNKNOWN_OPERATION);
