@@ -229,6 +229,12 @@ pub fn device_identity_key(uds: &[u8; CDI_SIZE]) -> SigningKey {
 /// A key's certificate identifier: `KDF(20, public key, ID_SALT, "ID")` with the top bit cleared
 /// (so that it is a positive ASN.1 integer without padding).
 pub fn id_from_public_key(public_key: &[u8; 32]) -> [u8; ID_SIZE] {
+    id_from_key_bytes(public_key)
+}
+
+/// [`id_from_public_key`] of any key's bytes: an Ed25519 key's 32, a P-256 key's 65-byte
+/// uncompressed point.
+pub fn id_from_key_bytes(public_key: &[u8]) -> [u8; ID_SIZE] {
     let mut id: [u8; ID_SIZE] = kdf(public_key, &ID_SALT, b"ID");
     id[0] &= 0x7f;
     id
@@ -247,8 +253,8 @@ pub fn id_hex(id: &[u8; ID_SIZE]) -> [u8; 2 * ID_SIZE] {
     hex
 }
 
-fn id_hex_of(public_key: &[u8; 32]) -> [u8; 2 * ID_SIZE] {
-    id_hex(&id_from_public_key(public_key))
+fn id_hex_of(public_key: &[u8]) -> [u8; 2 * ID_SIZE] {
+    id_hex(&id_from_key_bytes(public_key))
 }
 
 /// Why a certificate or descriptor could not be written, or a certificate was refused.
@@ -392,6 +398,63 @@ pub fn cose_key(public_key: &[u8; 32]) -> [u8; COSE_KEY_SIZE] {
     key
 }
 
+/// The head of a P-256 subject key's COSE_Key: `A6` map(6), `01 02` kty: EC2, `03 26` alg: ES256
+/// (-7), `04 81 02` key_ops: [verify], `20 01` crv (-1): P-256, `21 58 20` x (-2): 32 bytes; then
+/// `22 58 20` y (-3): 32 bytes (RFC 9053 tables 18 and 19).
+const COSE_KEY_P256_HEAD: [u8; 13] = [0xa6, 0x01, 0x02, 0x03, 0x26, 0x04, 0x81, 0x02, 0x20, 0x01, 0x21, 0x58, 0x20];
+/// Bytes of a P-256 subject key's COSE_Key.
+pub const COSE_KEY_P256_SIZE: usize = COSE_KEY_P256_HEAD.len() + 32 + 3 + 32;
+/// A P-256 public key as the SEC1 uncompressed point `04 || x || y`.
+pub type P256Point = [u8; 65];
+
+/// Key usage digitalSignature (RFC 5280's bit 0): the subject key signs data (an attestation
+/// token), not certificates.
+pub const KEY_USAGE_DIGITAL_SIGNATURE: u8 = 0x01;
+
+/// The key a certificate certifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKey {
+    /// A layer's CDI key (Ed25519, EdDSA): it certifies the next layer.
+    Ed25519([u8; 32]),
+    /// An attestation key (P-256, ES256), as its uncompressed point: it signs tokens.
+    P256(P256Point),
+}
+
+impl SubjectKey {
+    /// The bytes its ID is derived from.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            SubjectKey::Ed25519(key) => key,
+            SubjectKey::P256(point) => point,
+        }
+    }
+
+    /// Its COSE_Key in `out`; the length used.
+    fn cose_key(&self, out: &mut [u8; COSE_KEY_P256_SIZE]) -> usize {
+        match self {
+            SubjectKey::Ed25519(key) => {
+                out[..COSE_KEY_SIZE].copy_from_slice(&cose_key(key));
+                COSE_KEY_SIZE
+            }
+            SubjectKey::P256(point) => {
+                out[..13].copy_from_slice(&COSE_KEY_P256_HEAD);
+                out[13..45].copy_from_slice(&point[1..33]);
+                out[45..48].copy_from_slice(&[0x22, 0x58, 0x20]);
+                out[48..80].copy_from_slice(&point[33..65]);
+                COSE_KEY_P256_SIZE
+            }
+        }
+    }
+
+    /// keyCertSign for a CDI key, digitalSignature for an attestation key.
+    fn key_usage(&self) -> u8 {
+        match self {
+            SubjectKey::Ed25519(_) => KEY_USAGE_CERT_SIGN,
+            SubjectKey::P256(_) => KEY_USAGE_DIGITAL_SIGNATURE,
+        }
+    }
+}
+
 fn bstr_head(length: usize) -> Result<([u8; MAX_BSTR_HEAD], usize), DiceError> {
     let mut head = Cursor::new([0u8; MAX_BSTR_HEAD]);
     Encoder::new(&mut head).bytes_len(length as u64)?;
@@ -401,12 +464,15 @@ fn bstr_head(length: usize) -> Result<([u8; MAX_BSTR_HEAD], usize), DiceError> {
 
 fn encode_payload(
     issuer_public_key: &[u8; 32],
-    subject_public_key: &[u8; 32],
+    subject_key: &SubjectKey,
     inputs: &Inputs<'_>,
     out: &mut [u8],
 ) -> Result<usize, DiceError> {
     let issuer = id_hex_of(issuer_public_key);
-    let subject = id_hex_of(subject_public_key);
+    let subject = id_hex_of(subject_key.bytes());
+    let mut cose_key = [0u8; COSE_KEY_P256_SIZE];
+    let cose_key_length = subject_key.cose_key(&mut cose_key);
+    let cose_key = &cose_key[..cose_key_length];
     // Both are ASCII hex digits.
     let issuer = core::str::from_utf8(&issuer).map_err(|_| DiceError::Malformed { field: "iss" })?;
     let subject = core::str::from_utf8(&subject).map_err(|_| DiceError::Malformed { field: "sub" })?;
@@ -441,9 +507,9 @@ fn encode_payload(
         .i64(label::MODE)?
         .bytes(&[inputs.mode as u8])?
         .i64(label::SUBJECT_PUBLIC_KEY)?
-        .bytes(&cose_key(subject_public_key))?
+        .bytes(cose_key)?
         .i64(label::KEY_USAGE)?
-        .bytes(&[KEY_USAGE_CERT_SIGN])?;
+        .bytes(&[subject_key.key_usage()])?;
     Ok(encoder.writer().position())
 }
 
@@ -460,16 +526,22 @@ pub fn certificate(
     inputs: &Inputs<'_>,
     out: &mut [u8],
 ) -> Result<usize, DiceError> {
+    certificate_of(issuer, &SubjectKey::Ed25519(subject_public_key.to_bytes()), inputs, out)
+}
+
+/// [`certificate`] of any [`SubjectKey`]: a layer's CDI key (keyCertSign), or an attestation
+/// key (P-256, digitalSignature) that the layer certifies for its tokens.
+pub fn certificate_of(
+    issuer: &SigningKey,
+    subject_key: &SubjectKey,
+    inputs: &Inputs<'_>,
+    out: &mut [u8],
+) -> Result<usize, DiceError> {
     let issuer_public_key = issuer.verifying_key().to_bytes();
-    let subject_public_key = subject_public_key.to_bytes();
     // The payload goes where the longest Sig_structure head would end, then moves left.
     let work = SIG_STRUCTURE_FIXED + MAX_BSTR_HEAD;
-    let payload_length = encode_payload(
-        &issuer_public_key,
-        &subject_public_key,
-        inputs,
-        out.get_mut(work..).ok_or(DiceError::BufferTooSmall)?,
-    )?;
+    let payload_length =
+        encode_payload(&issuer_public_key, subject_key, inputs, out.get_mut(work..).ok_or(DiceError::BufferTooSmall)?)?;
     let (head, head_length) = bstr_head(payload_length)?;
     let head = &head[..head_length];
     let cose_prefix = COSE_SIGN1_FIXED + head_length;
@@ -520,8 +592,9 @@ mod verify {
         pub issuer: String,
         /// `sub`: the subject's ID in hex.
         pub subject: String,
-        /// The subject's Ed25519 public key: the issuer key of the next certificate in a chain.
-        pub subject_public_key: [u8; 32],
+        /// The subject's key: a CDI key (Ed25519, the issuer key of the next certificate in a
+        /// chain) or an attestation key (P-256).
+        pub subject_key: SubjectKey,
         /// The code hash.
         pub code_hash: [u8; HASH_SIZE],
         /// The configuration descriptor (or the 64-byte inline value).
@@ -538,6 +611,17 @@ mod verify {
         pub profile_name: Option<String>,
     }
 
+    impl Certified {
+        /// The subject's Ed25519 key when it is a CDI key (what the next certificate of a chain
+        /// is verified with).
+        pub fn subject_public_key(&self) -> Option<[u8; 32]> {
+            match self.subject_key {
+                SubjectKey::Ed25519(key) => Some(key),
+                SubjectKey::P256(_) => None,
+            }
+        }
+    }
+
     fn malformed(field: &'static str) -> impl Fn(minicbor::decode::Error) -> DiceError {
         move |_| DiceError::Malformed { field }
     }
@@ -550,32 +634,45 @@ mod verify {
         length.ok_or(DiceError::Malformed { field })
     }
 
-    /// Decodes the subject's COSE_Key: OKP, EdDSA, Ed25519, 32-byte x.
-    fn decode_cose_key(bytes: &[u8]) -> Result<[u8; 32], DiceError> {
+    /// Decodes the subject's COSE_Key: OKP/EdDSA/Ed25519 with a 32-byte x, or EC2/ES256/P-256
+    /// with 32-byte x and y (the point's validity is the token verifier's to check).
+    fn decode_cose_key(bytes: &[u8]) -> Result<SubjectKey, DiceError> {
         let bad = |_| DiceError::BadSubjectPublicKey;
         let mut decoder = Decoder::new(bytes);
         let entries = decoder.map().map_err(bad)?.ok_or(DiceError::BadSubjectPublicKey)?;
-        let (mut kty, mut crv, mut x) = (None, None, None);
+        let (mut kty, mut alg, mut crv, mut x, mut y) = (None, None, None, None, None);
         for _ in 0..entries {
             match decoder.i64().map_err(bad)? {
                 1 => kty = Some(decoder.i64().map_err(bad)?),
-                3 => {
-                    if decoder.i64().map_err(bad)? != -8 {
-                        return Err(DiceError::BadSubjectPublicKey);
-                    }
-                }
+                3 => alg = Some(decoder.i64().map_err(bad)?),
                 4 => decoder.skip().map_err(bad)?,
                 -1 => crv = Some(decoder.i64().map_err(bad)?),
                 -2 => x = Some(decoder.bytes().map_err(bad)?),
+                -3 => y = Some(decoder.bytes().map_err(bad)?),
                 _ => return Err(DiceError::BadSubjectPublicKey),
             }
         }
-        if decoder.position() != bytes.len() || kty != Some(1) || crv != Some(6) {
+        if decoder.position() != bytes.len() {
             return Err(DiceError::BadSubjectPublicKey);
         }
-        let x: [u8; 32] = x.and_then(|x| x.try_into().ok()).ok_or(DiceError::BadSubjectPublicKey)?;
-        VerifyingKey::from_bytes(&x).map_err(|_| DiceError::BadSubjectPublicKey)?;
-        Ok(x)
+        let x32 = |v: Option<&[u8]>| -> Result<[u8; 32], DiceError> {
+            v.and_then(|v| v.try_into().ok()).ok_or(DiceError::BadSubjectPublicKey)
+        };
+        match (kty, alg, crv, y) {
+            (Some(1), Some(-8), Some(6), None) => {
+                let x = x32(x)?;
+                VerifyingKey::from_bytes(&x).map_err(|_| DiceError::BadSubjectPublicKey)?;
+                Ok(SubjectKey::Ed25519(x))
+            }
+            (Some(2), Some(-7), Some(1), Some(y)) => {
+                let mut point = [0u8; 65];
+                point[0] = 0x04;
+                point[1..33].copy_from_slice(&x32(x)?);
+                point[33..].copy_from_slice(&x32(Some(y))?);
+                Ok(SubjectKey::P256(point))
+            }
+            _ => Err(DiceError::BadSubjectPublicKey),
+        }
     }
 
     /// Verifies a CDI certificate against its issuer's public key and returns what it certifies:
@@ -631,7 +728,7 @@ mod verify {
         let mut config_hash = None;
         let mut authority_hash = None;
         let mut mode = None;
-        let mut subject_public_key = None;
+        let mut subject_key = None;
         let mut key_usage = None;
         let mut profile_name = None;
         for _ in 0..entries {
@@ -651,7 +748,7 @@ mod verify {
                     authority_hash = Some(fixed::<HASH_SIZE>(decoder.bytes().map_err(bad)?, claim)?)
                 }
                 label::MODE => mode = Some(fixed::<1>(decoder.bytes().map_err(bad)?, claim)?[0]),
-                label::SUBJECT_PUBLIC_KEY => subject_public_key = Some(decode_cose_key(decoder.bytes().map_err(bad)?)?),
+                label::SUBJECT_PUBLIC_KEY => subject_key = Some(decode_cose_key(decoder.bytes().map_err(bad)?)?),
                 label::KEY_USAGE => key_usage = Some(decoder.bytes().map_err(bad)?.to_vec()),
                 label::PROFILE_NAME => profile_name = Some(String::from(decoder.str().map_err(bad)?)),
                 label::CODE_DESCRIPTOR | label::AUTHORITY_DESCRIPTOR => {
@@ -667,7 +764,7 @@ mod verify {
         let certified = Certified {
             issuer: issuer.ok_or(missing(label::ISSUER))?,
             subject: subject.ok_or(missing(label::SUBJECT))?,
-            subject_public_key: subject_public_key.ok_or(missing(label::SUBJECT_PUBLIC_KEY))?,
+            subject_key: subject_key.ok_or(missing(label::SUBJECT_PUBLIC_KEY))?,
             code_hash: code_hash.ok_or(missing(label::CODE_HASH))?,
             config_descriptor: config_descriptor.ok_or(missing(label::CONFIG_DESCRIPTOR))?,
             config_hash,
@@ -679,7 +776,7 @@ mod verify {
         if certified.issuer.as_bytes() != id_hex_of(issuer_public_key) {
             return Err(DiceError::IssuerMismatch);
         }
-        if certified.subject.as_bytes() != id_hex_of(&certified.subject_public_key) {
+        if certified.subject.as_bytes() != id_hex_of(certified.subject_key.bytes()) {
             return Err(DiceError::SubjectMismatch);
         }
         if let Some(hash) = certified.config_hash {
@@ -689,7 +786,7 @@ mod verify {
         } else if certified.config_descriptor.len() != INLINE_CONFIG_SIZE {
             return Err(DiceError::BadClaim { label: label::CONFIG_DESCRIPTOR });
         }
-        if certified.key_usage.first().is_none_or(|bits| bits & KEY_USAGE_CERT_SIGN == 0) {
+        if certified.key_usage.first().is_none_or(|bits| bits & certified.subject_key.key_usage() == 0) {
             return Err(DiceError::KeyUsage);
         }
         Ok(certified)

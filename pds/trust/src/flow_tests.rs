@@ -71,7 +71,7 @@ fn stage1_verifies_measures_and_certifies_what_stage2_checks() {
 
     let certified =
         dice::verify_certificate(&certificate[..certificate_length], &device.verifying_key().to_bytes()).unwrap();
-    assert_eq!(certified.subject_public_key, layer1.verifying_key().to_bytes());
+    assert_eq!(certified.subject_public_key().unwrap(), layer1.verifying_key().to_bytes());
     assert_eq!(certified.code_hash[..], Sha512::digest(SECURE)[..]);
     assert_eq!(certified.mode, Mode::Normal as u8);
 }

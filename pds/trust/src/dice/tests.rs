@@ -55,7 +55,7 @@ fn open_dice_known_answers_for_the_zero_input() {
     let certified = verify_certificate(&out[..length], &device.verifying_key().to_bytes()).unwrap();
     assert_eq!(certified.issuer, ZERO_UDS_ID);
     assert_eq!(certified.subject, ZERO_CDI_ID);
-    assert_eq!(certified.subject_public_key, layer.verifying_key().to_bytes());
+    assert_eq!(certified.subject_public_key(), Some(layer.verifying_key().to_bytes()));
     assert_eq!(certified.mode, 0);
     assert_eq!(certified.config_hash, None);
     assert_eq!(certified.config_descriptor, [0u8; 64]);
@@ -181,9 +181,9 @@ fn certificate_with_descriptor_verifies_and_walks_a_chain() {
     assert_eq!(certified1.config_hash, Some(layer1_inputs.config_input()));
     assert_eq!(certified1.authority_hash, layer1_inputs.authority_hash);
     assert_eq!(certified1.mode, Mode::Normal as u8);
-    let certified2 = verify_certificate(&second[..second_length], &certified1.subject_public_key).unwrap();
+    let certified2 = verify_certificate(&second[..second_length], &certified1.subject_public_key().unwrap()).unwrap();
     assert_eq!(certified2.issuer, certified1.subject);
-    assert_eq!(certified2.subject_public_key, layer2_key.verifying_key().to_bytes());
+    assert_eq!(certified2.subject_public_key(), Some(layer2_key.verifying_key().to_bytes()));
 
     // Out of order, the chain does not verify.
     assert_eq!(
@@ -359,4 +359,30 @@ proptest! {
             prop_assert!(result.is_err());
         }
     }
+}
+
+/// A layer certifies a P-256 attestation key: EC2 COSE_Key, digitalSignature, and the chain
+/// ends there (no Ed25519 key to go on with).
+#[test]
+fn a_p256_attestation_key_certificate() {
+    let mut buffer = [0u8; 64];
+    let length = descriptor(1, &mut buffer);
+    let inputs = tzmk_inputs(1, 1, &buffer[..length]);
+    let layer = key_pair_from_cdi(&derive_cdis(&[3; 32], &inputs).attest);
+    let mut point = [0u8; 65];
+    point[0] = 0x04;
+    point.iter_mut().skip(1).enumerate().for_each(|(i, b)| *b = i as u8);
+    let subject = SubjectKey::P256(point);
+    let mut cert = [0u8; 1024];
+    let n = certificate_of(&layer, &subject, &inputs, &mut cert).unwrap();
+    let certified = verify_certificate(&cert[..n], &layer.verifying_key().to_bytes()).unwrap();
+    assert_eq!(certified.subject_key, subject);
+    assert_eq!(certified.subject_public_key(), None);
+    assert_eq!(certified.key_usage, [KEY_USAGE_DIGITAL_SIGNATURE]);
+    assert_eq!(certified.subject.as_bytes(), id_hex(&id_from_key_bytes(&point)));
+    // Another issuer, or a flipped byte of the key, and it does not verify.
+    assert!(verify_certificate(&cert[..n], &[9; 32]).is_err());
+    let at = cert[..n].windows(4).position(|w| w == [0x21, 0x58, 0x20, 0x00]).unwrap() + 5;
+    cert[at] ^= 1;
+    assert!(verify_certificate(&cert[..n], &layer.verifying_key().to_bytes()).is_err());
 }
