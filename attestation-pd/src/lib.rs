@@ -6,12 +6,13 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod boot;
+pub mod evidence;
 pub mod token;
 
 use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
-    BootHandoff, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION, INTERFACE_VERSION, OK,
-    OP_SECURE_MEASUREMENT, OP_VERSION,
+    BootHandoff, ERR_BAD_ARGUMENT, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION,
+    INTERFACE_VERSION, MAX_EVIDENCE, MAX_NONCE, OK, OP_EVIDENCE, OP_SECURE_MEASUREMENT, OP_VERSION,
 };
 use tzmk_interface::smc;
 use zerocopy::FromBytes;
@@ -69,6 +70,10 @@ pub struct AttestationPd {
     _secrets: MemoryRegion,
     /// What operations answer from the handoff (read once at start).
     handoff: Option<Measurements>,
+    /// Evidence for OP_EVIDENCE, when the handoff gave the attestation key.
+    attester: Option<evidence::Attester>,
+    /// Where the evidence goes for comm-pd to copy.
+    evidence_region: MemoryRegion,
 }
 
 /// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
@@ -85,8 +90,10 @@ pub fn init() -> AttestationPd {
     let _comm = microkit::channel!(comm_channel);
     let uid = smc_call(&[u64::from(smc::SIP_CALL_UID), 0, 0, 0, 0, 0, 0, 0]);
     let monitor = matches!(&uid, Ok(answer) if is_tzmk_monitor(answer));
+    let evidence_region = memory_region!(evidence_vaddr, evidence_size);
     let mut verdict = Err(boot::Refusal::NoHandoff);
     let mut measurements = None;
+    let mut attester = None;
     match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
             let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
@@ -95,6 +102,13 @@ pub fn init() -> AttestationPd {
                     log::info!("ready: boot handoff from the monitor is valid");
                     wipe_cdis(&handoff_region);
                     verdict = boot::check_linux(&handoff);
+                    attester = match evidence::Attester::new(&handoff) {
+                        Ok(attester) => Some(attester),
+                        Err(e) => {
+                            log::warn!("no attestation key from the handoff ({e:?}): evidence unavailable");
+                            None
+                        }
+                    };
                     measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
                 }
                 None => log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)"),
@@ -123,7 +137,7 @@ pub fn init() -> AttestationPd {
             Err(refusal) => log::error!("Linux may not run: {refusal}; its cores stay parked"),
         }
     }
-    AttestationPd { _secrets: secrets, handoff: measurements }
+    AttestationPd { _secrets: secrets, handoff: measurements, attester, evidence_region }
 }
 
 /// Zeroes the CDIs in the handoff page: after start-up only this PD's own memory holds what it
@@ -146,6 +160,34 @@ fn release_normal_world() {
     }
 }
 
+impl AttestationPd {
+    /// OP_EVIDENCE: the nonce from the message registers (MR0 its length, MR1.. its bytes), the
+    /// evidence into the evidence region, its length in MR0.
+    fn evidence(&self, registers: usize) -> Answer {
+        let Some(attester) = &self.attester else { return Answer::error(ERR_NO_HANDOFF) };
+        let mut nonce = [0u8; MAX_NONCE];
+        let length = microkit::get_mr(0) as usize;
+        if length > MAX_NONCE || registers < 1 + length.div_ceil(8) {
+            return Answer::error(ERR_BAD_ARGUMENT);
+        }
+        for (index, chunk) in nonce.chunks_mut(8).enumerate().take(length.div_ceil(8)) {
+            chunk.copy_from_slice(&microkit::get_mr(1 + index).to_le_bytes());
+        }
+        let mut out = [0u8; MAX_EVIDENCE];
+        match attester.evidence(&nonce[..length], &mut out) {
+            Ok(n) if self.evidence_region.write_bytes(0, &out[..n]).is_ok() => {
+                Answer { label: OK, words: [n as u64, 0, 0, 0], count: 1 }
+            }
+            Ok(_) => Answer::error(ERR_BAD_ARGUMENT),
+            Err(evidence::EvidenceError::Token(token::TokenError::BadNonceLength)) => Answer::error(ERR_BAD_ARGUMENT),
+            Err(e) => {
+                log::warn!("evidence: {e:?}");
+                Answer::error(ERR_BAD_ARGUMENT)
+            }
+        }
+    }
+}
+
 /// What the monitor's answer to `go` means.
 pub fn go_outcome(x0: i64) -> &'static str {
     match x0 {
@@ -160,6 +202,11 @@ impl Handler for AttestationPd {
     type Error = core::convert::Infallible;
 
     fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        if msg_info.label() == OP_EVIDENCE {
+            let answer = self.evidence(msg_info.count());
+            with_msg_regs_mut(|mrs| mrs[..4].copy_from_slice(&answer.words));
+            return Ok(MessageInfo::new(answer.label, answer.count));
+        }
         let answer = answer(msg_info.label(), self.handoff.as_ref());
         with_msg_regs_mut(|mrs| mrs[..4].copy_from_slice(&answer.words));
         Ok(MessageInfo::new(answer.label, answer.count))

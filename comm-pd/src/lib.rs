@@ -16,10 +16,10 @@ pub mod ports;
 use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
-use tzmk_interface::attestation::{ERR_MALFORMED, OK, OP_VERSION};
+use tzmk_interface::attestation::{ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, OK, OP_EVIDENCE, OP_VERSION};
 use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
 use tzmk_interface::port::{
-    command, AttestationReply, AttestationRequest, ControlError, PortStatus, Service, SinkTotals,
+    command, AttestationReply, AttestationRequest, ControlError, EvidenceRequest, PortStatus, Service, SinkTotals,
 };
 use tzmk_interface::rt::{
     RtLatency, RtStats, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY,
@@ -93,6 +93,8 @@ pub struct SecureServices {
     attestation: Channel,
     rt: Channel,
     rt_shared: MemoryRegion,
+    /// Where attestation-pd writes evidence (read-only here).
+    evidence: MemoryRegion,
     /// The last statistics read whole: answered when rt-task keeps rewriting the block for as
     /// long as a snapshot tries (it preempts comm-pd, so a read can straddle its updates).
     rt_last: Option<RtStats>,
@@ -109,6 +111,34 @@ impl SecureServices {
     }
 }
 
+impl SecureServices {
+    /// OP_EVIDENCE through attestation-pd: the nonce in its message registers, the evidence read
+    /// back from the region it wrote. Every length is checked here as an allegation of the normal
+    /// world (the request) and bounded by the region (the answer).
+    fn evidence(&self, request: &EvidenceRequest, out: &mut [u8; MAX_EVIDENCE]) -> Result<usize, AttestationReply> {
+        let refuse = |label| AttestationReply { label, words: [0; 4] };
+        let length = request.nonce_length as usize;
+        if request.operation != OP_EVIDENCE || length > MAX_NONCE {
+            return Err(refuse(ERR_MALFORMED));
+        }
+        let words = length.div_ceil(8);
+        microkit::set_mr(0, length as u64);
+        for (index, chunk) in request.nonce.chunks_exact(8).enumerate().take(words) {
+            microkit::set_mr(1 + index, u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
+        }
+        let reply = self.attestation.pp_call(MessageInfo::new(OP_EVIDENCE, 1 + words));
+        if reply.label() != OK {
+            return Err(refuse(reply.label()));
+        }
+        let evidence_length = microkit::get_mr(0) as usize;
+        if evidence_length > MAX_EVIDENCE || self.evidence.read_bytes(0, &mut out[..evidence_length]).is_err() {
+            log::warn!("attestation-pd answered {evidence_length} bytes of evidence: refused");
+            return Err(refuse(ERR_MALFORMED));
+        }
+        Ok(evidence_length)
+    }
+}
+
 fn put(output: &mut [u8], bytes: &[u8]) -> Result<usize, ControlError> {
     output.get_mut(..bytes.len()).ok_or(ControlError::ServiceUnavailable)?.copy_from_slice(bytes);
     Ok(bytes.len())
@@ -120,6 +150,21 @@ impl Services for SecureServices {
             Service::Echo => replies.send(message),
             Service::Sink => Ok(()),
             Service::Attestation => {
+                if let Ok(request) = EvidenceRequest::read_from_bytes(message) {
+                    let mut evidence = [0u8; MAX_EVIDENCE];
+                    return match self.evidence(&request, &mut evidence) {
+                        Ok(length) => {
+                            if let Err(e) = replies.send(&evidence[..length]) {
+                                log::warn!("port '{}': evidence not sent: {}", port.name, ports::describe(e));
+                            }
+                        }
+                        Err(reply) => {
+                            if let Err(e) = replies.send(reply.as_bytes()) {
+                                log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
+                            }
+                        }
+                    };
+                }
                 let reply = match AttestationRequest::read_from_bytes(message) {
                     Ok(request) => self.attestation_call(request.operation),
                     Err(_) => AttestationReply { label: ERR_MALFORMED, words: [0; 4] },
@@ -236,7 +281,8 @@ pub fn init() -> CommPd {
     if let Err(e) = unsafe { ports.attach_feed(rt_events, Service::RealTime) } {
         log::warn!("rt_events: {e}; rt-task's events will not reach the rt port");
     }
-    let services = SecureServices { attestation, rt, rt_shared, rt_last: None };
+    let evidence = memory_region!(evidence_vaddr, evidence_size);
+    let services = SecureServices { attestation, rt, rt_shared, evidence, rt_last: None };
     let version = services.attestation_call(OP_VERSION);
     let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };

@@ -13,9 +13,12 @@ use clap::{Parser, Subcommand};
 use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{command, PortService, Tz};
 use tzmk_interface::attestation::{
-    ERR_MALFORMED, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, OK, OP_SECURE_MEASUREMENT, OP_VERSION,
+    EvidenceHeader, ERR_BAD_ARGUMENT, ERR_MALFORMED, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, EVIDENCE_MAGIC,
+    EVIDENCE_VERSION, OK, OP_EVIDENCE, OP_SECURE_MEASUREMENT, OP_VERSION,
 };
-use tzmk_interface::port::{AttestationReply, AttestationRequest, ControlError, PortState, SinkTotals};
+use tzmk_interface::port::{
+    AttestationReply, AttestationRequest, ControlError, EvidenceRequest, PortState, SinkTotals,
+};
 use tzmk_interface::rt::{RtEvent, RtEventKind, RtLatency, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -93,8 +96,16 @@ enum Command {
         port: String,
         /// version (attestation-pd's interface version) | measurement (the secure image's SHA-256
         /// as the monitor measured it), or an operation number.
-        #[arg(long, default_value = "version")]
+        #[arg(long, default_value = "version", conflicts_with = "nonce")]
         operation: String,
+        /// Ask for evidence instead: a PSA attestation token for this nonce (hex, 32, 48 or 64
+        /// bytes) and the certificate chain of its key.
+        #[arg(long, value_parser = nonce_arg)]
+        nonce: Option<Nonce>,
+        /// With --nonce: write the token (COSE_Sign1) here, and the chain (a CBOR array: the
+        /// device-identity key, then the certificates) to the same name with `.chain` added.
+        #[arg(short = 'o', long, requires = "nonce")]
+        output: Option<PathBuf>,
     },
     /// Throughput of one port (one way, to a sink) or round trips (through an echo port).
     Bench {
@@ -212,7 +223,8 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Events { port, count, timeout_ms } => events(tz, &port, count, timeout_ms),
         Command::Call { port, command } => call(tz, &port, &command),
         Command::Rt { action: RtAction::Stats { port } } => rt_stats(tz, &port),
-        Command::Attest { port, operation } => attest(tz, &port, &operation),
+        Command::Attest { port, nonce: Some(nonce), output, .. } => evidence(tz, &port, &nonce.0, output.as_deref()),
+        Command::Attest { port, operation, .. } => attest(tz, &port, &operation),
         Command::Bench { port, size, bytes } => bench(tz, &port, size as usize, bytes),
     }
 }
@@ -403,6 +415,77 @@ fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {
             println!("attestation-pd interface v{version}");
         }
         _ => println!("{} bytes: {:02x?}", output.len(), output),
+    }
+    Ok(())
+}
+
+/// A verifier's nonce (`--nonce`).
+#[derive(Debug, Clone)]
+struct Nonce(Vec<u8>);
+
+/// `--nonce`: hex digits, 32, 48 or 64 bytes (RFC 9783's nonce lengths).
+fn nonce_arg(text: &str) -> std::result::Result<Nonce, String> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("a nonce is hex digits, two per byte".into());
+    }
+    let bytes: Vec<u8> =
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or(0)).collect();
+    if ![32, 48, 64].contains(&bytes.len()) {
+        return Err(format!("a nonce of {} bytes: the token takes 32, 48 or 64", bytes.len()));
+    }
+    Ok(Nonce(bytes))
+}
+
+/// Evidence for `nonce`: the token and its chain, written to `output` (and `output.chain`).
+fn evidence(tz: &Tz, port: &str, nonce: &[u8], output: Option<&std::path::Path>) -> Result<()> {
+    let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::Attestation) {
+        return Err(format!("port '{}' is not an attestation port", port.name()).into());
+    }
+    port.set_timeout(Some(Duration::from_secs(10)));
+    let mut request = EvidenceRequest { operation: OP_EVIDENCE, nonce_length: nonce.len() as u64, nonce: [0; 64] };
+    request.nonce[..nonce.len()].copy_from_slice(nonce);
+    port.write(request.as_bytes())?;
+    let mut buf = vec![0u8; port.max_message()];
+    let n = port.read(&mut buf)?;
+    let reply = &buf[..n];
+    if let Ok(error) = AttestationReply::read_from_bytes(reply) {
+        return Err(match error.label {
+            ERR_NO_HANDOFF => "attestation-pd has no attestation key: the monitor left no valid boot handoff".into(),
+            ERR_BAD_ARGUMENT => "attestation-pd refused the nonce".into(),
+            ERR_MALFORMED => "comm-pd refused the request as malformed".into(),
+            label => format!("attestation-pd answered with error label {label}").into(),
+        });
+    }
+    let (header, rest) = EvidenceHeader::read_from_prefix(reply)
+        .map_err(|_| format!("port '{}' answered {n} bytes, no evidence", port.name()))?;
+    if header.magic != EVIDENCE_MAGIC || header.version != EVIDENCE_VERSION {
+        return Err(format!("evidence of magic {:#x} version {}: not tzmk's", header.magic, header.version).into());
+    }
+    let (token_length, chain_length) = (header.token_length as usize, header.chain_length as usize);
+    if token_length.checked_add(chain_length) != Some(rest.len()) {
+        return Err(format!(
+            "evidence of {} bytes claims a {token_length}-byte token and a {chain_length}-byte chain",
+            rest.len()
+        )
+        .into());
+    }
+    let (token, chain) = rest.split_at(token_length);
+    match output {
+        Some(path) => {
+            let mut chain_path = path.as_os_str().to_owned();
+            chain_path.push(".chain");
+            std::fs::write(path, token).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&chain_path, chain).map_err(|e| format!("{}: {e}", PathBuf::from(&chain_path).display()))?;
+            println!(
+                "token: {} ({token_length} bytes, COSE_Sign1 ES256), chain: {} ({chain_length} bytes)",
+                path.display(),
+                PathBuf::from(&chain_path).display()
+            );
+        }
+        None => {
+            println!("token {token_length} bytes (COSE_Sign1 ES256), chain {chain_length} bytes: -o FILE writes them")
+        }
     }
     Ok(())
 }

@@ -67,6 +67,13 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     assert!(refused(&dir, &["attest", "--operation", "99"]).contains("attestation-pd has no operation 99"));
     assert!(refused(&dir, &["attest", "--operation", "launch"]).contains("no attestation operation 'launch'"));
     assert!(refused(&dir, &["attest", "echo"]).contains("port 'echo' is not an attestation port"));
+    // Evidence: the simulator's monitor leaves no handoff, so no attestation key; bad nonces are
+    // refused before anything is sent.
+    let nonce = "ab".repeat(32);
+    assert!(refused(&dir, &["attest", "--nonce", &nonce, "-o", "/dev/null"]).contains("no valid boot handoff"));
+    assert!(refused(&dir, &["attest", "--nonce", &"ab".repeat(31)]).contains("a nonce of 31 bytes"));
+    assert!(refused(&dir, &["attest", "--nonce", "xyz"]).contains("hex digits"));
+    assert!(refused(&dir, &["attest", "-o", "t.cbor"]).contains("--nonce"));
     assert!(ok(&dir, &["call", "echo", "totals"]).contains("in this session"));
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");

@@ -14,6 +14,14 @@ pub const OP_VERSION: u64 = 1;
 /// Operation: the secure image's SHA-256 measured by the monitor, in MR0..MR3 (big-endian words).
 pub const OP_SECURE_MEASUREMENT: u64 = 2;
 
+/// Operation: evidence for a nonce (docs/trusted-boot.md, "Evidence"): MR0 the nonce's length
+/// (32, 48 or 64), MR1.. its bytes (little-endian words); attestation-pd writes the evidence
+/// ([`EvidenceHeader`], the PSA token, the certificate chain) at the start of the
+/// `attestation_evidence` region and answers its length in MR0.
+pub const OP_EVIDENCE: u64 = 3;
+/// The longest nonce, and the most message registers a nonce takes.
+pub const MAX_NONCE: usize = 64;
+
 /// Reply labels.
 pub const OK: u64 = 0;
 pub const ERR_UNKNOWN_OPERATION: u64 = 1;
@@ -21,6 +29,27 @@ pub const ERR_UNKNOWN_OPERATION: u64 = 1;
 pub const ERR_NO_HANDOFF: u64 = 2;
 /// comm-pd's answer on the attestation port to a request that is no `AttestationRequest`.
 pub const ERR_MALFORMED: u64 = 3;
+/// A request attestation-pd understood but refuses: a nonce of a length the token cannot carry.
+pub const ERR_BAD_ARGUMENT: u64 = 4;
+
+/// `EvidenceHeader::magic`: "TZEV".
+pub const EVIDENCE_MAGIC: u32 = 0x545a_4556;
+pub const EVIDENCE_VERSION: u32 = 1;
+/// The most bytes of evidence (header, token, chain): what the attestation port's reply carries.
+pub const MAX_EVIDENCE: usize = 3072;
+
+/// The head of an evidence blob: then `token_length` bytes of the PSA token (COSE_Sign1, tag
+/// 18) and `chain_length` bytes of the certificate chain: a CBOR array of byte strings, the
+/// device-identity public key (32 bytes, Ed25519) first, then each certificate from the one that
+/// key signed down to the attestation key's (docs/trusted-boot.md, "Evidence").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct EvidenceHeader {
+    pub magic: u32,
+    pub version: u32,
+    pub token_length: u32,
+    pub chain_length: u32,
+}
 
 /// `BootHandoff::magic`: "TZBH".
 pub const HANDOFF_MAGIC: u32 = 0x545a_4248;
@@ -52,6 +81,10 @@ pub struct BootHandoff {
     pub cdi_seal: [u8; 32],
     /// The device-identity public key (Ed25519, derived from the UDS: DICE layer 0's).
     pub device_public_key: [u8; 32],
+    /// The platform's public key that signed the manifest (the software components' signer).
+    pub platform_public_key: [u8; 32],
+    /// SHA-256 of the monitor's own image in secure flash, as it measured itself.
+    pub monitor_sha256: [u8; 32],
     /// Bytes used of `certificate` and `event_log`.
     pub certificate_length: u32,
     pub event_log_length: u32,

@@ -128,7 +128,8 @@ impl Service {
         match self {
             Service::Echo => length,
             Service::Sink => 0,
-            Service::Attestation => core::mem::size_of::<AttestationReply>(),
+            // An evidence reply is the largest an attestation request gets.
+            Service::Attestation => crate::attestation::MAX_EVIDENCE,
             Service::RealTime => core::mem::size_of::<crate::rt::RtStats>(),
         }
     }
@@ -350,6 +351,18 @@ pub struct SinkTotals {
 #[repr(C)]
 pub struct AttestationRequest {
     pub operation: u64,
+}
+
+/// An attestation port's evidence request: [`crate::attestation::OP_EVIDENCE`] and the nonce. The
+/// reply is the evidence itself ([`crate::attestation::EvidenceHeader`] first), or an
+/// [`AttestationReply`] with an error label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct EvidenceRequest {
+    pub operation: u64,
+    /// Bytes of `nonce` used: 32, 48 or 64.
+    pub nonce_length: u64,
+    pub nonce: [u8; crate::attestation::MAX_NONCE],
 }
 
 /// An attestation port's reply message: attestation-pd's reply label and its message registers.
