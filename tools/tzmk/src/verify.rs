@@ -42,9 +42,13 @@ pub struct Args {
     #[arg(long)]
     pub refs: PathBuf,
     /// The attestation public key: a file with the SEC1 uncompressed point (65 bytes, binary or
-    /// hex). Without it, refs.json's `attestation_key`.
-    #[arg(long)]
+    /// hex). Without it (and without --chain), refs.json's `attestation_key`.
+    #[arg(long, conflicts_with = "chain")]
     pub key: Option<PathBuf>,
+    /// The evidence's certificate chain (`tzctl attest -o T` writes `T.chain`): the key that
+    /// signed the token is the one the chain certifies, from refs.json's `device_public_key` down.
+    #[arg(long)]
+    pub chain: Option<PathBuf>,
 }
 
 /// An input that is not usable at all (exit code 2): the verifier could not even start.
@@ -101,6 +105,9 @@ struct ReferencesFile {
     components: Vec<ReferenceComponent>,
     #[serde(default)]
     attestation_key: Option<String>,
+    /// The device-identity public key (Ed25519, hex): the trust anchor of a chain.
+    #[serde(default)]
+    device_public_key: Option<String>,
 }
 
 /// A reference component with its hex fields decoded.
@@ -118,6 +125,7 @@ pub struct References {
     implementation_id: Vec<u8>,
     components: Vec<Reference>,
     attestation_key: Option<Vec<u8>>,
+    device_public_key: Option<[u8; 32]>,
 }
 
 impl References {
@@ -152,8 +160,57 @@ impl References {
             Some(text) => Some(hex(text).map_err(|e| InputError(format!("attestation_key: {e}")))?),
             None => None,
         };
-        Ok(Self { implementation_id, components, attestation_key })
+        let device_public_key = match &file.device_public_key {
+            Some(text) => Some(
+                hex(text)
+                    .map_err(|e| InputError(format!("device_public_key: {e}")))?
+                    .try_into()
+                    .map_err(|_| InputError("device_public_key: expected 32 bytes (an Ed25519 public key)".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Self { implementation_id, components, attestation_key, device_public_key })
     }
+}
+
+/// The attestation key a certificate chain certifies, starting from the trusted device-identity
+/// public key: the chain is a CBOR array of byte strings, that key first, then each certificate
+/// (tzmk-trust's CWT), each verified with the key the one before certified; every certificate
+/// but the last certifies an Ed25519 CDI key, the last a P-256 key. Each failure names the link.
+pub fn chain_key(chain: &[u8], device_public_key: &[u8; 32]) -> Result<VerifyingKey, Rejection> {
+    let reject = |reason: String| Rejection { claim: "certificate chain".into(), reason };
+    let value: ciborium::Value = ciborium::from_reader(chain).map_err(|e| reject(format!("not CBOR: {e}")))?;
+    let items = value.as_array().ok_or_else(|| reject("not a CBOR array".into()))?;
+    let bytes = |index: usize| -> Result<&[u8], Rejection> {
+        items
+            .get(index)
+            .and_then(|v| v.as_bytes())
+            .map(|b| b.as_slice())
+            .ok_or_else(|| reject(format!("element {index} is no byte string")))
+    };
+    if items.len() < 2 {
+        return Err(reject(format!("{} elements: the device key and at least one certificate", items.len())));
+    }
+    if bytes(0)? != device_public_key {
+        return Err(reject("its first element is not the device-identity key of the references".into()));
+    }
+    let mut issuer = *device_public_key;
+    for index in 1..items.len() {
+        let certified = tzmk_trust::dice::verify_certificate(bytes(index)?, &issuer)
+            .map_err(|e| reject(format!("certificate {index}: {e:?}")))?;
+        match (certified.subject_key, index == items.len() - 1) {
+            (tzmk_trust::dice::SubjectKey::Ed25519(next), false) => issuer = next,
+            (tzmk_trust::dice::SubjectKey::P256(point), true) => {
+                return VerifyingKey::from_sec1_bytes(&point)
+                    .map_err(|_| reject(format!("certificate {index}: its key is not a point on P-256")));
+            }
+            (_, false) => return Err(reject(format!("certificate {index} certifies no CDI key, but more follow"))),
+            (_, true) => {
+                return Err(reject(format!("certificate {index}, the last, certifies no P-256 attestation key")))
+            }
+        }
+    }
+    Err(reject("no certificate".into()))
 }
 
 /// Decodes hex (upper or lower case, surrounding whitespace ignored).
@@ -519,7 +576,13 @@ fn read(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, InputError> {
 const MAX_INPUT_BYTES: usize = 1024 * 1024;
 
 /// Everything `run` needs, read and parsed: an error here is exit code 2.
-fn inputs(args: &Args) -> Result<(Vec<u8>, Vec<u8>, References, VerifyingKey), InputError> {
+/// Where the key that signed the token comes from.
+enum KeySource {
+    Given(VerifyingKey),
+    Chain(Vec<u8>, [u8; 32]),
+}
+
+fn inputs(args: &Args) -> Result<(Vec<u8>, Vec<u8>, References, KeySource), InputError> {
     let nonce = parse_nonce(&args.nonce)?;
     let refs_text = read(&args.refs, "refs", MAX_INPUT_BYTES)?;
     let refs_text =
@@ -533,7 +596,18 @@ fn inputs(args: &Args) -> Result<(Vec<u8>, Vec<u8>, References, VerifyingKey), I
         ),
         None => None,
     };
-    let key = attestation_key(given, &references)?;
+    let key = match &args.chain {
+        Some(path) => {
+            let anchor = references.device_public_key.ok_or_else(|| {
+                InputError(format!(
+                    "refs {}: --chain needs a device_public_key, the chain's anchor",
+                    args.refs.display()
+                ))
+            })?;
+            KeySource::Chain(read(path, "chain", MAX_INPUT_BYTES)?, anchor)
+        }
+        None => KeySource::Given(attestation_key(given, &references)?),
+    };
     let token = read(&args.token, "token", MAX_TOKEN_BYTES)?;
     Ok((token, nonce, references, key))
 }
@@ -549,6 +623,16 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let file = args.token.display();
+    let key = match key {
+        KeySource::Given(key) => key,
+        KeySource::Chain(chain, anchor) => match chain_key(&chain, &anchor) {
+            Ok(key) => key,
+            Err(rejection) => {
+                eprintln!("{file}: rejected: {rejection}");
+                return ExitCode::from(REJECTED);
+            }
+        },
+    };
     match verify(&token, &nonce, &references, &key) {
         Ok(accepted) => {
             println!(
@@ -929,5 +1013,54 @@ mod tests {
         assert!(References::from_json(r#"{"implementation_id": "00", "components": []}"#).is_err());
         let refs = references();
         assert!(attestation_key(None, &refs).is_err(), "no key given anywhere");
+    }
+
+    /// A chain as attestation-pd answers it: device key, its certificate of a CDI key, that key's
+    /// certificate of the attestation key.
+    fn chain(attestation: &AttestationKey) -> (Vec<u8>, [u8; 32], Vec<Vec<u8>>) {
+        use tzmk_trust::dice::{self, Config, Inputs, Mode, SubjectKey, INLINE_CONFIG_SIZE};
+        let inputs = Inputs {
+            code_hash: [1; 64],
+            config: Config::Inline([0; INLINE_CONFIG_SIZE]),
+            authority_hash: [2; 64],
+            mode: Mode::Normal,
+            hidden: [0; 64],
+        };
+        let device = dice::device_identity_key(&[9; 32]);
+        let layer = dice::key_pair_from_cdi(&[8; 32]);
+        let mut first = [0u8; 1024];
+        let n1 = dice::certificate(&device, &layer.verifying_key(), &inputs, &mut first).unwrap();
+        let mut second = [0u8; 1024];
+        let n2 = dice::certificate_of(&layer, &SubjectKey::P256(attestation.public_key_sec1()), &inputs, &mut second)
+            .unwrap();
+        let device_key = device.verifying_key().to_bytes();
+        let parts = vec![device_key.to_vec(), first[..n1].to_vec(), second[..n2].to_vec()];
+        (encode_chain(&parts), device_key, parts)
+    }
+
+    fn encode_chain(parts: &[Vec<u8>]) -> Vec<u8> {
+        let value = ciborium::Value::Array(parts.iter().map(|p| ciborium::Value::Bytes(p.clone())).collect());
+        let mut out = Vec::new();
+        ciborium::into_writer(&value, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_chain_certifies_the_attestation_key_from_the_device_key() {
+        let attestation = key();
+        let (good, anchor, parts) = chain(&attestation);
+        assert_eq!(chain_key(&good, &anchor).unwrap(), *attestation.verifying_key());
+        let reason = |chain: &[u8], anchor: &[u8; 32]| chain_key(chain, anchor).unwrap_err().reason;
+        assert!(reason(&good, &[0; 32]).contains("not the device-identity key"));
+        let swapped = encode_chain(&[parts[0].clone(), parts[2].clone(), parts[1].clone()]);
+        assert!(reason(&swapped, &anchor).starts_with("certificate 1"));
+        let short = encode_chain(&parts[..2]);
+        assert!(reason(&short, &anchor).contains("the last, certifies no P-256"), "{}", reason(&short, &anchor));
+        assert!(reason(&good[..good.len() - 3], &anchor).contains("not CBOR"));
+        let mut flipped = parts.clone();
+        let last = flipped[2].len() - 1;
+        flipped[2][last] ^= 1;
+        assert!(reason(&encode_chain(&flipped), &anchor).starts_with("certificate 2"));
+        assert!(reason(&encode_chain(&parts[..1]), &anchor).contains("at least one certificate"));
     }
 }
