@@ -257,13 +257,8 @@ fn sec1_key(raw: &[u8]) -> Result<VerifyingKey, InputError> {
     VerifyingKey::from_sec1_bytes(raw).map_err(|_| InputError("not a point on P-256".into()))
 }
 
-/// The key that must have signed the token.
-///
-/// **For now this is only the key the verifier was handed**: `--key` (already parsed) or, without
-/// it, refs.json's `attestation_key`. It checks **no certificate chain**. The DICE chain from the
-/// device-identity key down to attestation-pd's layer and its attestation key (issue 12, the
-/// `tzmk-trust` crate) is to be wired in here: this function will then take the chain and the
-/// trusted device-identity key and answer the attestation key the chain certifies.
+/// The key that must have signed the token when no chain is given: `--key` (already parsed) or,
+/// without it, refs.json's `attestation_key`. With `--chain`, [`chain_key`] answers it instead.
 pub fn attestation_key(given: Option<VerifyingKey>, references: &References) -> Result<VerifyingKey, InputError> {
     match (given, &references.attestation_key) {
         (Some(key), _) => Ok(key),
