@@ -106,7 +106,8 @@ impl fmt::Display for Short {
     }
 }
 
-fn kind_name(kind: ImageKind) -> &'static str {
+/// A kind as log lines name it ("secure image", "Linux kernel", ...).
+pub fn kind_name(kind: ImageKind) -> &'static str {
     match kind {
         ImageKind::SecureImage => "secure image",
         ImageKind::LinuxKernel => "Linux kernel",

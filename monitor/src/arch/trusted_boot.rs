@@ -12,7 +12,7 @@ const HANDOFF: PhysRange = match config::BOOT_HANDOFF {
     Some(range) => range,
     None => panic!("system.xml has no boot_handoff region: trusted boot has nowhere to hand off"),
 };
-const _: () = assert!(HANDOFF.size as usize >= size_of::<BootHandoff>() && HANDOFF.base % 8 == 0);
+const _: () = assert!(HANDOFF.size as usize >= size_of::<BootHandoff>() && HANDOFF.base.is_multiple_of(8));
 
 const fn window(range: PhysRange) -> Window {
     Window { base: range.base, end: range.base + range.size }
@@ -42,9 +42,9 @@ struct Mapped;
 
 impl Memory for Mapped {
     fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
-        let readable = [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
-        let mut ranges = readable;
-        if !ranges.any(|range| range.contains(address, length)) {
+        let mut readable =
+            [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
+        if !readable.any(|range| range.contains(address, length)) {
             return None;
         }
         // SAFETY: the range lies inside one the identity map maps readable (mmu::build), memory
@@ -101,7 +101,7 @@ fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
         };
         let line = format_args!(
             "trusted boot: {} '{}' at {:#x}, {} bytes: SHA-256 {} {state}",
-            kind_label(image.kind),
+            trusted_boot::kind_name(image.kind),
             image.name,
             image.address,
             image.size,
@@ -128,10 +128,6 @@ fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
     SECURE_WORLD_VERIFIED.store(verdict.secure_world, Ordering::Release);
 }
 
-fn kind_label(kind: tzmk_trust::manifest::ImageKind) -> &'static str {
-    kind.label()
-}
-
 /// A failed check: one line, then this core stops with interrupts masked. The other cores never
 /// leave reset's wait (the boot magic is not published) and no world is entered.
 fn stop(error: trusted_boot::Stage1Error) -> ! {
@@ -143,16 +139,15 @@ fn stop(error: trusted_boot::Stage1Error) -> ! {
 
 /// Zeroes this core's stack below the current stack pointer (where stage 1's frames were: the
 /// UDS's copy, the CDIs' and keys' working copies, the hash and KDF states); returns how many
-/// bytes of it had been used (the lowest non-zero byte: stacks start zeroed).
-#[inline(never)]
+/// bytes of it had been used (the lowest non-zero byte: stacks start zeroed). Inlined into
+/// [`run`], so that the stack pointer it reads is `run`'s own, above every frame of [`stage1`].
+#[inline(always)]
 fn wipe_stack(core: usize) -> usize {
     let bottom = super::stack_top(core) - (STACK_SLOT - STACK_GUARD);
     let sp: u64;
     // SAFETY: reads the stack pointer.
     unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
     let mut lowest = sp;
-    let mut address = bottom;
-    // The bytes below sp belong to no live frame; this loop's own state is in registers (asm).
     // SAFETY: [bottom, sp) is this core's stack, mapped read-write, and unused below sp; the loop
     // uses no stack (nostack) and keeps its state in registers.
     unsafe {
@@ -167,7 +162,7 @@ fn wipe_stack(core: usize) -> usize {
             "3: stp xzr, xzr, [{address}], #16",
             "b 2b",
             "4: dsb sy",
-            address = inout(reg) address,
+            address = inout(reg) bottom => _,
             sp = in(reg) sp & !0xf,
             lowest = inout(reg) lowest,
             a = out(reg) _,
@@ -175,6 +170,5 @@ fn wipe_stack(core: usize) -> usize {
             options(nostack),
         );
     }
-    let _ = address;
     (super::stack_top(core) - lowest) as usize
 }
