@@ -366,3 +366,38 @@ fn an_image_the_monitor_cannot_read_stops() {
     memory.at(INITRD).pop();
     assert_eq!(failure(&memory), Stage1Error::ImageUnreadable { kind: ImageKind::LinuxInitramfs });
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any flash contents: a typed error or a boot, never a panic, and no handoff unless the
+        /// boot goes on.
+        #[test]
+        fn no_flash_contents_panic_stage1(
+            provisioning in proptest::collection::vec(any::<u8>(), PROVISIONING_SIZE),
+            manifest in proptest::collection::vec(any::<u8>(), MANIFEST_SIZE),
+        ) {
+            let mut memory = Boot::full().memory_with(manifest);
+            *memory.at(PROVISIONING) = provisioning;
+            let (result, handoff) = run(&memory);
+            prop_assert!(result.is_err());
+            prop_assert!(handoff.as_bytes().iter().all(|&b| b == 0));
+        }
+
+        /// A signed manifest with bytes changed after signing (each at its own offset) never boots.
+        #[test]
+        fn a_changed_manifest_never_boots(changes in proptest::collection::btree_map(0..MANIFEST_SIZE, 1..=255u8, 1..4)) {
+            let boot = Boot::full();
+            let mut manifest = boot.manifest();
+            for (at, flip) in changes {
+                manifest[at] ^= flip;
+            }
+            let result = run(&boot.memory_with(manifest)).0;
+            prop_assert!(result.is_err(), "{result:?}");
+        }
+    }
+}
