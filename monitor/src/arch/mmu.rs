@@ -5,8 +5,8 @@
 //! stack (read-write, never executable; the page under each stack is left unmapped as a guard),
 //! the GIC, the secure UART and GPIO (device), the secure RAM PDs share with it (the boot
 //! handoff), trusted boot's blocks in flash (provisioning, manifest) read-only, seL4's RAM
-//! read-only (to find and measure the secure image) and the windows of Linux's images read-only
-//! (to measure them: trusted boot stage 1). Nothing else of the normal world's memory is mapped,
+//! read-only (to find and measure the secure image) and the windows of Linux's images read-only,
+//! non-secure (to measure them: trusted boot stage 1). Nothing else of the normal world's memory is mapped,
 //! and nothing of it writable or executable.
 
 use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
@@ -107,7 +107,14 @@ pub fn build() -> Result<usize, MapError> {
     }
     for window in config::IMAGE_WINDOWS {
         if !image.contains(window.base, window.size) {
-            map_range(window.base as usize, window.end() as usize, read_only)?;
+            // Linux's images are in the normal world's RAM: read through the non-secure physical
+            // address space (NS, D8.3), as a TrustZone address-space controller would require.
+            let world = if config::in_normal_ram(window.base, window.size) {
+                El23Attributes::NS
+            } else {
+                El23Attributes::empty()
+            };
+            map_range(window.base as usize, window.end() as usize, read_only | world)?;
         }
     }
     let root = map.root_address().0;
