@@ -54,6 +54,7 @@ help:
 	@echo "  make -f build.mk qemu-linux the monitor with Debian's kernel on cores 1-3, no secure image"
 	@echo "  make -f build.mk qemu       with the SDK: seL4 and its PDs on core 0, Linux on cores 1-3"
 	@echo "  make -f build.mk qemu-boot  trusted boot stops a bad manifest or a tampered image (the secure one with the SDK)"
+	@echo "  make -f build.mk keys       the development platform key and UDS under $(BUILD_DIR)/keys (made once; every boot target makes them)"
 	@echo "  make -f build.mk run        with the SDK: the same, interactive: a shell with tzctl and tzmk.ko (poweroff quits)"
 	@echo "  make -f build.mk run-test   make run as a user uses it: boot, tzctl list, tzctl echo, poweroff"
 	@echo
