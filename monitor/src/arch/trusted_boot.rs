@@ -139,7 +139,7 @@ fn stop(error: trusted_boot::Stage1Error) -> ! {
 
 /// Zeroes this core's stack below the current stack pointer (where stage 1's frames were: the
 /// UDS's copy, the CDIs' and keys' working copies, the hash and KDF states); returns how many
-/// bytes of it had been used (the lowest non-zero byte: stacks start zeroed). Inlined into
+/// bytes of it had been used (the lowest non-zero byte: QEMU's RAM starts zeroed). Inlined into
 /// [`run`], so that the stack pointer it reads is `run`'s own, above every frame of [`stage1`].
 #[inline(always)]
 fn wipe_stack(core: usize) -> usize {
