@@ -53,6 +53,8 @@ help:
 	@echo "  make -f build.mk monitor    $(BUILD_DIR)/monitor.bin, the secure flash image (-bios)"
 	@echo "  make -f build.mk qemu-linux the monitor with Debian's kernel on cores 1-3, no secure image"
 	@echo "  make -f build.mk qemu       with the SDK: seL4 and its PDs on core 0, Linux on cores 1-3"
+	@echo "  make -f build.mk qemu-boot  trusted boot stops a bad manifest or a tampered image (the secure one with the SDK)"
+	@echo "  make -f build.mk keys       the development platform key and UDS under $(BUILD_DIR)/keys (made once; every boot target makes them)"
 	@echo "  make -f build.mk run        with the SDK: the same, interactive: a shell with tzctl and tzmk.ko (poweroff quits)"
 	@echo "  make -f build.mk run-test   make run as a user uses it: boot, tzctl list, tzctl echo, poweroff"
 	@echo
@@ -80,7 +82,7 @@ setup:
 	@python3 -c 'import pycose, cbor2' 2>/dev/null || { echo "setup: installing pycose and cbor2 (PyPI)"; \
 	    python3 -m pip install -q --disable-pip-version-check pycose cbor2 || echo "setup: pip could not install pycose (the token cross-check will say SKIPPED)"; }
 
-test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu run-test system-bench
+test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu qemu-boot run-test system-bench
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -377,9 +379,10 @@ run-initramfs: linux-busybox linux-tzctl linux-driver
 run-images:
 	@if [ -z "$(HAVE_SDK)" ]; then echo "error: run needs a Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK) (docs/microkit-sdk.md)" >&2; exit 1; fi
 	$(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug
-	$(MAKE) -f build.mk --no-print-directory monitor run-initramfs
+	$(MAKE) -f build.mk --no-print-directory monitor run-initramfs keys
+	$(call flash-image,run,$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-run.dtb,$(RUN_INITRAMFS))
 
-RUN_QEMU = $(CARGO) run --release --locked -q -p tzmk -- run --monitor $(MONITOR_BIN) --loader $(BUILD_DIR)/loader.img \
+RUN_QEMU = $(CARGO) run --release --locked -q -p tzmk -- run --monitor $(BUILD_DIR)/flash-run.bin --loader $(BUILD_DIR)/loader.img \
     --kernel $(LINUX_DIR)/Image --dtb $(LINUX_DIR)/tzmk-run.dtb --initramfs $(RUN_INITRAMFS) \
     --secure-log $(BUILD_DIR)/run-secure-uart.log
 run-qemu:
@@ -434,14 +437,68 @@ check-monitor-bin:
 
 # The secure UART of the run without a secure image goes to bench-monitor-secure.log, the run
 # with bench-secure's to bench-monitor-secure.bench-secure.log.
-bench-monitor: check-monitor-bin bench-payload bench-secure
-	MONITOR_BIN=$(abspath $(MONITOR_BIN)) SECURE=$(abspath $(BENCH_SECURE)) \
-	    TZMK_BENCH_SECURE_LOG=$(abspath $(BUILD_DIR))/bench-monitor-secure.log $(BENCH_RUN)
+# Each run boots a flash image whose manifest signs what it loads (trusted boot stage 1): the
+# payload's bytes as QEMU's ELF loader places them (objcopy -O binary) as the kernel, and as the DTB
+# 8 zero bytes, what RAM holds at the DTB's address (the payload reads none); the second run's also
+# signs bench-secure's bytes as the secure image. The reset figures include stage 1.
+BENCH_NO_DTB := $(BUILD_DIR)/bench-no.dtb
+bench-monitor: check-monitor-bin bench-payload bench-secure keys
+	$(LINUX_CROSS)objcopy -O binary $(BENCH_PAYLOAD) $(BUILD_DIR)/bench-payload.bin
+	$(LINUX_CROSS)objcopy -O binary $(BENCH_SECURE) $(BUILD_DIR)/bench-secure.bin
+	@head -c 8 /dev/zero > $(BENCH_NO_DTB)
+	$(call flash-image,bench-payload,,$(BUILD_DIR)/bench-payload.bin,$(BENCH_NO_DTB),)
+	$(call flash-image,bench-secure,$(BUILD_DIR)/bench-secure.bin,$(BUILD_DIR)/bench-payload.bin,$(BENCH_NO_DTB),)
+	MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-bench-payload.bin MONITOR_BIN_SECURE=$(abspath $(BUILD_DIR))/flash-bench-secure.bin \
+	    SECURE=$(abspath $(BENCH_SECURE)) TZMK_BENCH_SECURE_LOG=$(abspath $(BUILD_DIR))/bench-monitor-secure.log $(BENCH_RUN)
 
 # The payload without a monitor: QEMU starts it at EL2 and answers its SMCs in C, so every figure
 # is 0.0. Proves the payload and the runner, measures nothing of a monitor.
 bench-payload-qemu: bench-payload
 	TZMK_BENCH_WITHOUT_MONITOR=1 $(BENCH_RUN)
+
+# ---- Trusted boot: the development key and UDS, signed manifests, flash images -------------------
+# docs/trusted-boot.md. The platform key and the UDS are made once, on first use, under
+# $(BUILD_DIR)/keys (never committed: build/ is ignored). Each boot configuration below signs a
+# manifest of exactly the images it boots, at the platform's [boot] addresses, and composes the
+# secure flash image QEMU's -bios loads: $(BUILD_DIR)/flash-NAME.bin. A product key (offline or in an
+# HSM) replaces PLATFORM_KEY: docs/trusted-boot.md, "Product keys".
+.PHONY: keys
+PLATFORM_FILE := monitor/platform/qemu-virt.toml
+KEYS_DIR := $(BUILD_DIR)/keys
+PLATFORM_KEY ?= $(KEYS_DIR)/platform.ed25519
+DEV_UDS ?= $(KEYS_DIR)/uds.bin
+# The manifest's security version and the provisioning block's floor (anti-rollback).
+SECURITY_VERSION ?= 1
+SECURITY_FLOOR ?= 1
+TZMK_TOOL = $(CARGO) run --release --locked -q -p tzmk --
+# [boot] addresses, read from the platform description (never restated here).
+boot_address = $(or $(shell sed -n 's/^$(1) *= *\(0x[0-9a-fA-F_]*\).*/\1/p' $(PLATFORM_FILE)),$(error $(PLATFORM_FILE) has no [boot] $(1)))
+SECURE_ENTRY_AT = $(call boot_address,secure_entry)
+KERNEL_AT = $(call boot_address,linux_kernel)
+DTB_AT = $(call boot_address,linux_dtb)
+INITRD_AT = $(call boot_address,linux_initrd)
+
+keys: $(PLATFORM_KEY) $(DEV_UDS)
+
+$(PLATFORM_KEY):
+	@mkdir -p $(dir $@) && chmod 700 $(dir $@)
+	$(TZMK_TOOL) sign --keygen --key $@
+
+$(DEV_UDS):
+	@mkdir -p $(dir $@) && chmod 700 $(dir $@)
+	@umask 077 && head -c 32 /dev/urandom > $@.tmp && mv $@.tmp $@
+	@echo "keys: $@ (a development UDS, 32 random bytes, mode 0600)"
+
+# $(call flash-image,NAME,SECURE_IMAGE or empty,KERNEL,DTB,INITRAMFS): the manifest of exactly
+# these images ($(BUILD_DIR)/manifest-NAME.bin) and the flash image ($(BUILD_DIR)/flash-NAME.bin).
+define flash-image
+	$(TZMK_TOOL) sign --key $(PLATFORM_KEY) --security-version $(SECURITY_VERSION) \
+	    $(if $(2),--image secure:loader.img=$(2)@$(SECURE_ENTRY_AT)) \
+	    --image kernel:image=$(3)@$(KERNEL_AT) --image dtb:linux.dtb=$(4)@$(DTB_AT) \
+	    $(if $(5),--image initramfs:initramfs.cpio=$(5)@$(INITRD_AT)) -o $(BUILD_DIR)/manifest-$(1).bin
+	$(TZMK_TOOL) flash --monitor $(MONITOR_BIN) --uds $(DEV_UDS) --platform-key $(PLATFORM_KEY).pub \
+	    --manifest $(BUILD_DIR)/manifest-$(1).bin --security-floor $(SECURITY_FLOOR) -o $(BUILD_DIR)/flash-$(1).bin
+endef
 
 # ---- The EL3 monitor (monitor/, docs/monitor.md) ------------------------------------------------
 # Built for the soft-float target: the monitor never touches an FP/SIMD register, so neither
@@ -451,14 +508,19 @@ bench-payload-qemu: bench-payload
 MONITOR_TARGET := aarch64-unknown-none-softfloat
 MONITOR_ELF = $(TARGET_DIR)/$(MONITOR_TARGET)/release/tzmk-monitor
 LINUX_BOOTARGS := console=ttyAMA0 panic=-1
-QEMU_LINUX_RUN = TZMK_MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) \
-    $(CARGO) test --locked -q -p tzmk-tests --test qemu_linux
+# TZMK_MONITOR_BIN is the secure flash image (the monitor, the provisioning block, the manifest).
+QEMU_LINUX_RUN = TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) $(CARGO) test --locked -q -p tzmk-tests --test qemu_linux
 
 monitor:
 	$(CARGO) build --release --locked --target $(MONITOR_TARGET) -p tzmk-monitor
 	@command -v $(LINUX_CROSS)objcopy >/dev/null || { echo "error: monitor: no $(LINUX_CROSS)objcopy (Debian package binutils-aarch64-linux-gnu; make -f build.mk setup installs it)" >&2; exit 1; }
 	@mkdir -p $(BUILD_DIR)
 	$(LINUX_CROSS)objcopy -O binary $(MONITOR_ELF) $(MONITOR_BIN)
+	@# No FP/SIMD instruction anywhere (the soft-float target's promise; sha2 has an Armv8 SHA-2
+	@# backend that must stay unselected): a mnemonic f..., or a first operand q/d/s/h/b/v.
+	@simd=$$($(LINUX_CROSS)objdump -d --no-show-raw-insn $(MONITOR_ELF) | \
+	    awk -F'\t' 'NF>=3 && ($$2 ~ /^f/ || $$3 ~ /^\{?[qdsbhv][0-9]+[,.]/)'); \
+	if [ -n "$$simd" ]; then echo "error: monitor: FP/SIMD instructions in $(MONITOR_ELF):" >&2; echo "$$simd" | head -n 5 >&2; exit 1; fi
 	@echo "monitor: $(MONITOR_BIN), $$(stat -c %s $(MONITOR_BIN)) bytes (.text $$($(LINUX_CROSS)size -A $(MONITOR_ELF) | awk '$$1==".text"{print $$2}') B)"
 
 # Linux's DTBs, generated from the platform description and system.xml; tzmk.expect tells /init
@@ -472,16 +534,42 @@ linux-dtbs: linux-initramfs
 	    --bootargs "$(LINUX_BOOTARGS) tzmk.expect=bench" -o $(LINUX_DIR)/tzmk-bench.dtb
 
 # No SDK needed: the monitor boots Debian's kernel on cores 1-3 with no secure image.
-qemu-linux: linux-setup linux-kernel linux-dtbs monitor
-	TZMK_DTB=tzmk-standalone.dtb $(QEMU_LINUX_RUN) standalone -- --ignored --nocapture
+# Standalone: the manifest names no secure image, so the monitor itself checks Linux's images.
+qemu-linux: linux-setup linux-kernel linux-dtbs monitor keys
+	$(call flash-image,standalone,,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-standalone.dtb,$(LINUX_DIR)/initramfs.cpio)
+	TZMK_MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-standalone.bin TZMK_DTB=tzmk-standalone.dtb \
+	    $(QEMU_LINUX_RUN) standalone -- --ignored --nocapture
 
 # The whole system: seL4 and the PDs of system.xml on core 0 (Microkit's debug image), Linux on
 # cores 1-3, under the monitor.
 qemu:
 	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): qemu (seL4 beside Linux) not run"; \
 	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
-	    $(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor && \
-	    TZMK_DTB=tzmk-full.dtb TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi
+	    $(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor keys && \
+	    $(MAKE) -f build.mk --no-print-directory flash-full && \
+	    TZMK_MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-full.bin TZMK_DTB=tzmk-full.dtb \
+	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi
+
+# Trusted boot refusing to boot (tests/qemu_boot.rs): a garbled and a blank manifest, a tampered
+# kernel with no secure image, and (with the SDK) a tampered loader.img: one stop line on the
+# secure UART, nothing on UART0.
+.PHONY: qemu-boot
+QEMU_BOOT_RUN = TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) TZMK_FLASH_STANDALONE=$(abspath $(BUILD_DIR))/flash-standalone.bin \
+    $(CARGO) test --locked -q -p tzmk-tests --test qemu_boot
+qemu-boot: linux-setup linux-kernel linux-dtbs monitor keys
+	$(call flash-image,standalone,,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-standalone.dtb,$(LINUX_DIR)/initramfs.cpio)
+	@if [ -z "$(HAVE_SDK)" ]; then \
+	    echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): the tampered secure image is not booted"; \
+	    $(QEMU_BOOT_RUN) -- --ignored --nocapture --skip tampered_secure_image; \
+	else $(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=debug && \
+	    $(MAKE) -f build.mk --no-print-directory flash-full && \
+	    TZMK_FLASH_FULL=$(abspath $(BUILD_DIR))/flash-full.bin TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img \
+	    $(QEMU_BOOT_RUN) -- --ignored --nocapture; fi
+
+# The whole system's flash image: loader.img, Linux's Image, tzmk-full.dtb, initramfs.cpio.
+.PHONY: flash-full
+flash-full:
+	$(call flash-image,full,$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-full.dtb,$(LINUX_DIR)/initramfs.cpio)
 
 # ---- The system bench (docs/system-bench.md) ----------------------------------------------------
 # The whole system under QEMU -icount shift=0,sleep=off: notification legs, 64 B round trips
@@ -500,11 +588,12 @@ system-bench:
 bench-system:
 	@if [ -z "$(HAVE_SDK)" ]; then echo "error: bench-system needs the Microkit SDK: no SDK at MICROKIT_SDK=$(MICROKIT_SDK) (docs/microkit-sdk.md)" >&2; exit 1; fi
 	$(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=$(SYSTEM_BENCH_CONFIG)
-	$(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor
+	$(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor keys
+	$(call flash-image,bench,$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-bench.dtb,$(LINUX_DIR)/initramfs.cpio)
 	$(MAKE) -f build.mk --no-print-directory bench-monitor > $(BUILD_DIR)/bench-monitor.log 2>&1 || { cat $(BUILD_DIR)/bench-monitor.log; exit 1; }
 	@el3=$$(sed -n 's/.*call=notify_secure .*instructions_per_call=\([0-9.]*\) last_x0=0x0$$/\1/p' $(BUILD_DIR)/bench-monitor.log | head -n 1); \
 	if [ -z "$$el3" ]; then echo "error: bench-system: no notify_secure (secure world running) in $(BUILD_DIR)/bench-monitor.log" >&2; exit 1; fi; \
 	echo "bench-system: notify_secure with a secure world running: $$el3 EL3 instructions (bench-monitor, $(BUILD_DIR)/bench-monitor.log)"; \
-	TZMK_MONITOR_BIN=$(abspath $(MONITOR_BIN)) TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) TZMK_DTB=tzmk-bench.dtb \
+	TZMK_MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-bench.bin TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) TZMK_DTB=tzmk-bench.dtb \
 	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img TZMK_BENCH_EL3=$$el3 \
 	    $(CARGO) bench --locked -q -p tzmk-tests --bench system

@@ -10,7 +10,11 @@
 //!   with `notify_secure` = SUCCESS answered by a doorbell (comm-pd publishes its status page and
 //!   calls `notify_normal`), while seL4's PDs keep running.
 //!
-//! Ignored by plain `cargo test`: they need the images build.mk makes (TZMK_MONITOR_BIN,
+//! The monitor verifies the signed manifest of each run's images first (trusted boot stage 1);
+//! tests/qemu_boot.rs boots what it must refuse.
+//!
+//! Ignored by plain `cargo test`: they need the images build.mk makes (TZMK_MONITOR_BIN, the
+//! secure flash image `tzmk flash` composes,
 //! TZMK_LINUX_DIR with Image, initramfs.cpio and the DTB named by TZMK_DTB, TZMK_LOADER_IMG).
 
 use std::path::PathBuf;
@@ -81,7 +85,7 @@ fn check_linux(console: &str, monitor_log: &str) {
     ] {
         assert!(console.contains(want), "no {want:?} on Linux's console");
     }
-    for want in ["MMU and caches on", "entering Linux at"] {
+    for want in ["MMU and caches on", "trusted boot: manifest verified with the platform key", "entering Linux at"] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log:\n{monitor_log}");
     }
     assert!(!monitor_log.contains("ERROR"), "the monitor reported an error:\n{monitor_log}");
@@ -100,6 +104,9 @@ fn standalone() {
     check_linux(&run.console, &monitor_log);
     assert!(run.console.contains("tzmk-init: notify_secure(0) = -256 (no secure world)"));
     assert!(monitor_log.contains("no secure image at 0x70000000"));
+    assert!(
+        monitor_log.contains("trusted boot: no secure image in the manifest: Linux's images checked by the monitor")
+    );
     check_doorbell_irq(&run.console);
     assert!(run.console.contains("tzmk-init: doorbells: 0 (notify_secure did not succeed: none awaited)"));
     // tzmk.ko loads and its probe refuses with one line, making no port.
@@ -121,7 +128,8 @@ fn full_system() {
     let mut wanted: Vec<String> =
         system.protection_domains.iter().map(|pd| format!("{}: INFO: ready", pd.name)).collect();
     wanted.push("attestation-pd: INFO: go: the monitor starts the normal world".into());
-    wanted.push("attestation-pd: INFO: ready: the monitor left no valid boot handoff".into());
+    // Trusted boot stage 1 left the v2 handoff (CDIs, certificate, event log) in secure RAM.
+    wanted.push("attestation-pd: INFO: ready: boot handoff from the monitor is valid".into());
     let loader = env_path("TZMK_LOADER_IMG");
     let run = tzmk_tests::run_qemu(qemu(&log, Some(loader)), TIMEOUT, |_| false);
     let monitor_log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -150,7 +158,12 @@ fn full_system() {
     for want in ["tzmk-check: 1000 round trips", "tzmk-check: PASS", "tzmk-init: tzmk-check passed"] {
         assert!(run.console.contains(want), "no {want:?} on Linux's console");
     }
-    for want in ["entering the secure world at 0x70000000", "go: the secure world initialised the GIC"] {
+    for want in [
+        "trusted boot: secure image 'loader.img' at 0x70000000",
+        "trusted boot: boot handoff v2 at 0xe801000",
+        "entering the secure world at 0x70000000",
+        "go: the secure world initialised the GIC",
+    ] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
     }
 }

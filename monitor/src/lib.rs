@@ -10,6 +10,7 @@
 pub mod config;
 pub mod psci;
 pub mod smc;
+pub mod trusted_boot;
 
 pub use config::PhysRange;
 pub use smc::{dispatch, Caller, Disposition, Hardware, Monitor, World};

@@ -3,7 +3,11 @@
 //! `make -f build.mk bench-monitor` runs it (docs/monitor-bench.md). Settings, from the environment
 //! or as `KEY=VALUE` arguments (`cargo bench -p tzmk-bench-payload --bench monitor -- KEY=VALUE`):
 //!
-//! - `MONITOR_BIN`: the monitor's flash image, started by QEMU at EL3 (`-bios`)
+//! - `MONITOR_BIN`: the monitor's flash image, started by QEMU at EL3 (`-bios`): the monitor with
+//!   the provisioning block and a manifest signing the payload (trusted boot stage 1 stops at a
+//!   bare monitor.bin; build.mk composes `flash-bench-payload.bin`)
+//! - `MONITOR_BIN_SECURE`: the flash image of the run with `SECURE` (its manifest also signs the
+//!   secure image; default `MONITOR_BIN`)
 //! - `PAYLOAD`: the payload's ELF (`make -f build.mk bench-payload`)
 //! - `SECURE`: the bench's secure image (`make -f build.mk bench-secure`): given one, the bench runs
 //!   twice, without it and then with it at the secure entry (its `go` puts the secure world in
@@ -105,6 +109,13 @@ fn run() -> Result<(), String> {
             Some(path)
         }
     };
+    let secure_firmware = match (&firmware, settings.get("MONITOR_BIN_SECURE")) {
+        (FirmwareImage::Monitor(_), Some(_)) => FirmwareImage::Monitor(settings.existing_file(
+            "MONITOR_BIN_SECURE",
+            "the flash image whose manifest signs the secure image as well (build.mk: flash-bench-secure.bin)",
+        )?),
+        _ => firmware.clone(),
+    };
     if secure.is_some() && firmware == FirmwareImage::QemuPsci {
         return Err("SECURE and TZMK_BENCH_WITHOUT_MONITOR=1: QEMU's own PSCI has no secure world to run it".into());
     }
@@ -130,7 +141,7 @@ fn run() -> Result<(), String> {
     let mut powered_off = true;
     for (secure_image, secure_path) in configurations {
         let setup = Setup {
-            firmware: firmware.clone(),
+            firmware: if secure_path.is_some() { secure_firmware.clone() } else { firmware.clone() },
             payload: payload.clone(),
             secure_image: secure_path,
             cpu: cpu.clone(),

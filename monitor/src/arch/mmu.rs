@@ -4,8 +4,10 @@
 //! Mapped: the monitor's code and read-only data (executable, read-only), its data and each core's
 //! stack (read-write, never executable; the page under each stack is left unmapped as a guard),
 //! the GIC, the secure UART and GPIO (device), the secure RAM PDs share with it (the boot
-//! handoff), and seL4's RAM read-only (to find and measure the secure image). Nothing of the
-//! normal world's memory is mapped.
+//! handoff), trusted boot's blocks in flash (provisioning, manifest) read-only, seL4's RAM
+//! read-only (to find and measure the secure image) and the windows of Linux's images read-only,
+//! non-secure (to measure them: trusted boot stage 1). Nothing else of the normal world's memory is mapped,
+//! and nothing of it writable or executable.
 
 use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El3, MemoryRegion, PageTable, Translation};
@@ -98,7 +100,23 @@ pub fn build() -> Result<usize, MapError> {
         map_range(secret.base as usize, secret.end() as usize, NORMAL | El23Attributes::XN)?;
     }
     let image = config::SECURE_IMAGE_RAM;
-    map_range(image.base as usize, image.end() as usize, NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN)?;
+    let read_only = NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN;
+    map_range(image.base as usize, image.end() as usize, read_only)?;
+    for block in [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK] {
+        map_range(block.base as usize, block.end() as usize, read_only)?;
+    }
+    for window in config::IMAGE_WINDOWS {
+        if !image.contains(window.base, window.size) {
+            // Linux's images are in the normal world's RAM: read through the non-secure physical
+            // address space (NS, D8.3), as a TrustZone address-space controller would require.
+            let world = if config::in_normal_ram(window.base, window.size) {
+                El23Attributes::NS
+            } else {
+                El23Attributes::empty()
+            };
+            map_range(window.base as usize, window.end() as usize, read_only | world)?;
+        }
+    }
     let root = map.root_address().0;
     // The tables live in the static pool for good; the Mapping is only their builder.
     core::mem::forget(map);
@@ -145,6 +163,24 @@ pub unsafe fn enable(root: usize) {
 pub fn clean_to_poc<T>(value: &T) {
     // SAFETY: cache maintenance by VA on memory this program owns.
     unsafe { core::arch::asm!("dc civac, {}", "dsb sy", in(reg) value as *const T, options(nostack, preserves_flags)) };
+}
+
+/// Cleans `[base, base + length)` to the point of coherency by data-cache line, so that a reader
+/// with its caches off, or a mapping with other attributes, sees what this core wrote.
+pub fn clean_range_to_poc(base: usize, length: usize) {
+    let ctr: u64;
+    // SAFETY: reads CTR_EL0, the cache type register.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    // CTR_EL0.DminLine (bits 19:16): log2 of the smallest data-cache line in words (D13.2.34).
+    let line = 4usize << ((ctr >> 16) & 0xf);
+    let mut address = base & !(line - 1);
+    while address < base + length {
+        // SAFETY: cache maintenance by VA on memory this program mapped.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) address, options(nostack, preserves_flags)) };
+        address += line;
+    }
+    // SAFETY: a barrier.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
 /// Whether a secure image was loaded at the secure entry (QEMU's RAM reads zero where nothing was

@@ -11,6 +11,7 @@ mod console;
 mod gic;
 mod mmu;
 mod power;
+mod trusted_boot;
 
 use arm_sysregs::el1::accessors::read_mpidr_el1;
 use arm_sysregs::el3::accessors::read_scr_el3;
@@ -90,7 +91,8 @@ fn aarch64_sev() {
     unsafe { core::arch::asm!("dsb sy", "sev", options(nostack, preserves_flags)) };
 }
 
-/// Core 0, after .data and .bss are set up (entry.S).
+/// Core 0, after .data and .bss are set up (entry.S): the MMU, trusted boot stage 1, then the
+/// other cores.
 #[unsafe(no_mangle)]
 extern "C" fn boot_core_main(core: usize) -> ! {
     console::init();
@@ -112,6 +114,8 @@ extern "C" fn boot_core_main(core: usize) -> ! {
         config::SECURE_CORES,
         config::NORMAL_CORES
     );
+    // Trusted boot stage 1, before any other core leaves reset's wait: a failure stops here.
+    trusted_boot::run(core);
     tzmk_boot_magic.store(BOOT_MAGIC, Ordering::Release);
     mmu::clean_to_poc(&tzmk_boot_magic);
     aarch64_sev();
@@ -151,10 +155,13 @@ fn core_main(core: usize) -> ! {
 }
 
 fn boot_secure_world(core: usize) -> ! {
-    if mmu::secure_image_present() {
+    if trusted_boot::secure_world_verified() {
         log::info!("core {core}: entering the secure world at {:#x} (S-EL1)", config::SECURE_ENTRY);
-        // The secure image's entry (the Microkit loader).
+        // The secure image's entry (the Microkit loader), verified by stage 1.
         enter_el1(config::SECURE_ENTRY, SCR_SECURE, 0, core)
+    }
+    if mmu::secure_image_present() {
+        log::warn!("memory at {:#x} is not entered: the manifest names no secure image", config::SECURE_ENTRY);
     }
     log::warn!(
         "no secure image at {:#x}: the normal world runs alone; notify_secure answers NO_SECURE_WORLD",

@@ -17,6 +17,7 @@ extern crate std;
 pub mod dice;
 pub mod eventlog;
 pub mod manifest;
+pub mod provisioning;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 

@@ -76,6 +76,16 @@ pub struct Partition {
     pub shared_window: Vec<PhysRange>,
     /// The regions of system.xml in the shared window (the tzmk device node's `reg`).
     pub shared_regions: Vec<PhysRange>,
+    /// Trusted boot's blocks in secure flash (`[trust]`): the provisioning block and the manifest.
+    pub provisioning_block: PhysRange,
+    pub manifest_block: PhysRange,
+    /// system.xml's `boot_handoff` region (its physical address, in a secret range), where stage 1
+    /// of trusted boot leaves its handoff; `None` if the system has none.
+    pub boot_handoff: Option<PhysRange>,
+    /// Where each image of the manifest may lie, by kind (secure image, Linux kernel, DTB,
+    /// initramfs): from its `[boot]` address to the next `[boot]` address above it or the end of
+    /// its range, whichever comes first. The monitor maps them read-only to measure the images.
+    pub image_windows: [PhysRange; 4],
 }
 
 impl Partition {
@@ -162,6 +172,34 @@ impl Partition {
             .collect();
         shared_regions.sort_by_key(|r| r.base);
 
+        let (provisioning, manifest) = platform.trust_addresses();
+        let block =
+            |name: &str, base: u64| PhysRange { name: name.into(), base, size: crate::platform::TRUST_BLOCK_SIZE };
+        let boot_handoff = match system.memory_regions.iter().find(|mr| mr.name == "boot_handoff") {
+            None => None,
+            Some(mr) => {
+                let base =
+                    mr.phys_addr.ok_or("memory region 'boot_handoff' has no phys_addr: the monitor writes it")?;
+                if !platform.ranges.iter().any(|r| r.use_ == RangeUse::Secret && r.contains(base, mr.size)) {
+                    return Err(format!(
+                        "memory region 'boot_handoff' ({base:#x}, {:#x} bytes) lies in no secret range",
+                        mr.size
+                    ));
+                }
+                Some(PhysRange { name: mr.name.clone(), base, size: mr.size })
+            }
+        };
+        let boot = &platform.boot;
+        let starts = [boot.secure_entry, boot.linux_kernel, boot.linux_dtb, boot.linux_initrd];
+        let mut image_windows = Vec::new();
+        for (name, start) in ["secure-image", "linux-kernel", "linux-dtb", "linux-initramfs"].into_iter().zip(starts) {
+            let range =
+                platform.range_containing(start, 1).ok_or_else(|| format!("[boot] {start:#x} lies in no range"))?;
+            let end = starts.iter().copied().filter(|&s| s > start && s < range.end()).min().unwrap_or(range.end());
+            image_windows.push(PhysRange { name: name.into(), base: start, size: end - start });
+        }
+        let image_windows: [PhysRange; 4] = image_windows.try_into().expect("four kinds");
+
         let mut secure_cores = platform.cores.secure.clone();
         let mut normal_cores = platform.cores.normal.clone();
         secure_cores.sort_unstable();
@@ -196,6 +234,10 @@ impl Partition {
             normal_ram,
             shared_window,
             shared_regions,
+            provisioning_block: block("provisioning", provisioning),
+            manifest_block: block("manifest", manifest),
+            boot_handoff,
+            image_windows,
         })
     }
 
@@ -224,11 +266,22 @@ impl Partition {
         cores.iter().fold(0, |mask, &c| mask | 1 << c)
     }
 
-    /// The MEMORY block of the monitor's linker script.
+    /// The bytes of secure flash the monitor's image may take: up to the first of trusted boot's
+    /// blocks.
+    pub fn monitor_image_size(&self) -> u64 {
+        self.provisioning_block.base.min(self.manifest_block.base) - self.monitor_rom.base
+    }
+
+    /// The MEMORY block of the monitor's linker script. ROM ends where trusted boot's blocks
+    /// begin, so a monitor image that would reach them does not link.
     pub fn linker_memory(&self) -> String {
         format!(
             "/* Generated from platform '{}'. */\nMEMORY\n{{\n    ROM (rx) : ORIGIN = {:#x}, LENGTH = {:#x}\n    RAM (rw) : ORIGIN = {:#x}, LENGTH = {:#x}\n}}\n",
-            self.platform, self.monitor_rom.base, self.monitor_rom.size, self.monitor_ram.base, self.monitor_ram.size
+            self.platform,
+            self.monitor_rom.base,
+            self.monitor_image_size(),
+            self.monitor_ram.base,
+            self.monitor_ram.size
         )
     }
 
@@ -252,6 +305,7 @@ impl Partition {
         line(format!("pub const SECURE_ENTRY: u64 = {:#x};", self.secure_entry));
         line(format!("pub const LINUX_KERNEL: u64 = {:#x};", self.linux_kernel));
         line(format!("pub const LINUX_DTB: u64 = {:#x};", self.linux_dtb));
+        line(format!("pub const LINUX_INITRD: u64 = {:#x};", self.linux_initrd));
         for (name, r) in [
             ("MONITOR_ROM", &self.monitor_rom),
             ("MONITOR_RAM", &self.monitor_ram),
@@ -260,6 +314,8 @@ impl Partition {
             ("SECURE_UART", &self.secure_uart),
             ("SECURE_GPIO", &self.secure_gpio),
             ("SECURE_IMAGE_RAM", &self.secure_image_ram),
+            ("PROVISIONING_BLOCK", &self.provisioning_block),
+            ("MANIFEST_BLOCK", &self.manifest_block),
         ] {
             line(format!("pub const {name}: PhysRange = PhysRange {{ base: {:#x}, size: {:#x} }};", r.base, r.size));
         }
@@ -278,6 +334,11 @@ impl Partition {
         };
         line(format!("pub const SECRET_RAM: &[PhysRange] = &[{}];", list(&self.secret_ram)));
         line(format!("pub const NORMAL_RAM: &[PhysRange] = &[{}];", list(&self.normal_ram)));
+        line(format!("pub const IMAGE_WINDOWS: [PhysRange; 4] = [{}];", list(&self.image_windows)));
+        line(match &self.boot_handoff {
+            Some(r) => format!("pub const BOOT_HANDOFF: Option<PhysRange> = Some({});", list(std::slice::from_ref(r))),
+            None => "pub const BOOT_HANDOFF: Option<PhysRange> = None;".into(),
+        });
         let mut text = out;
         let _ = writeln!(text);
         text
@@ -311,6 +372,18 @@ mod tests {
         let names: Vec<_> = p.shared_regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["port_ctrl", "port_rx", "port_tx"]);
         assert_eq!(p.secure_image_ram.name, "sel4-ram");
+        assert_eq!(
+            p.image_windows.iter().map(|r| (r.base, r.end())).collect::<Vec<_>>(),
+            [
+                (0x7000_0000, 0xc000_0000),
+                (0xc020_0000, 0xc800_0000),
+                (0xc800_0000, 0xc840_0000),
+                (0xc840_0000, 0xfe00_0000)
+            ]
+        );
+        assert_eq!(p.boot_handoff.as_ref().map(|r| (r.base, r.size)), Some((0x0e80_1000, 0x1000)));
+        assert_eq!(p.monitor_image_size(), 0x10_0000);
+        assert!(p.linker_memory().contains("ROM (rx) : ORIGIN = 0x0, LENGTH = 0x100000"));
         assert_eq!(
             p.normal_ram.iter().map(|r| (r.base, r.end())).collect::<Vec<_>>(),
             [(0xc000_0000, 0xfe00_0000), (0xfe00_0000, 0x1_0000_0000)]

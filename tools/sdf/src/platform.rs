@@ -122,12 +122,29 @@ pub struct Boot {
     pub reset_gpio: u32,
 }
 
+/// Where trusted boot's inputs lie in secure flash (docs/trusted-boot.md, "Flash image"): byte
+/// offsets into the range named `secure-flash`, each the start of a 4 KiB page of its own past
+/// the monitor's image (the monitor's linker script ends its ROM at the lower one, so a monitor
+/// that grows into them does not link).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// The provisioning block: the device's UDS and the platform public key.
+    pub provisioning: u64,
+    /// The signed image manifest.
+    pub manifest: u64,
+}
+
+/// Bytes the platform reserves for each of trusted boot's blocks in flash.
+pub const TRUST_BLOCK_SIZE: u64 = 0x1000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     pub name: String,
     pub cores: Cores,
     pub boot: Boot,
+    pub trust: Trust,
     #[serde(rename = "range")]
     pub ranges: Vec<Range>,
     #[serde(rename = "interrupt")]
@@ -185,6 +202,7 @@ impl Platform {
             }
         }
         self.check_boot()?;
+        self.check_trust()?;
         for (i, irq) in self.interrupts.iter().enumerate() {
             if let Some(other) = self.interrupts[..i].iter().find(|o| o.intid == irq.intid) {
                 return Err(format!("interrupt {} is given to both '{}' and '{}'", irq.intid, other.name, irq.name));
@@ -234,6 +252,30 @@ impl Platform {
         Ok(())
     }
 
+    fn check_trust(&self) -> Result<(), String> {
+        let flash = self.range_named("secure-flash").ok_or("no range named 'secure-flash' for [trust]")?;
+        for (what, offset) in [("provisioning", self.trust.provisioning), ("manifest", self.trust.manifest)] {
+            if offset == 0 || !offset.is_multiple_of(TRUST_BLOCK_SIZE) {
+                return Err(format!(
+                    "[trust] {what} {offset:#x} must be a non-zero multiple of 4 KiB (the monitor's image starts at 0)"
+                ));
+            }
+            if offset.checked_add(TRUST_BLOCK_SIZE).is_none_or(|end| end > flash.size) {
+                return Err(format!("[trust] {what} {offset:#x} lies outside secure-flash ({:#x} bytes)", flash.size));
+            }
+        }
+        if self.trust.provisioning.abs_diff(self.trust.manifest) < TRUST_BLOCK_SIZE {
+            return Err("[trust] provisioning and manifest overlap (each takes 4 KiB)".into());
+        }
+        Ok(())
+    }
+
+    /// The physical address of the provisioning block and of the manifest in secure flash.
+    pub fn trust_addresses(&self) -> (u64, u64) {
+        let base = self.range_named("secure-flash").map_or(0, |flash| flash.base);
+        (base + self.trust.provisioning, base + self.trust.manifest)
+    }
+
     pub fn range_containing(&self, base: u64, size: u64) -> Option<&Range> {
         self.ranges.iter().find(|r| r.contains(base, size))
     }
@@ -279,6 +321,21 @@ mod tests {
         let text = QEMU_VIRT.replace("base = 0x0e80_0000", "base = 0x0e70_0000");
         let err = Platform::parse("p.toml", &text).unwrap_err();
         assert_eq!(err.to_string(), "p.toml: range 'secure-pd-ram' overlaps range 'monitor-ram'");
+    }
+
+    #[test]
+    fn trust_blocks_are_checked() {
+        for (from, to, message) in [
+            ("provisioning = 0x0010_0000", "provisioning = 0", "non-zero multiple of 4 KiB"),
+            ("manifest = 0x0010_1000", "manifest = 0x0010_1800", "non-zero multiple of 4 KiB"),
+            ("manifest = 0x0010_1000", "manifest = 0x0400_0000", "lies outside secure-flash"),
+            ("manifest = 0x0010_1000", "manifest = 0x0010_0000", "overlap"),
+        ] {
+            let text = QEMU_VIRT.replace(from, to);
+            let err = Platform::parse("p.toml", &text).unwrap_err();
+            assert!(err.to_string().contains(message), "{from} -> {to}: {err}");
+        }
+        assert_eq!(Platform::qemu_virt().trust_addresses(), (0x10_0000, 0x10_1000));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use crate::Platform;
 /// What one boot of the whole system loads.
 #[derive(Debug, Clone)]
 pub struct Images {
-    /// The monitor's flash image.
+    /// The secure flash image (`-bios`): the monitor, the provisioning block and the signed
+    /// manifest of exactly these images (`tzmk flash`; build.mk's `flash-*.bin`). A bare
+    /// monitor.bin stops at trusted boot: no manifest.
     pub monitor: PathBuf,
     /// Linux's arm64 Image, DTB and initramfs.
     pub kernel: PathBuf,

@@ -8,6 +8,7 @@
 //! - `tzmk verify`: check attestation-pd's PSA attestation token against a nonce and reference
 //!   values (docs/trusted-boot.md, "Tools").
 //! - `tzmk sign`: the platform key pair and the signed image manifest (docs/trusted-boot.md).
+//! - `tzmk flash`: the secure flash image: the monitor, the provisioning block, the manifest.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 mod audit;
 mod demo;
 mod dtb;
+mod flash;
 mod run;
 mod sign;
 mod sim;
@@ -51,6 +53,10 @@ enum Command {
     /// Sign the boot images into a manifest with the platform key, or make a new key pair
     /// (--keygen). Exit codes: 0 done, 1 invalid input, 2 bad arguments or unreadable files.
     Sign(sign::Args),
+    /// Compose the secure flash image (QEMU -bios): the monitor, the provisioning block (UDS,
+    /// platform public key) and the signed manifest at the platform's [trust] offsets. Exit codes:
+    /// 0 done, 1 invalid input, 2 bad arguments or unreadable files.
+    Flash(flash::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,5 +69,6 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Verify(args) => verify::run(&args),
         Command::Sign(args) => sign::run(args),
+        Command::Flash(args) => flash::run(&args),
     }
 }

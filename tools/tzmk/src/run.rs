@@ -10,7 +10,8 @@ use tzmk_sdf::qemu::{arguments, Images};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The EL3 monitor's flash image (QEMU -bios).
+    /// The secure flash image (QEMU -bios): the monitor with the provisioning block and the
+    /// manifest signing these images (`tzmk flash`).
     #[arg(long)]
     monitor: PathBuf,
     /// The Microkit loader image (without it the monitor runs Linux alone).

@@ -1,0 +1,174 @@
+//! Trusted boot stage 1 on the hardware: the [`Memory`] the monitor's tables map, the boot handoff
+//! in secure RAM, the wipe of the stack, and the stop on failure. The decisions are
+//! [`tzmk_monitor::trusted_boot`]'s.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use tzmk_interface::attestation::BootHandoff;
+use tzmk_monitor::config::{self, PhysRange, STACK_GUARD, STACK_SLOT};
+use tzmk_monitor::trusted_boot::{self, Layout, Memory, Short, Verdict, Window};
+
+/// The handoff's page (system.xml's `boot_handoff`, in secure RAM PDs may map).
+const HANDOFF: PhysRange = match config::BOOT_HANDOFF {
+    Some(range) => range,
+    None => panic!("system.xml has no boot_handoff region: trusted boot has nowhere to hand off"),
+};
+const _: () = assert!(HANDOFF.size as usize >= size_of::<BootHandoff>() && HANDOFF.base.is_multiple_of(8));
+
+const fn window(range: PhysRange) -> Window {
+    Window { base: range.base, end: range.base + range.size }
+}
+
+/// The platform's layout (monitor/platform/*.toml, through the generated partition).
+const LAYOUT: Layout = Layout {
+    provisioning: config::PROVISIONING_BLOCK.base,
+    manifest: config::MANIFEST_BLOCK.base,
+    windows: [
+        window(config::IMAGE_WINDOWS[0]),
+        window(config::IMAGE_WINDOWS[1]),
+        window(config::IMAGE_WINDOWS[2]),
+        window(config::IMAGE_WINDOWS[3]),
+    ],
+};
+
+/// Whether stage 1 verified a secure image (the first secure core enters it only then).
+static SECURE_WORLD_VERIFIED: AtomicBool = AtomicBool::new(false);
+
+pub fn secure_world_verified() -> bool {
+    SECURE_WORLD_VERIFIED.load(Ordering::Acquire)
+}
+
+/// What mmu.rs maps read-only for stage 1: trusted boot's flash blocks and the image windows.
+struct Mapped;
+
+impl Memory for Mapped {
+    fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
+        let mut readable =
+            [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
+        if !readable.any(|range| range.contains(address, length)) {
+            return None;
+        }
+        // SAFETY: the range lies inside one the identity map maps readable (mmu::build), memory
+        // that nothing writes while stage 1 runs (the other cores are held at reset's wait, the
+        // worlds not yet entered), and it does not wrap (`contains`).
+        Some(unsafe { core::slice::from_raw_parts(address as usize as *const u8, length as usize) })
+    }
+}
+
+fn counter() -> (u64, u64) {
+    let (count, frequency): (u64, u64);
+    // SAFETY: reads of the generic timer's counter and frequency.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntpct_el0", "mrs {}, cntfrq_el0", out(reg) count, out(reg) frequency, options(nomem, nostack));
+    }
+    (count, frequency)
+}
+
+/// Runs stage 1 on core 0 (`core`), before any other core leaves reset's wait: logs what it
+/// verified and measured, or stops the machine.
+pub fn run(core: usize) {
+    let (start, frequency) = counter();
+    let result = stage1();
+    let (end, _) = counter();
+    let used = wipe_stack(core);
+    match result {
+        Ok(verdict) => report(&verdict, end - start, frequency, used),
+        Err(error) => stop(error),
+    }
+}
+
+/// The part that touches secrets, in its own frame (below `run`'s), so that the wipe after it
+/// covers every byte it left on the stack.
+#[inline(never)]
+fn stage1() -> Result<Verdict, trusted_boot::Stage1Error> {
+    // SAFETY: the handoff's page is mapped read-write (secret RAM, mmu::build), aligned, holds a
+    // BootHandoff (asserted above) and no one else uses it before seL4 runs; any bytes are a
+    // valid BootHandoff (FromBytes).
+    let handoff = unsafe { &mut *(HANDOFF.base as usize as *mut BootHandoff) };
+    let result = trusted_boot::stage1(&Mapped, &LAYOUT, handoff);
+    // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
+    // point of coherency whatever happened (a failure leaves it zeroed).
+    super::mmu::clean_range_to_poc(HANDOFF.base as usize, size_of::<BootHandoff>());
+    result
+}
+
+fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
+    log::info!("trusted boot: manifest verified with the platform key, security version {}", verdict.security_version);
+    for image in verdict.images.iter().flatten() {
+        let state = if image.matches {
+            "matches the manifest"
+        } else {
+            "DIFFERS from the manifest: measured, attestation-pd decides"
+        };
+        let line = format_args!(
+            "trusted boot: {} '{}' at {:#x}, {} bytes: SHA-256 {} {state}",
+            trusted_boot::kind_name(image.kind),
+            image.name,
+            image.address,
+            image.size,
+            Short(image.sha256)
+        );
+        if image.matches {
+            log::info!("{line}");
+        } else {
+            log::warn!("{line}");
+        }
+    }
+    if verdict.handoff_written {
+        log::info!(
+            "trusted boot: boot handoff v2 at {:#x} (CDIs, DICE certificate, event log); secrets wiped",
+            HANDOFF.base
+        );
+    } else {
+        log::info!("trusted boot: no secure image in the manifest: Linux's images checked by the monitor");
+    }
+    let micros = ticks.saturating_mul(1_000_000) / frequency.max(1);
+    log::info!(
+        "trusted boot: stage 1 took {micros} us ({ticks} counter ticks at {frequency} Hz), {stack} bytes of stack"
+    );
+    SECURE_WORLD_VERIFIED.store(verdict.secure_world, Ordering::Release);
+}
+
+/// A failed check: one line, then this core stops with interrupts masked. The other cores never
+/// leave reset's wait (the boot magic is not published) and no world is entered.
+fn stop(error: trusted_boot::Stage1Error) -> ! {
+    super::console::early_line(format_args!("tzmk-monitor: trusted boot: {error}: the machine stops"));
+    // SAFETY: masks D, A, I and F at EL3; this core only waits from here on.
+    unsafe { core::arch::asm!("msr daifset, #0xf", "isb", options(nomem, nostack)) };
+    super::halt()
+}
+
+/// Zeroes this core's stack below the current stack pointer (where stage 1's frames were: the
+/// UDS's copy, the CDIs' and keys' working copies, the hash and KDF states); returns how many
+/// bytes of it had been used (the lowest non-zero byte: QEMU's RAM starts zeroed). Inlined into
+/// [`run`], so that the stack pointer it reads is `run`'s own, above every frame of [`stage1`].
+#[inline(always)]
+fn wipe_stack(core: usize) -> usize {
+    let bottom = super::stack_top(core) - (STACK_SLOT - STACK_GUARD);
+    let sp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    let mut lowest = sp;
+    // SAFETY: [bottom, sp) is this core's stack, mapped read-write, and unused below sp; the loop
+    // uses no stack (nostack) and keeps its state in registers.
+    unsafe {
+        core::arch::asm!(
+            "2: cmp {address}, {sp}",
+            "b.hs 4f",
+            "ldp {a}, {b}, [{address}]",
+            "orr {a}, {a}, {b}",
+            "cbz {a}, 3f",
+            "cmp {address}, {lowest}",
+            "csel {lowest}, {address}, {lowest}, lo",
+            "3: stp xzr, xzr, [{address}], #16",
+            "b 2b",
+            "4: dsb sy",
+            address = inout(reg) bottom => _,
+            sp = in(reg) sp & !0xf,
+            lowest = inout(reg) lowest,
+            a = out(reg) _,
+            b = out(reg) _,
+            options(nostack),
+        );
+    }
+    (super::stack_top(core) - lowest) as usize
+}
