@@ -10,6 +10,9 @@
 //!   itself: one byte of a copy of Linux's Image flipped.
 //! - `tampered_secure_image_stops` (needs the Microkit SDK's loader.img): the full system's flash
 //!   image with one byte flipped in a copy of loader.img, the manifest unchanged.
+//! - `tampered_kernel_with_a_secure_world_never_starts` (SDK): the full system with one byte of
+//!   Linux's Image flipped: stage 1 only measures it; attestation-pd (stage 2) refuses `go` with
+//!   the reason on UART0, seL4's PDs keep running, Linux never starts.
 //!
 //! Ignored by plain `cargo test`: build.mk passes TZMK_LINUX_DIR (Image, initramfs.cpio, the
 //! DTBs), TZMK_FLASH_STANDALONE and, with the SDK, TZMK_FLASH_FULL and TZMK_LOADER_IMG.
@@ -153,4 +156,43 @@ fn tampered_secure_image_stops() {
         "{line}"
     );
     assert!(line.contains(" does not match the manifest's "), "{line}");
+}
+
+/// Stage 2: with a secure world the monitor only measures Linux's images; attestation-pd finds
+/// the tampered kernel's measurement differs from the manifest's digest, logs why and never
+/// sends `go`: seL4 and its PDs run, Linux never starts.
+#[test]
+#[ignore = "needs the Microkit SDK's loader.img: run `make -f build.mk qemu-boot` with MICROKIT_SDK"]
+fn tampered_kernel_with_a_secure_world_never_starts() {
+    let dir = scratch("kernel-secure");
+    let kernel = altered(&env_path("TZMK_LINUX_DIR").join("Image"), &dir, "Image", |bytes| {
+        let end = bytes.len() - 1;
+        bytes[end] ^= 0x80;
+    });
+    let linux = env_path("TZMK_LINUX_DIR");
+    let secure_log = dir.join("secure-uart.log");
+    let images = tzmk_sdf::qemu::Images {
+        monitor: env_path("TZMK_FLASH_FULL"),
+        kernel,
+        dtb: linux.join("tzmk-full.dtb"),
+        initramfs: linux.join("initramfs.cpio"),
+        loader: Some(env_path("TZMK_LOADER_IMG")),
+        secure_log: secure_log.clone(),
+    };
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args(tzmk_sdf::qemu::arguments(&tzmk_sdf::Platform::qemu_virt(), &images, "stdio"));
+    const REFUSAL: &str = "attestation-pd: ERROR: Linux may not run: Linux's kernel in memory is not the signed one";
+    // Every PD's ready line comes after attestation-pd's verdict; rt-task's report a second later
+    // shows the secure world kept running.
+    let run =
+        tzmk_tests::run_qemu(qemu, TIMEOUT, |console| console.contains(REFUSAL) && console.contains("rt-task reports"));
+    let monitor_log = std::fs::read_to_string(&secure_log).unwrap_or_default();
+    println!("---- UART0 ----\n{}\n---- secure UART (monitor) ----\n{monitor_log}---- end ----", run.console);
+    assert!(!run.timed_out, "no stage-2 refusal and rt-task report on UART0 after {TIMEOUT:?}");
+    assert!(tzmk_tests::printed(&run.console, REFUSAL), "no refusal line");
+    assert!(run.console.contains("its cores stay parked"));
+    assert!(!run.console.contains("go: the monitor starts the normal world"), "go was sent");
+    assert!(!run.console.contains("Booting Linux"), "Linux started");
+    assert!(monitor_log.contains("trusted boot: manifest verified with the platform key"), "{monitor_log}");
+    assert!(!monitor_log.contains("entering Linux at"), "the monitor entered Linux:\n{monitor_log}");
 }

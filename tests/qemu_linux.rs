@@ -130,6 +130,8 @@ fn full_system() {
     wanted.push("attestation-pd: INFO: go: the monitor starts the normal world".into());
     // Trusted boot stage 1 left the v2 handoff (CDIs, certificate, event log) in secure RAM.
     wanted.push("attestation-pd: INFO: ready: boot handoff from the monitor is valid".into());
+    // Stage 2: attestation-pd checked Linux's measured images against the verified manifest.
+    wanted.push("attestation-pd: INFO: Linux's kernel, DTB and initramfs are the signed ones".into());
     let loader = env_path("TZMK_LOADER_IMG");
     let run = tzmk_tests::run_qemu(qemu(&log, Some(loader)), TIMEOUT, |_| false);
     let monitor_log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -166,4 +168,109 @@ fn full_system() {
     ] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
     }
+    check_evidence(&run.console);
+}
+
+/// The evidence `tzctl attest --nonce` got inside Linux (hex on the console), checked on the host
+/// against reference values computed from the flash image the run booted (its manifest, its
+/// provisioning block): by `tzmk verify --chain` and by tools/verify-psa-token.py (pycose), a
+/// verifier outside this project.
+fn check_evidence(console: &str) {
+    use sha2::{Digest, Sha256};
+    use tzmk_trust::manifest::{ImageKind, Manifest, MANIFEST_SIZE};
+    use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
+    let hex_line = |what: &str| -> Vec<u8> {
+        let prefix = format!("tzmk-init: evidence {what} ");
+        let line = console
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix:?} line on the console"));
+        (0..line.len()).step_by(2).map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex")).collect()
+    };
+    let (token, chain) = (hex_line("token"), hex_line("chain"));
+    let dir = env_path("TZMK_LINUX_DIR").join("evidence");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token.cbor"), &token).unwrap();
+    std::fs::write(dir.join("token.cbor.chain"), &chain).unwrap();
+
+    // The reference values, as a verifier would hold them from the build.
+    let flash = std::fs::read(env_path("TZMK_MONITOR_BIN")).unwrap();
+    // The monitor measures its own image: monitor.bin's bytes, at the start of flash.
+    let monitor = std::fs::read(env_path("TZMK_MONITOR_BIN").with_file_name("monitor.bin")).unwrap();
+    assert_eq!(flash[..monitor.len()], monitor[..], "the flash image starts with monitor.bin");
+    let layout = tzmk_sdf::Platform::qemu_virt();
+    let (provisioning_at, manifest_at) = (layout.trust.provisioning as usize, layout.trust.manifest as usize);
+    let provisioning = Provisioning::parse(&flash[provisioning_at..provisioning_at + PROVISIONING_SIZE]).unwrap();
+    let manifest = Manifest::parse(&flash[manifest_at..manifest_at + MANIFEST_SIZE]).unwrap();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let signer = hex(&Sha256::digest(provisioning.platform_public_key));
+    let mut components = vec![serde_json::json!({
+        "measurement_type": "BL",
+        "measurement_value": hex(&Sha256::digest(&monitor)),
+        "signer_id": signer,
+        "version": manifest.header.security_version.get().to_string(),
+    })];
+    for entry in manifest.images() {
+        let kind = match entry.kind().unwrap() {
+            ImageKind::SecureImage => "PRoT",
+            ImageKind::LinuxKernel => "kernel",
+            ImageKind::LinuxDtb => "dtb",
+            ImageKind::LinuxInitramfs => "initramfs",
+        };
+        components.push(serde_json::json!({
+            "measurement_type": kind,
+            "measurement_value": hex(&entry.sha256),
+            "signer_id": signer,
+            "version": entry.security_version.get().to_string(),
+        }));
+    }
+    let device = tzmk_trust::dice::device_identity_key(&provisioning.uds).verifying_key().to_bytes();
+    let refs = serde_json::json!({
+        "implementation_id": hex(&Sha256::digest(attestation_pd::evidence::IMPLEMENTATION)),
+        "components": components,
+        "device_public_key": hex(&device),
+    });
+    std::fs::write(dir.join("refs.json"), serde_json::to_string_pretty(&refs).unwrap()).unwrap();
+    let nonce = tzmk_linux_guest::EVIDENCE_NONCE;
+    let arg = |name: &str| dir.join(name).display().to_string();
+
+    let verify = Command::new(env!("CARGO"))
+        .current_dir(tzmk_tests::workspace_root())
+        .args(["run", "-q", "--release", "--locked", "-p", "tzmk", "--", "verify"])
+        .args([arg("token.cbor"), "--nonce".into(), nonce.into(), "--refs".into(), arg("refs.json")])
+        .args(["--chain".into(), arg("token.cbor.chain")])
+        .output()
+        .expect("cargo runs tzmk");
+    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    println!("tzmk verify: {said}");
+    assert!(verify.status.success() && said.contains("accepted"), "tzmk verify refused the evidence: {said}");
+
+    // The outside verifier takes the key the chain certifies (tzmk verify checked the chain).
+    let mut issuer = device;
+    let items: ciborium::Value = ciborium::from_reader(&chain[..]).unwrap();
+    let items = items.as_array().unwrap();
+    let mut key = None;
+    for item in &items[1..] {
+        let certified = tzmk_trust::dice::verify_certificate(item.as_bytes().unwrap(), &issuer).unwrap();
+        match certified.subject_key {
+            tzmk_trust::dice::SubjectKey::Ed25519(next) => issuer = next,
+            tzmk_trust::dice::SubjectKey::P256(point) => key = Some(point),
+        }
+    }
+    std::fs::write(dir.join("attestation.key"), key.expect("the chain ends in a P-256 key")).unwrap();
+    let import = Command::new("python3").args(["-c", "import pycose, cbor2"]).output();
+    if !import.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: tools/verify-psa-token.py needs python3 with pycose and cbor2 (pip install pycose cbor2)");
+        return;
+    }
+    let outside = Command::new("python3")
+        .arg(tzmk_tests::workspace_root().join("tools/verify-psa-token.py"))
+        .args(["--token".into(), arg("token.cbor"), "--key".into(), arg("attestation.key")])
+        .args(["--nonce".into(), nonce.to_owned(), "--refs".into(), arg("refs.json")])
+        .output()
+        .expect("python3 runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&outside.stdout), String::from_utf8_lossy(&outside.stderr));
+    println!("verify-psa-token.py: {said}");
+    assert!(outside.status.success(), "the outside verifier refused the evidence: {said}");
 }

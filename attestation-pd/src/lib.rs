@@ -129,11 +129,8 @@ pub fn init() -> AttestationPd {
                 log::info!("Linux's kernel, DTB and initramfs are the signed ones");
                 release_normal_world();
             }
-            // Until the monitor's stage 1 leaves a handoff on every boot (docs/trusted-boot.md).
-            Err(boot::Refusal::NoHandoff) => {
-                log::warn!("no boot handoff: Linux is released unverified (trusted boot stage 1 did not run)");
-                release_normal_world();
-            }
+            // tzmk's monitor leaves a handoff on every boot with a secure world: none (or a broken
+            // one) means nothing of Linux was measured, and it does not run.
             Err(refusal) => log::error!("Linux may not run: {refusal}; its cores stay parked"),
         }
     }

@@ -33,6 +33,13 @@ pub trait Memory {
     /// The `length` bytes at physical `address`, or `None` where the monitor may not read (not
     /// mapped, or the range wraps).
     fn read(&self, address: u64, length: u64) -> Option<&[u8]>;
+
+    /// SHA-256 of the `length` bytes at `address`. The default hashes [`read`](Memory::read)'s
+    /// slice; memory at physical address 0 (secure flash on QEMU virt, where the monitor itself
+    /// is) must override it: a Rust reference is never null, so no slice can start there.
+    fn sha256(&self, address: u64, length: u64) -> Option<[u8; 32]> {
+        self.read(address, length).map(|bytes| Sha256::digest(bytes).into())
+    }
 }
 
 /// A physical window `[base, end)`.
@@ -47,6 +54,9 @@ pub struct Window {
 /// Where stage 1 looks (from the platform description, monitor/platform/*.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// The monitor's own image in secure flash: monitor.bin's bytes (code, read-only data, .data's
+    /// load image). Stage 1 measures it for the attestation token's first software component.
+    pub monitor: Window,
     /// The provisioning block's address in secure flash (`[trust] provisioning`).
     pub provisioning: u64,
     /// The manifest's address in secure flash (`[trust] manifest`).
@@ -307,6 +317,10 @@ fn run(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Resu
     }
     let manifest = Manifest::parse(manifest_bytes)?;
     let platform_key = provisioning.platform_public_key;
+    let monitor = layout.monitor;
+    let monitor_sha256 = memory
+        .sha256(monitor.base, monitor.end - monitor.base)
+        .ok_or(Stage1Error::FlashUnreadable { what: "the monitor's image", address: monitor.base })?;
     manifest.verify(&platform_key)?;
     manifest.check_security_version(provisioning.security_version_floor.get())?;
     for kind in [ImageKind::LinuxKernel, ImageKind::LinuxDtb] {
@@ -388,6 +402,8 @@ fn run(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Resu
     handoff.cdi_attest = cdis.attest;
     handoff.cdi_seal = cdis.seal;
     handoff.device_public_key = device.verifying_key().to_bytes();
+    handoff.platform_public_key = platform_key;
+    handoff.monitor_sha256 = monitor_sha256;
     handoff.certificate_length = certificate_length as u32;
     handoff.event_log_length = log_length as u32;
     handoff.manifest.copy_from_slice(manifest.as_bytes());

@@ -62,6 +62,7 @@ const ROOT_LEVEL: usize = 1;
 
 unsafe extern "C" {
     static __rom_end: u8;
+    static __image_end: u8;
     static __data_start: u8;
     static __bss_end: u8;
     static __stacks_start: u8;
@@ -88,6 +89,11 @@ pub fn build() -> Result<usize, MapError> {
         address(&raw const __stacks_start),
     );
     map_range(config::MONITOR_ROM.base as usize, page_up(rom_end), NORMAL | El23Attributes::READ_ONLY)?;
+    // .data's load image, after the code in flash: read (never run) by stage 1's self-measurement.
+    let image_end = address(&raw const __image_end);
+    if page_up(image_end) > page_up(rom_end) {
+        map_range(page_up(rom_end), page_up(image_end), NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN)?;
+    }
     map_range(data_start, page_up(bss_end), NORMAL | El23Attributes::XN)?;
     for core in 0..config::CORES {
         let slot = stacks + core * STACK_SLOT as usize;

@@ -18,8 +18,25 @@ const fn window(range: PhysRange) -> Window {
     Window { base: range.base, end: range.base + range.size }
 }
 
-/// The platform's layout (monitor/platform/*.toml, through the generated partition).
+unsafe extern "C" {
+    /// The end of the monitor's image in flash (monitor.ld).
+    static __image_end: u8;
+}
+
+/// The monitor's image in secure flash, from 0 (where `-bios` puts it) to the end of .data's
+/// load image: exactly monitor.bin's bytes.
+fn monitor_image() -> PhysRange {
+    PhysRange { base: 0, size: (&raw const __image_end) as u64 }
+}
+
+fn layout() -> Layout {
+    Layout { monitor: window(monitor_image()), ..LAYOUT }
+}
+
+/// The platform's layout (monitor/platform/*.toml, through the generated partition); the
+/// monitor's window comes from the linker ([`layout`]).
 const LAYOUT: Layout = Layout {
+    monitor: Window { base: 0, end: 0 },
     provisioning: config::PROVISIONING_BLOCK.base,
     manifest: config::MANIFEST_BLOCK.base,
     windows: [
@@ -42,15 +59,42 @@ struct Mapped;
 
 impl Memory for Mapped {
     fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
-        let mut readable =
-            [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
+        let mut readable = [monitor_image(), config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK]
+            .into_iter()
+            .chain(config::IMAGE_WINDOWS);
         if !readable.any(|range| range.contains(address, length)) {
+            return None;
+        }
+        if address == 0 {
+            // No slice may start at null (see `sha256` below).
             return None;
         }
         // SAFETY: the range lies inside one the identity map maps readable (mmu::build), memory
         // that nothing writes while stage 1 runs (the other cores are held at reset's wait, the
-        // worlds not yet entered), and it does not wrap (`contains`).
+        // worlds not yet entered), it does not wrap (`contains`) and it does not start at null.
         Some(unsafe { core::slice::from_raw_parts(address as usize as *const u8, length as usize) })
+    }
+
+    /// Memory that starts at physical 0 (the monitor's own image in secure flash): its first byte
+    /// read with a plain `ldrb` (no Rust pointer may be null, so neither a slice nor
+    /// `read_volatile` can reach it), the rest as a slice from address 1.
+    fn sha256(&self, address: u64, length: u64) -> Option<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        if address != 0 || length == 0 {
+            return self.read(address, length).map(|bytes| Sha256::digest(bytes).into());
+        }
+        if !monitor_image().contains(0, length) {
+            return None;
+        }
+        let first: u32;
+        // SAFETY: address 0 is the start of secure flash, mapped readable (the monitor runs from
+        // it); a byte load there has no other effect.
+        unsafe { core::arch::asm!("ldrb {0:w}, [{1}]", out(reg) first, in(reg) 0u64, options(nostack, readonly)) };
+        let rest = self.read(1, length - 1)?;
+        let mut hasher = Sha256::new();
+        hasher.update([first as u8]);
+        hasher.update(rest);
+        Some(hasher.finalize().into())
     }
 }
 
@@ -84,7 +128,7 @@ fn stage1() -> Result<Verdict, trusted_boot::Stage1Error> {
     // BootHandoff (asserted above) and no one else uses it before seL4 runs; any bytes are a
     // valid BootHandoff (FromBytes).
     let handoff = unsafe { &mut *(HANDOFF.base as usize as *mut BootHandoff) };
-    let result = trusted_boot::stage1(&Mapped, &LAYOUT, handoff);
+    let result = trusted_boot::stage1(&Mapped, &layout(), handoff);
     // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
     // point of coherency whatever happened (a failure leaves it zeroed).
     super::mmu::clean_range_to_poc(HANDOFF.base as usize, size_of::<BootHandoff>());

@@ -7,6 +7,9 @@ use tzmk_trust::manifest::ManifestBuilder;
 use tzmk_trust::SigningKey;
 
 const PROVISIONING: u64 = 0x10_0000;
+/// A small monitor image for the fakes (the real one reaches the provisioning block).
+const MONITOR_END: u64 = 0x1000;
+const MONITOR_IMAGE: [u8; 0x1000] = [0xd5; 0x1000];
 const MANIFEST: u64 = 0x10_1000;
 const SECURE_ENTRY: u64 = 0x7000_0000;
 const KERNEL: u64 = 0xc020_0000;
@@ -15,6 +18,7 @@ const INITRD: u64 = 0xc840_0000;
 const UDS: [u8; 32] = [0x55; 32];
 
 const LAYOUT: Layout = Layout {
+    monitor: Window { base: 0, end: MONITOR_END },
     provisioning: PROVISIONING,
     manifest: MANIFEST,
     windows: [
@@ -106,6 +110,7 @@ impl Boot {
     fn memory_with(&self, manifest: Vec<u8>) -> FakeMemory {
         let provisioning = Provisioning::new(UDS, platform_key().verifying_key().to_bytes(), self.floor);
         let mut regions = vec![
+            (0, MONITOR_IMAGE.to_vec()),
             (PROVISIONING, provisioning.as_bytes().to_vec()),
             (MANIFEST, manifest),
             (KERNEL, self.kernel.clone()),
@@ -174,11 +179,13 @@ fn a_good_boot_verifies_measures_and_hands_off() {
     assert_eq!((handoff.cdi_attest, handoff.cdi_seal), (cdis.attest, cdis.seal));
     let device = dice::device_identity_key(&UDS).verifying_key().to_bytes();
     assert_eq!(handoff.device_public_key, device);
+    assert_eq!(handoff.platform_public_key, platform_key().verifying_key().to_bytes());
+    assert_eq!(handoff.monitor_sha256[..], Sha256::digest(MONITOR_IMAGE)[..], "the monitor measured itself");
 
     // The certificate verifies with the device key and certifies layer 1's key.
     let certificate = &handoff.certificate[..handoff.certificate_length as usize];
     let certified = verify_certificate(certificate, &handoff.device_public_key).unwrap();
-    assert_eq!(certified.subject_public_key, dice::key_pair_from_cdi(&cdis.attest).verifying_key().to_bytes());
+    assert_eq!(certified.subject_public_key(), Some(dice::key_pair_from_cdi(&cdis.attest).verifying_key().to_bytes()));
     assert_eq!(certified.code_hash[..], Sha512::digest(&secure)[..]);
     assert_eq!(certified.config_descriptor, &descriptor[..length]);
     assert_eq!(certified.mode, Mode::Normal as u8);

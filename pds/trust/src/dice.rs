@@ -679,7 +679,7 @@ mod verify {
     /// the strict Ed25519 signature over the COSE `Sig_structure`, then every claim the profile
     /// requires (types and sizes), `iss` and `sub` against the two keys' IDs, the configuration
     /// hash against the descriptor, and keyCertSign. A chain is walked by passing each result's
-    /// `subject_public_key` as the next certificate's issuer key.
+    /// `subject_public_key()` as the next certificate's issuer key.
     pub fn verify_certificate(certificate: &[u8], issuer_public_key: &[u8; 32]) -> Result<Certified, DiceError> {
         let mut decoder = Decoder::new(certificate);
         if decoder.datatype().map_err(malformed("COSE_Sign1"))? != Type::Array {

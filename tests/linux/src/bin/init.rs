@@ -27,6 +27,8 @@ const MODULE_PATH: &str = "/tzmk_probe.ko";
 /// busy host; a step still running after this has hung.
 const WATCHDOG: Duration = Duration::from_secs(200);
 const TIMER_SLEEP: Duration = Duration::from_secs(1);
+/// Where `tzctl attest -o` writes the token (and `.chain`) in the initramfs's root.
+const EVIDENCE_PATH: &str = "/evidence.cbor";
 
 /// The step running now, for the watchdog's FAIL line.
 static STEP: Mutex<&str> = Mutex::new("starting");
@@ -294,6 +296,18 @@ fn check_tzctl() -> Result<(), String> {
     say(&format!("tzctl attest: {}", attest.trim()));
     if attest.trim() != "attestation-pd interface v1" {
         return Err(format!("tzctl attest answered {attest:?}"));
+    }
+    // Evidence from inside Linux: the host checks it with tzmk verify and an outside verifier
+    // (tests/qemu_linux.rs, full_system), from these two lines.
+    let evidence = finished(
+        tzctl(&["attest", "--nonce", tzmk_linux_guest::EVIDENCE_NONCE, "-o", EVIDENCE_PATH], None)?,
+        "tzctl attest --nonce",
+    )?;
+    say(&format!("tzctl attest --nonce: {}", evidence.trim()));
+    for (what, path) in [("token", EVIDENCE_PATH.to_owned()), ("chain", format!("{EVIDENCE_PATH}.chain"))] {
+        let bytes = fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        say(&format!("evidence {what} {hex}"));
     }
     // The rest of tzctl's commands, unchanged from the simulator.
     let status = finished(tzctl(&["status"], None)?, "tzctl status")?;
