@@ -214,6 +214,9 @@ pub const EVIDENCE_NONCE: &str = "74a7e6b1c0d2f3e4a5b6c7d8e9f0011223344556677889
 pub const RUNTIME_MEASUREMENT_NAME: &str = "guest-app";
 pub const RUNTIME_MEASUREMENT_BYTES: &[u8] = b"a workload the normal world started, measured by tzctl\n";
 
+/// How long each hostile case of `tzmk-hostile gic` lasts (rt-task releases every millisecond).
+pub const HOSTILE_HOLD_MS: u64 = 300;
+
 /// The system bench in the initramfs (tzmk.expect=bench).
 pub const BENCH_PATH: &str = "/bin/tzmk-bench";
 /// The one line tzmk.ko's probe logs when the monitor runs no secure world.

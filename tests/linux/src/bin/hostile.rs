@@ -9,6 +9,15 @@
 //!   get an error code and change nothing else. Prints `tzmk-hostile: calls: N refused` or a
 //!   `FAIL` line naming the call that was not refused.
 //! - `tzmk-hostile unprivileged PORT`: as uid 1000, opening the root-only port must be refused.
+//! - `tzmk-hostile gic HOLD_MS`: the normal world against the real-time task (issue 13): through
+//!   /dev/mem it writes every GIC distributor register of the kick (SPI 144) and of rt-task's
+//!   timer (PPI 30, this CPU's bank: the secure core's is out of any other core's reach), writes
+//!   GICD_CTLR and aims GICD_SGIR at the secure core; it storms `notify_secure`, takes a CPU off
+//!   and on line (PSCI CPU_OFF/CPU_ON) over and over, floods the sink port, and reads and writes
+//!   secure RAM. Each case holds for HOLD_MS, reads back what the write did, and prints rt-task's
+//!   releases, misses and overruns during it (`rt-task: ...` counts from the rt port); a register
+//!   write to a Group 0 interrupt that took effect where GIC-400 ignores it, a case that stopped
+//!   rt-task's releases, or secure RAM that answered is a FAIL.
 //!
 //! Exit status 0 when every expectation held.
 
@@ -244,12 +253,347 @@ fn unprivileged(port: &str) {
     }
 }
 
+/// QEMU virt's GIC distributor (monitor/platform/qemu-virt.toml, `gic-distributor`).
+const GICD_BASE: u64 = 0x0800_0000;
+/// The kick (Group 0, the secure core's) and rt-task's timer (the EL1 physical timer's PPI).
+const KICK: usize = 144;
+const RT_TIMER: usize = 30;
+/// Secure RAM (`secure-ram`: aborts non-secure accesses).
+const SECURE_RAM: u64 = 0x0e00_0000;
+
+/// A /dev/mem mapping of one page.
+struct Mmio(*mut u32);
+
+impl Mmio {
+    fn map(address: u64) -> std::io::Result<Mmio> {
+        let file = OpenOptions::new().read(true).write(true).custom_flags_sync().open("/dev/mem")?;
+        // SAFETY: a fresh shared mapping of one page of /dev/mem; nothing else refers to it.
+        let pointer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                address as libc::off_t,
+            )
+        };
+        if pointer == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mmio(pointer.cast()))
+    }
+
+    fn read(&self, offset: usize) -> u32 {
+        // SAFETY: offset < 4096 and aligned: inside the mapped page (device memory, O_SYNC).
+        unsafe { self.0.add(offset / 4).read_volatile() }
+    }
+
+    fn write(&self, offset: usize, value: u32) {
+        // SAFETY: as `read`.
+        unsafe { self.0.add(offset / 4).write_volatile(value) }
+    }
+
+    fn read_byte(&self, offset: usize) -> u8 {
+        // SAFETY: as `read`; the GIC's byte-accessible registers (priority, targets).
+        unsafe { self.0.cast::<u8>().add(offset).read_volatile() }
+    }
+
+    fn write_byte(&self, offset: usize, value: u8) {
+        // SAFETY: as `read_byte`.
+        unsafe { self.0.cast::<u8>().add(offset).write_volatile(value) }
+    }
+}
+
+trait SyncOpen {
+    fn custom_flags_sync(&mut self) -> &mut Self;
+}
+
+impl SyncOpen for OpenOptions {
+    fn custom_flags_sync(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_SYNC)
+    }
+}
+
+/// rt-task's counters from the rt port: (releases, misses, overruns), as published after
+/// `after` releases (rt-task publishes at its next release when asked, and once a second; under
+/// TCG on a loaded host "next" can be tens of milliseconds away). `None` if nothing newer came
+/// within two seconds: rt-task stopped.
+fn rt_counts(rt: &tzcomm::Port, after: Option<u64>) -> Option<(u64, u64, u64)> {
+    use tzmk_interface::port::command;
+    use zerocopy::FromBytes;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let _ = rt.call(command::RT_REFRESH, &[]);
+        std::thread::sleep(Duration::from_millis(20));
+        if let Ok(bytes) = rt.call(command::RT_LATENCY, &[]) {
+            if let Ok(latency) = tzmk_interface::rt::RtLatency::read_from_bytes(&bytes) {
+                if after.is_none_or(|releases| latency.releases > releases) {
+                    return Some((latency.releases, latency.misses, latency.overruns));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One hostile case: `action` runs for `hold` (repeating its writes) and says what it saw.
+fn hostile_case(
+    rt: &tzcomm::Port,
+    name: &str,
+    hold: Duration,
+    action: impl FnOnce(Duration) -> Result<String, String>,
+) {
+    let before = rt_counts(rt, None).unwrap_or_else(|| fail("the rt port answered no latency figures".into()));
+    let started = Instant::now();
+    let effect = action(hold).unwrap_or_else(|reason| fail(format!("{name}: {reason}")));
+    let after = rt_counts(rt, Some(before.0))
+        .unwrap_or_else(|| fail(format!("{name}: rt-task published nothing new for 2 s after the case: it stopped")));
+    let elapsed = started.elapsed();
+    let (releases, misses, overruns) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    println!(
+        "tzmk-hostile: gic: {name}: {effect}; rt-task: {releases} releases, {misses} misses, {overruns} overruns in {} ms",
+        elapsed.as_millis()
+    );
+}
+
+/// Repeats `write` until `hold` has passed (at least once).
+fn storm(hold: Duration, mut write: impl FnMut()) -> u64 {
+    let started = Instant::now();
+    let mut count = 0;
+    while count == 0 || started.elapsed() < hold {
+        write();
+        count += 1;
+    }
+    count
+}
+
+/// A Group 0 register write must be ignored (GIC-400, and QEMU for these registers).
+fn ignored(what: &str, before: u32, after: u32) -> Result<String, String> {
+    if before == after {
+        Ok(format!("{what} unchanged ({after:#010x}): ignored"))
+    } else {
+        Err(format!("{what} was {before:#010x}, is {after:#010x} after a non-secure write to a Group 0 interrupt"))
+    }
+}
+
+/// `notify_secure` through tzmk.ko (TZMK_IOC_KICK on an open port node).
+struct Kicker(std::fs::File);
+
+impl Kicker {
+    fn open(port: &str) -> Kicker {
+        Kicker(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(device(port))
+                .unwrap_or_else(|e| fail(format!("open {port}: {e}"))),
+        )
+    }
+
+    fn kick(&self) -> Result<(), String> {
+        // SAFETY: TZMK_IOC_KICK takes no argument.
+        let result = unsafe { libc::ioctl(self.0.as_raw_fd(), tzmk_interface::driver::IOC_KICK as _, 0usize) };
+        if result < 0 {
+            return Err(format!("TZMK_IOC_KICK: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+fn gic(hold_ms: u64) {
+    let hold = Duration::from_millis(hold_ms);
+    let tz = tzcomm::Tz::driver().unwrap_or_else(|e| fail(format!("tzmk.ko: {e}")));
+    let rt = tz.open("rt").unwrap_or_else(|e| fail(format!("open rt: {e}")));
+    let kicker = Kicker::open("echo-small");
+    let gicd = Mmio::map(GICD_BASE).unwrap_or_else(|e| fail(format!("/dev/mem at {GICD_BASE:#x}: {e}")));
+    let (word, bit) = (4 * (KICK / 32), 1u32 << (KICK % 32));
+    // Bit registers of the kick: each write must leave the register as it was.
+    for (name, set, clear) in [
+        ("kick enable (GICD_ICENABLER)", 0x180, 0x100),
+        ("kick pending (GICD_ISPENDR/ICPENDR)", 0x200, 0x280),
+        ("kick active (GICD_ISACTIVER/ICACTIVER)", 0x300, 0x380),
+        ("kick group (GICD_IGROUPR)", 0x080, 0x080),
+    ] {
+        hostile_case(&rt, name, hold, |hold| {
+            let before = (gicd.read(set + word), gicd.read(clear + word));
+            let writes = storm(hold, || {
+                gicd.write(set + word, bit);
+                gicd.write(clear + word, bit);
+            });
+            let after = (gicd.read(set + word), gicd.read(clear + word));
+            ignored(&format!("{writes} x 2 writes: bit {}", KICK % 32), before.0 & bit, after.0 & bit)
+                .and_then(|said| ignored("and its pair", before.1 & bit, after.1 & bit).map(|_| said))
+        });
+    }
+    hostile_case(&rt, "kick priority (GICD_IPRIORITYR)", hold, |hold| {
+        let before = gicd.read_byte(0x400 + KICK);
+        let writes = storm(hold, || gicd.write_byte(0x400 + KICK, 0xf0));
+        ignored(&format!("{writes} writes of 0xf0"), before.into(), gicd.read_byte(0x400 + KICK).into())
+    });
+    hostile_case(&rt, "kick configuration (GICD_ICFGR)", hold, |hold| {
+        let offset = 0xc00 + 4 * (KICK / 16);
+        let field = 3u32 << (2 * (KICK % 16));
+        let before = gicd.read(offset);
+        let writes = storm(hold, || gicd.write(offset, before ^ field));
+        ignored(&format!("{writes} writes"), before & field, gicd.read(offset) & field)
+    });
+    // QEMU (unlike GIC-400) lets this one through: the monitor re-aims the kick at the secure
+    // core on every notify_secure, before it pends it (docs/qemu-and-sel4-facts.md).
+    hostile_case(&rt, "kick target (GICD_ITARGETSR)", hold, |hold| {
+        let before = gicd.read_byte(0x800 + KICK);
+        let writes = storm(hold, || gicd.write_byte(0x800 + KICK, 0x02));
+        let hostile = gicd.read_byte(0x800 + KICK);
+        kicker.kick()?;
+        let after = gicd.read_byte(0x800 + KICK);
+        if after != before {
+            return Err(format!("after notify_secure the kick targets {after:#04x}, not {before:#04x}"));
+        }
+        Ok(format!(
+            "{writes} writes of 0x02 read back {hostile:#04x} (QEMU deviation: GIC-400 ignores them); the monitor's \
+             notify_secure re-aimed it at {after:#04x}"
+        ))
+    });
+    // rt-task's timer is a PPI: its registers are banked per CPU, so a Linux core reaches only
+    // its own copy. This CPU's copy changes; the secure core's cannot be named from here.
+    hostile_case(&rt, "rt timer PPI 30 (this CPU's bank)", hold, |hold| {
+        let priority = gicd.read_byte(0x400 + RT_TIMER);
+        let enabled = gicd.read(0x100) & (1 << RT_TIMER);
+        let writes = storm(hold, || {
+            gicd.write(0x180, 1 << RT_TIMER);
+            gicd.write(0x200, 1 << RT_TIMER);
+            gicd.write(0x280, 1 << RT_TIMER);
+            gicd.write_byte(0x400 + RT_TIMER, 0xf0);
+        });
+        let seen = gicd.read_byte(0x400 + RT_TIMER);
+        gicd.write_byte(0x400 + RT_TIMER, priority);
+        if enabled != 0 {
+            gicd.write(0x100, enabled);
+        }
+        Ok(format!("{writes} x 4 writes; this CPU's PPI 30 priority read {seen:#04x} (banked: Linux's own copy)"))
+    });
+    hostile_case(&rt, "GICD_CTLR", hold, |hold| {
+        let before = gicd.read(0);
+        // A non-secure write reaches EnableGrp1 alone: Linux switches off its own interrupts
+        // (busy-wait meanwhile: no timer interrupt comes), never the secure world's Group 0.
+        let writes = storm(hold, || gicd.write(0, 0));
+        let during = gicd.read(0);
+        gicd.write(0, before);
+        Ok(format!("{writes} writes of 0: read {during:#x} (Linux's Group 1 off), restored {before:#x}"))
+    });
+    // QEMU (unlike GIC-400) delivers these to the secure core: a non-secure write to GICD_SGIR
+    // may only raise Group 1 SGIs, and seL4's are Group 0. seL4's debug kernel logs each one it
+    // takes ("Received disabled IRQ: N") on the secure console at 115200 baud, so the case sends a
+    // trickle (one every 10 ms, every id, NSATT 0 and 1) to show the effect without drowning it.
+    hostile_case(&rt, "GICD_SGIR at the secure core", hold, |hold| {
+        let mut id = 0u32;
+        let started = Instant::now();
+        while id == 0 || started.elapsed() < hold {
+            // Target list: CPU interface 0 (the secure core).
+            gicd.write(0xf00, (1 << 16) | ((id & 16) << 11) | (id & 15));
+            id += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(format!("{id} SGIs (every id, NSATT 0 and 1): see seL4's console for the ones it took"))
+    });
+    hostile_case(&rt, "notify_secure storm", hold, |hold| {
+        let mut refused = 0u64;
+        let calls = storm(hold, || {
+            if kicker.kick().is_err() {
+                refused += 1;
+            }
+        });
+        if refused > 0 {
+            return Err(format!("{refused} of {calls} notify_secure calls failed"));
+        }
+        Ok(format!("{calls} notify_secure calls"))
+    });
+    let hotplug = format!("PSCI CPU_OFF/CPU_ON storm (Linux's cpu {})", tzmk_linux_guest::HOTPLUG_CPU);
+    hostile_case(&rt, &hotplug, hold, |hold| {
+        let path = format!("/sys/devices/system/cpu/cpu{}/online", tzmk_linux_guest::HOTPLUG_CPU);
+        let path = path.as_str();
+        let mut cycles = 0u64;
+        let started = Instant::now();
+        while cycles == 0 || started.elapsed() < hold {
+            for value in ["0", "1"] {
+                std::fs::write(path, value).map_err(|e| format!("{path} <- {value}: {e}"))?;
+            }
+            cycles += 1;
+        }
+        Ok(format!("{cycles} off/on cycles"))
+    });
+    hostile_case(&rt, "port flood (sink)", hold, |hold| {
+        let mut sink = tz.open("sink").map_err(|e| format!("open sink: {e}"))?;
+        let message = vec![0x5au8; 4096];
+        let mut sent = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < hold {
+            sink.write(&message).map_err(|e| format!("sink: {e}"))?;
+            sent += 1;
+        }
+        Ok(format!("{sent} messages of 4096 B"))
+    });
+    hostile_case(&rt, "secure RAM read and write", hold, |_| {
+        let mut said = Vec::new();
+        for write in [false, true] {
+            // In a child: the access must end it with SIGBUS (an external abort), and nothing
+            // of secure RAM may come back.
+            // SAFETY: the child only maps, touches one word, prints and leaves (`_exit`); it
+            // takes no lock another thread could hold (this process runs no other threads).
+            match unsafe { libc::fork() } {
+                0 => {
+                    let code = match Mmio::map(SECURE_RAM) {
+                        Err(_) => 3,
+                        Ok(ram) => {
+                            if write {
+                                ram.write(0, 0xdead_beef);
+                            }
+                            let value = ram.read(0);
+                            println!("tzmk-hostile: secure RAM answered {value:#x}");
+                            4
+                        }
+                    };
+                    // SAFETY: the child leaves at once.
+                    unsafe { libc::_exit(code) }
+                }
+                -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+                child => {
+                    let mut status = 0;
+                    // SAFETY: waiting for our own child.
+                    unsafe { libc::waitpid(child, &mut status, 0) };
+                    let what = if write { "write" } else { "read" };
+                    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS {
+                        said.push(format!("{what}: SIGBUS"));
+                    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3 {
+                        said.push(format!("{what}: /dev/mem refused the mapping"));
+                    } else {
+                        return Err(format!("secure RAM {what}: the child ended with status {status:#x}"));
+                    }
+                }
+            }
+        }
+        Ok(said.join(", "))
+    });
+    // Whatever the normal world did to the kick's registers, comm-pd still hears it.
+    let mut echo = tz.open("echo").unwrap_or_else(|e| fail(format!("open echo: {e}")));
+    echo.set_timeout(Some(Duration::from_secs(10)));
+    echo.write(b"after the hostile cases").unwrap_or_else(|e| fail(format!("echo: {e}")));
+    let mut reply = [0u8; 64];
+    let n = echo.read(&mut reply).unwrap_or_else(|e| fail(format!("echo: comm-pd no longer answers: {e}")));
+    if &reply[..n] != b"after the hostile cases" {
+        fail(format!("echo answered {:?}", &reply[..n]));
+    }
+    println!("tzmk-hostile: gic: every case held; the echo port still answers");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[1..] {
         ["rings", port, millis] => rings(port, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?")))),
         ["calls", port] => calls(port),
         ["unprivileged", port] => unprivileged(port),
-        _ => fail("usage: tzmk-hostile rings PORT MILLIS | calls PORT | unprivileged PORT".into()),
+        ["gic", millis] => gic(millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?")))),
+        _ => fail("usage: tzmk-hostile rings PORT MILLIS | calls PORT | unprivileged PORT | gic MILLIS".into()),
     }
 }

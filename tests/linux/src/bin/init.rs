@@ -18,7 +18,7 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 use tzmk_linux_guest::{
     check_cpus_online, check_doorbells, check_driver_test, check_echo_report, check_hotplug_offline, check_port_list,
     counter_delta, kmsg_message, Expect, Probe, BENCH_PATH, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD,
-    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
+    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_HOLD_MS, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
 };
 
 /// Where build.mk's linux-initramfs puts the module.
@@ -155,6 +155,18 @@ fn check_driver(expect: Expect) -> Result<(), String> {
             say("tzmk-check passed");
             step("tzctl through the driver: list, three pinned echoes at once, attest, rt stats");
             check_tzctl()?;
+            step("a hostile normal world against rt-task: GIC registers, SGIs, notify_secure and PSCI storms, a port flood, secure RAM");
+            let output = std::process::Command::new(HOSTILE_PATH)
+                .args(["gic", &HOSTILE_HOLD_MS.to_string()])
+                .output()
+                .map_err(|error| format!("{HOSTILE_PATH} gic: {error}"))?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            for line in text.lines() {
+                println!("{line}");
+            }
+            if !output.status.success() {
+                return Err(format!("{HOSTILE_PATH} gic failed ({}): its last line says why", output.status));
+            }
         }
         Expect::Standalone => {
             if !kernel_log()?.iter().any(|line| line == DRIVER_NO_SECURE_WORLD) {
