@@ -94,13 +94,11 @@ impl Sha256 {
         let bits = self.length.wrapping_mul(8);
         let mut padding = [0u8; 72];
         padding[0] = 0x80;
-        // Up to the last 8 bytes of a block, then the length: 1..=64 bytes of padding.
+        // 0x80, then zeros up to the last 8 bytes of a block, then the length: 9..=72 bytes.
         let zeros = (64 + 56 - 1 - self.buffered) % 64;
         padding[1 + zeros..9 + zeros].copy_from_slice(&bits.to_be_bytes());
-        let length = self.length;
         self.update(&padding[..9 + zeros]);
         debug_assert!(self.buffered == 0);
-        self.length = length;
         let mut digest = [0u8; 32];
         for (bytes, word) in digest.chunks_exact_mut(4).zip(self.state) {
             bytes.copy_from_slice(&word.to_be_bytes());
