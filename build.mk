@@ -23,7 +23,7 @@ SHELL := bash
 
 # Debian packages the test layers use; installed by `setup` when running as root (CI), otherwise
 # named in a message.
-APT_PACKAGES := graphviz binutils-aarch64-linux-gnu
+APT_PACKAGES := graphviz binutils-aarch64-linux-gnu qemu-user
 RUST_TARGETS := aarch64-unknown-none aarch64-unknown-none-softfloat aarch64-unknown-linux-musl
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo
 	@echo "The EL3 monitor (monitor/README.md, docs/monitor.md):"
 	@echo "  make -f build.mk monitor    $(BUILD_DIR)/monitor.bin, the secure flash image (-bios)"
+	@echo "  make -f build.mk monitor-sha256  the Armv8 SHA-256 block function's known answers under qemu-aarch64"
 	@echo "  make -f build.mk qemu-linux the monitor with Debian's kernel on cores 1-3, no secure image"
 	@echo "  make -f build.mk qemu       with the SDK: seL4 and its PDs on core 0, Linux on cores 1-3"
 	@echo "  make -f build.mk qemu-boot  trusted boot stops a bad manifest or a tampered image (the secure one with the SDK)"
@@ -82,7 +83,7 @@ setup:
 	@python3 -c 'import pycose, cbor2' 2>/dev/null || { echo "setup: installing pycose and cbor2 (PyPI)"; \
 	    python3 -m pip install -q --disable-pip-version-check pycose cbor2 || echo "setup: pip could not install pycose (the token cross-check will say SKIPPED)"; }
 
-test: setup lint unit audit check-picture pds monitor demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu qemu-boot run-test system-bench
+test: setup lint unit audit check-picture pds monitor monitor-sha256 demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu qemu-boot run-test system-bench
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -510,6 +511,8 @@ endef
 .PHONY: monitor linux-dtbs qemu-linux qemu
 MONITOR_TARGET := aarch64-unknown-none-softfloat
 MONITOR_ELF = $(TARGET_DIR)/$(MONITOR_TARGET)/release/tzmk-monitor
+# The one symbol of the monitor allowed FP/SIMD instructions (the FP/SIMD check below).
+MONITOR_SIMD_SYMBOL := tzmk_sha256_armv8_blocks
 LINUX_BOOTARGS := console=ttyAMA0 panic=-1
 # TZMK_MONITOR_BIN is the secure flash image (the monitor, the provisioning block, the manifest).
 QEMU_LINUX_RUN = TZMK_LINUX_DIR=$(abspath $(LINUX_DIR)) $(CARGO) test --locked -q -p tzmk-tests --test qemu_linux
@@ -519,12 +522,31 @@ monitor:
 	@command -v $(LINUX_CROSS)objcopy >/dev/null || { echo "error: monitor: no $(LINUX_CROSS)objcopy (Debian package binutils-aarch64-linux-gnu; make -f build.mk setup installs it)" >&2; exit 1; }
 	@mkdir -p $(BUILD_DIR)
 	$(LINUX_CROSS)objcopy -O binary $(MONITOR_ELF) $(MONITOR_BIN)
-	@# No FP/SIMD instruction anywhere (the soft-float target's promise; sha2 has an Armv8 SHA-2
-	@# backend that must stay unselected): a mnemonic f..., or a first operand q/d/s/h/b/v.
-	@simd=$$($(LINUX_CROSS)objdump -d --no-show-raw-insn $(MONITOR_ELF) | \
-	    awk -F'\t' 'NF>=3 && ($$2 ~ /^f/ || $$3 ~ /^\{?[qdsbhv][0-9]+[,.]/)'); \
-	if [ -n "$$simd" ]; then echo "error: monitor: FP/SIMD instructions in $(MONITOR_ELF):" >&2; echo "$$simd" | head -n 5 >&2; exit 1; fi
+	@# No FP/SIMD instruction (a mnemonic f..., a first operand q/d/s/h/b/v, a v register anywhere)
+	@# outside one symbol's range: $(MONITOR_SIMD_SYMBOL) (monitor/sha256/src/armv8.S), the SHA-256
+	@# block function with the Armv8 instructions that trusted boot stage 1 runs on core 0 before any
+	@# world (docs/trusted-boot.md). Everything below its start and from its end (nm's address and
+	@# size) is disassembled and checked; sha2's own Armv8 backend must stay unselected.
+	@# Without the symbol (a monitor that never calls it) every instruction is checked.
+	@range=$$($(LINUX_CROSS)nm -S --defined-only $(MONITOR_ELF) | awk '$$4 == "$(MONITOR_SIMD_SYMBOL)" { print "0x" $$1, "0x" $$2 }'); \
+	if [ "$$(grep -c . <<< "$$range")" -gt 1 ]; then echo "error: monitor: more than one $(MONITOR_SIMD_SYMBOL) in $(MONITOR_ELF) (nm -S: $$range)" >&2; exit 1; fi; \
+	if [ -n "$$range" ]; then read -r start size <<< "$$range"; else start=0; size=0; fi; end=$$((start + size)); \
+	simd=$$({ if [ -n "$$range" ]; then $(LINUX_CROSS)objdump -d --no-show-raw-insn --stop-address=$$start $(MONITOR_ELF); fi; \
+	          $(LINUX_CROSS)objdump -d --no-show-raw-insn --start-address=$$end $(MONITOR_ELF); } | \
+	    awk -F'\t' 'NF>=3 && ($$2 ~ /^f/ || $$3 ~ /^\{?[qdsbhv][0-9]+[,.]/ || $$3 ~ /(^|[ ,{])v[0-9]+\./)'); \
+	if [ -n "$$simd" ]; then echo "error: monitor: FP/SIMD instructions in $(MONITOR_ELF) outside $(MONITOR_SIMD_SYMBOL):" >&2; echo "$$simd" | head -n 5 >&2; exit 1; fi
 	@echo "monitor: $(MONITOR_BIN), $$(stat -c %s $(MONITOR_BIN)) bytes (.text $$($(LINUX_CROSS)size -A $(MONITOR_ELF) | awk '$$1==".text"{print $$2}') B)"
+
+# The monitor's one piece of FP/SIMD code, the Armv8 SHA-256 block function (monitor/sha256/),
+# against FIPS 180-4's known answers and random messages: built for aarch64-unknown-linux-musl
+# (linked by rust-lld) and run on an emulated Cortex-A53, the CPU every boot uses, by qemu-user.
+.PHONY: monitor-sha256
+monitor-sha256:
+	@if ! command -v qemu-aarch64 >/dev/null; then \
+	    echo "SKIPPED: no qemu-aarch64 (Debian package qemu-user; make -f build.mk setup installs it): the Armv8 SHA-256 block function's known answers not run"; \
+	else CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+	    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a53" \
+	    $(CARGO) test --locked -q -p tzmk-sha256 --target aarch64-unknown-linux-musl; fi
 
 # Linux's DTBs, generated from the platform description and system.xml; tzmk.expect tells /init
 # what the SiP service must answer (tests/linux/README.md).

@@ -15,10 +15,11 @@
 //! states the crypto crates leave behind).
 
 use core::fmt;
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha512};
 use tzmk_interface::attestation::{
     BootHandoff, HANDOFF_CERT_MAX, HANDOFF_LOG_MAX, HANDOFF_MAGIC, HANDOFF_MANIFEST_SIZE, HANDOFF_VERSION,
 };
+use tzmk_sha256::{BlockFunction, Sha256};
 use tzmk_trust::dice::{self, Config, DiceError, Inputs, Mode};
 use tzmk_trust::eventlog::{EventLogError, EventLogWriter};
 use tzmk_trust::manifest::{ImageKind, Manifest, ManifestError, MANIFEST_SIZE, NAME_SIZE};
@@ -34,11 +35,17 @@ pub trait Memory {
     /// mapped, or the range wraps).
     fn read(&self, address: u64, length: u64) -> Option<&[u8]>;
 
+    /// The SHA-256 block function every image hash goes through (the monitor picks the Armv8
+    /// instructions where the CPU has them; the default is the `sha2` crate's portable code).
+    fn sha256_blocks(&self) -> BlockFunction {
+        tzmk_sha256::software
+    }
+
     /// SHA-256 of the `length` bytes at `address`. The default hashes [`read`](Memory::read)'s
     /// slice; memory at physical address 0 (secure flash on QEMU virt, where the monitor itself
     /// is) must override it: a Rust reference is never null, so no slice can start there.
     fn sha256(&self, address: u64, length: u64) -> Option<[u8; 32]> {
-        self.read(address, length).map(|bytes| Sha256::digest(bytes).into())
+        self.read(address, length).map(|bytes| Sha256::digest(self.sha256_blocks(), bytes))
     }
 }
 
@@ -279,9 +286,10 @@ fn blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xff)
 }
 
-/// SHA-256 (and, for the secure image, SHA-512: DICE's code hash) of an image in memory.
-fn hash(bytes: &[u8], with_sha512: bool) -> ([u8; 32], Option<[u8; 64]>) {
-    let mut sha256 = Sha256::new();
+/// SHA-256 through `blocks` (and, for the secure image, SHA-512 in software: DICE's code hash) of
+/// an image in memory.
+fn hash(bytes: &[u8], with_sha512: bool, blocks: BlockFunction) -> ([u8; 32], Option<[u8; 64]>) {
+    let mut sha256 = Sha256::new(blocks);
     let mut sha512 = with_sha512.then(Sha512::new);
     for chunk in bytes.chunks(64 * 1024) {
         sha256.update(chunk);
@@ -289,7 +297,7 @@ fn hash(bytes: &[u8], with_sha512: bool) -> ([u8; 32], Option<[u8; 64]>) {
             sha512.update(chunk);
         }
     }
-    (sha256.finalize().into(), sha512.map(|h| h.finalize().into()))
+    (sha256.finalize(), sha512.map(|h| h.finalize().into()))
 }
 
 /// Stage 1. `handoff` is the boot handoff's memory (secure RAM): zeroed first, filled only when
@@ -350,7 +358,7 @@ fn run(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Resu
         let Some(kind) = entry.kind() else { continue };
         let (address, size) = (entry.load_address.get(), entry.size.get());
         let bytes = memory.read(address, size).ok_or(Stage1Error::ImageUnreadable { kind })?;
-        let (sha256, sha512) = hash(bytes, kind == ImageKind::SecureImage);
+        let (sha256, sha512) = hash(bytes, kind == ImageKind::SecureImage, memory.sha256_blocks());
         if let Some(sha512) = sha512 {
             code_hash = sha512;
         }

@@ -6,6 +6,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use tzmk_interface::attestation::BootHandoff;
 use tzmk_monitor::config::{self, PhysRange, STACK_GUARD, STACK_SLOT};
 use tzmk_monitor::trusted_boot::{self, Layout, Memory, Short, Verdict, Window};
+use tzmk_sha256::{BlockFunction, Sha256};
+
+mod sha256;
 
 /// The handoff's page (system.xml's `boot_handoff`, in secure RAM PDs may map).
 const HANDOFF: PhysRange = match config::BOOT_HANDOFF {
@@ -54,8 +57,11 @@ pub fn secure_world_verified() -> bool {
     SECURE_WORLD_VERIFIED.load(Ordering::Acquire)
 }
 
-/// What mmu.rs maps read-only for stage 1: trusted boot's flash blocks and the image windows.
-struct Mapped;
+/// What mmu.rs maps read-only for stage 1: trusted boot's flash blocks and the image windows;
+/// hashed with `blocks` (the Armv8 SHA-256 instructions where the CPU has them: [`sha256`]).
+struct Mapped {
+    blocks: BlockFunction,
+}
 
 impl Memory for Mapped {
     fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
@@ -79,9 +85,8 @@ impl Memory for Mapped {
     /// read with a plain `ldrb` (no Rust pointer may be null, so neither a slice nor
     /// `read_volatile` can reach it), the rest as a slice from address 1.
     fn sha256(&self, address: u64, length: u64) -> Option<[u8; 32]> {
-        use sha2::{Digest, Sha256};
         if address != 0 || length == 0 {
-            return self.read(address, length).map(|bytes| Sha256::digest(bytes).into());
+            return self.read(address, length).map(|bytes| Sha256::digest(self.blocks, bytes));
         }
         if !monitor_image().contains(0, length) {
             return None;
@@ -91,10 +96,14 @@ impl Memory for Mapped {
         // it); a byte load there has no other effect.
         unsafe { core::arch::asm!("ldrb {0:w}, [{1}]", out(reg) first, in(reg) 0u64, options(nostack, readonly)) };
         let rest = self.read(1, length - 1)?;
-        let mut hasher = Sha256::new();
-        hasher.update([first as u8]);
+        let mut hasher = Sha256::new(self.blocks);
+        hasher.update(&[first as u8]);
         hasher.update(rest);
-        Some(hasher.finalize().into())
+        Some(hasher.finalize())
+    }
+
+    fn sha256_blocks(&self) -> BlockFunction {
+        self.blocks
     }
 }
 
@@ -128,7 +137,8 @@ fn stage1() -> Result<Verdict, trusted_boot::Stage1Error> {
     // BootHandoff (asserted above) and no one else uses it before seL4 runs; any bytes are a
     // valid BootHandoff (FromBytes).
     let handoff = unsafe { &mut *(HANDOFF.base as usize as *mut BootHandoff) };
-    let result = trusted_boot::stage1(&Mapped, &layout(), handoff);
+    let memory = Mapped { blocks: sha256::block_function() };
+    let result = trusted_boot::stage1(&memory, &layout(), handoff);
     // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
     // point of coherency whatever happened (a failure leaves it zeroed).
     super::mmu::clean_range_to_poc(HANDOFF.base as usize, size_of::<BootHandoff>());

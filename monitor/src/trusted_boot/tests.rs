@@ -1,6 +1,8 @@
 //! Stage 1 on fake memory: a good boot, every failure, and what the handoff holds.
 
 use super::*;
+use sha2::Sha256;
+use std::cell::Cell;
 use tzmk_trust::dice::verify_certificate;
 use tzmk_trust::eventlog::{self, EventLog};
 use tzmk_trust::manifest::ManifestBuilder;
@@ -200,6 +202,62 @@ fn a_good_boot_verifies_measures_and_hands_off() {
     let names: Vec<&[u8]> = log.events().skip(1).map(|event| event.data).collect();
     assert_eq!(names, [&b"loader.img"[..], b"image", b"tzmk-full.dtb", b"initramfs.cpio"]);
     assert!(log.events().skip(1).all(|e| e.pcr == 0 && e.event_type == eventlog::EV_POST_CODE));
+}
+
+thread_local! {
+    /// Blocks given to [`counting_blocks`] on this test's thread.
+    static BLOCKS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The software block function, counting the blocks.
+fn counting_blocks(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+    BLOCKS.set(BLOCKS.get() + blocks.len() as u64);
+    tzmk_sha256::software(state, blocks);
+}
+
+/// A block function that gets every block wrong.
+fn broken_blocks(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+    tzmk_sha256::software(state, blocks);
+    state[0] ^= 1;
+}
+
+/// Fake memory whose SHA-256 block function is the one given.
+struct WithBlocks(FakeMemory, BlockFunction);
+
+impl Memory for WithBlocks {
+    fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
+        self.0.read(address, length)
+    }
+
+    fn sha256_blocks(&self) -> BlockFunction {
+        self.1
+    }
+}
+
+#[test]
+fn every_image_and_the_monitor_are_hashed_through_the_memorys_block_function() {
+    // A padded message of n bytes is (n + 9) / 64 blocks, rounded up.
+    let blocks = |length: usize| (length as u64 + 9).div_ceil(64);
+    for boot in [Boot::full(), Boot::standalone()] {
+        BLOCKS.set(0);
+        let mut handoff = Box::new(BootHandoff::new_zeroed());
+        let verdict = stage1(&WithBlocks(boot.memory(), counting_blocks), &LAYOUT, &mut handoff).unwrap();
+        assert!(verdict.images.iter().flatten().all(|m| m.matches));
+        let images: u64 = [boot.secure.as_deref().unwrap_or_default(), &boot.kernel, &boot.dtb, &boot.initrd]
+            .iter()
+            .filter(|image| !image.is_empty())
+            .map(|image| blocks(image.len()))
+            .sum();
+        assert_eq!(BLOCKS.get(), blocks(MONITOR_IMAGE.len()) + images, "secure image: {}", boot.secure.is_some());
+    }
+}
+
+#[test]
+fn the_memorys_block_function_decides_the_digests() {
+    // Wrong block function, right images: the standalone boot sees every image differ.
+    let mut handoff = Box::new(BootHandoff::new_zeroed());
+    let error = stage1(&WithBlocks(Boot::standalone().memory(), broken_blocks), &LAYOUT, &mut handoff).unwrap_err();
+    assert!(matches!(error, Stage1Error::DigestMismatch { kind: ImageKind::LinuxKernel, .. }), "{error:?}");
 }
 
 #[test]
