@@ -5,6 +5,9 @@
 //! - [`rta`]: response-time analysis of fixed-priority tasks whose budgets seL4 enforces (MCS
 //!   scheduling contexts with `budget < period` are sporadic servers: a task can take at most its
 //!   budget in any window of its period, whatever it tries), with release jitter and blocking.
+//! - [`periodic`]: the periodic-task framework: an absolute release grid (no drift), each release's
+//!   lateness, completion against its deadline and execution against its budget, misses and
+//!   overruns counted, skipped releases counted as misses.
 //! - [`stats`]: a release-lateness histogram (log-linear buckets, bounded relative error) with
 //!   its percentiles, and the miss and overrun counters.
 //!
@@ -12,5 +15,6 @@
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod periodic;
 pub mod rta;
 pub mod stats;

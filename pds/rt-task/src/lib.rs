@@ -19,73 +19,46 @@ use tzmk_interface::rt::{
     RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC,
     RT_STATS_OFFSET, RT_SUMMARY_EVERY,
 };
+use tzmk_realtime::periodic::{Clock, Framework, Outcome, Params, Periodic};
 use tzmk_realtime::stats::Releases;
 use zerocopy::IntoBytes;
 
-/// The task's period. system.xml gives the PD a budget of 200 us every 1000 us to match.
-pub const PERIOD_US: u32 = 1000;
-/// Each release's relative deadline: the end of its period (an implicit deadline).
-pub const DEADLINE_US: u32 = PERIOD_US;
+/// The parameters the build wrote: [`realtime::PARAMS`] (period and budget from system.xml, the
+/// deadline from pds/realtime.toml) and the task set of this core for the admission test.
+pub mod realtime {
+    include!(concat!(env!("OUT_DIR"), "/realtime.rs"));
+}
+
 /// comm-pd hears about new statistics once a second, not once a period (events aside).
 pub const REPORT_EVERY: u64 = RT_REPORT_EVERY;
 
-/// When the next release is due, and how late the current one is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    period: u64,
-    next_deadline: u64,
-}
+/// The EL1 physical timer's counter as the framework's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counter;
 
-/// One release of the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Release {
-    /// The programmed expiry this release answers (ticks).
-    pub due: u64,
-    /// Ticks between the deadline and now.
-    pub lateness: u64,
-    /// Whole periods that passed without a release (the task overran).
-    pub skipped: u64,
-}
-
-impl Schedule {
-    /// A schedule of `period` ticks whose first release is at `now + period`.
-    pub fn new(now: u64, period: u64) -> Self {
-        assert!(period > 0, "a period of zero ticks never advances");
-        Self { period, next_deadline: now + period }
-    }
-
-    pub fn next_deadline(&self) -> u64 {
-        self.next_deadline
-    }
-
-    /// Accounts a timer interrupt taken at `now` and moves the deadline to the next period in the
-    /// future, skipping periods that already passed (strictly periodic: no catch-up bursts).
-    pub fn release(&mut self, now: u64) -> Release {
-        let deadline = self.next_deadline;
-        let lateness = now.saturating_sub(deadline);
-        let skipped = lateness / self.period;
-        self.next_deadline = deadline + (skipped + 1) * self.period;
-        Release { due: deadline, lateness, skipped }
+impl Clock for Counter {
+    fn now(&mut self) -> u64 {
+        timer::now()
     }
 }
 
-/// Folds a release into the published statistics.
-pub fn account(stats: &mut RtStats, release: Release, lateness_ns: u64) {
+/// Folds a release into the published statistics: `skipped` releases of the grid that never ran.
+pub fn account(stats: &mut RtStats, skipped: u64, lateness_ns: u64) {
     stats.periods += 1;
-    stats.overruns += release.skipped;
+    stats.overruns += skipped;
     stats.max_lateness_ns = stats.max_lateness_ns.max(lateness_ns);
     stats.total_lateness_ns = stats.total_lateness_ns.saturating_add(lateness_ns);
 }
 
 /// The published form of the release statistics.
-pub fn latency(releases: &Releases) -> RtLatency {
+pub fn latency(releases: &Releases, params: Params) -> RtLatency {
     let summary = releases.summary();
     let mut histogram = [0u32; RT_HISTOGRAM_BUCKETS];
     releases.log2_histogram(&mut histogram);
     RtLatency {
         magic: RT_LATENCY_MAGIC,
-        period_us: PERIOD_US,
-        deadline_us: DEADLINE_US,
+        period_us: params.period_us as u32,
+        deadline_us: params.deadline_us as u32,
         reserved: 0,
         releases: summary.releases,
         misses: summary.misses,
@@ -127,11 +100,11 @@ impl Events {
     /// Accounts one release, after [`account`] folded it into `stats`: an overrun event when it
     /// skipped periods, a summary at the end of each window. Returns whether comm-pd must be
     /// notified (it asked for a signal, sDDF's protocol).
-    pub fn release(&mut self, stats: &mut RtStats, release: Release, lateness_ns: u64) -> bool {
+    pub fn release(&mut self, stats: &mut RtStats, skipped: u64, lateness_ns: u64) -> bool {
         self.window_lateness_ns = self.window_lateness_ns.max(lateness_ns);
-        self.window_skipped += release.skipped;
-        if release.skipped > 0 {
-            self.send(stats, RtEventKind::Overrun, lateness_ns, release.skipped);
+        self.window_skipped += skipped;
+        if skipped > 0 {
+            self.send(stats, RtEventKind::Overrun, lateness_ns, skipped);
         }
         if stats.periods.is_multiple_of(RT_SUMMARY_EVERY) {
             let (lateness, skipped) = (self.window_lateness_ns, self.window_skipped);
@@ -196,11 +169,11 @@ pub struct RtTask {
     events: Events,
     comm: Channel,
     timer: Channel,
-    schedule: Schedule,
+    /// The release grid and every release's lateness, completion and overrun (2 KiB, held in the
+    /// event loop's frame: system.xml gives rt-task a 16 KiB stack, docs/stack.md).
+    framework: Framework,
     stats: RtStats,
-    /// Every release's lateness, completion and overrun (2 KiB, held in the event loop's frame:
-    /// system.xml gives rt-task a 16 KiB stack, docs/stack.md).
-    releases: Releases,
+    work: Work,
 }
 
 pub fn init() -> RtTask {
@@ -209,8 +182,12 @@ pub fn init() -> RtTask {
     let events_region = memory_region!(events_vaddr, events_size);
     let comm = channel!(comm_channel);
     let timer_irq = channel!(timer_irq);
-    let schedule = Schedule::new(timer::now(), timer::ticks_from_micros(u64::from(PERIOD_US)));
-    let stats = RtStats { magic: RT_STATS_MAGIC, period_us: PERIOD_US, ..RtStats::default() };
+    let params = realtime::PARAMS;
+    let framework = match Framework::new(params, timer::frequency(), timer::now()) {
+        Ok(framework) => framework,
+        Err(e) => panic!("the parameters the build wrote: {e}"),
+    };
+    let stats = RtStats { magic: RT_STATS_MAGIC, period_us: params.period_us as u32, ..RtStats::default() };
     let base = NonNull::new(events_region.as_ptr());
     // SAFETY: system.xml maps rt_events read-write into rt-task for its whole life, and into
     // comm-pd, the ring's consumer, only (`tzmk audit` reports every PD that maps a region).
@@ -219,12 +196,18 @@ pub fn init() -> RtTask {
         Some(Err(e)) => panic!("{}", Error::Events(e)),
         None => panic!("{}", Error::Events(LayoutError::Misaligned)),
     };
-    let task = RtTask { shared, events, comm, timer: timer_irq, schedule, stats, releases: Releases::default() };
+    let task = RtTask { shared, events, comm, timer: timer_irq, framework, stats, work: Work };
     if let Err(e) = task.publish() {
         panic!("{e}");
     }
-    timer::set_deadline(task.schedule.next_deadline());
-    log::info!("ready: period {PERIOD_US} us on the physical timer (channel {})", timer_irq.index());
+    timer::set_deadline(task.framework.next_expiry());
+    log::info!(
+        "ready: period {} us, budget {} us, deadline {} us on the physical timer (channel {})",
+        params.period_us,
+        params.budget_us,
+        params.deadline_us,
+        timer_irq.index()
+    );
     task
 }
 
@@ -234,9 +217,18 @@ impl RtTask {
     }
 
     fn publish_latency(&self) -> Result<(), Error> {
-        let latency = latency(&self.releases);
+        let latency = latency(self.framework.releases(), self.framework.params());
         self.shared.publish(RT_LATENCY_SEQUENCE_OFFSET, RT_LATENCY_OFFSET, latency.as_bytes()).map_err(Error::Shared)
     }
+}
+
+/// What each release does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Work;
+
+impl Periodic for Work {
+    type Output = ();
+    fn release(&mut self, _release: &tzmk_realtime::periodic::Release) {}
 }
 
 impl Handler for RtTask {
@@ -244,24 +236,22 @@ impl Handler for RtTask {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Error> {
         if channels.contains(self.timer) {
-            let now = timer::now();
-            let release = self.schedule.release(now);
-            timer::set_deadline(self.schedule.next_deadline());
+            let outcome = self.framework.on_timer(&mut Counter, &mut self.work);
+            timer::set_deadline(self.framework.next_expiry());
             self.timer.irq_ack().map_err(Error::IrqAck)?;
-            let lateness_ns = timer::nanos_from_ticks(release.lateness);
-            account(&mut self.stats, release, lateness_ns);
-            let events = self.events.release(&mut self.stats, release, lateness_ns);
-            self.publish()?;
-            let report = self.stats.periods.is_multiple_of(REPORT_EVERY);
-            if report {
-                self.publish_latency()?;
+            if let Outcome::Ran(completion) = outcome {
+                let lateness_ns = completion.release.lateness_ns;
+                account(&mut self.stats, completion.skipped, lateness_ns);
+                let events = self.events.release(&mut self.stats, completion.skipped, lateness_ns);
+                self.publish()?;
+                let report = self.stats.periods.is_multiple_of(REPORT_EVERY);
+                if report {
+                    self.publish_latency()?;
+                }
+                if events || report {
+                    self.comm.notify();
+                }
             }
-            if events || report {
-                self.comm.notify();
-            }
-            // This release's work is done: was it by its deadline?
-            let missed = timer::now() > release.due + timer::ticks_from_micros(u64::from(DEADLINE_US));
-            self.releases.record(lateness_ns, missed, release.skipped > 0);
         }
         // A notification from comm-pd asks for fresh statistics now.
         if channels.contains(self.comm) {
@@ -323,10 +313,9 @@ mod tests {
         let mut notifications = 0;
         for _ in 0..periods {
             let skipped = if late.contains(&(stats.periods + 1)) { 2 } else { 0 };
-            let release = Release { due: 0, lateness: 0, skipped };
             let lateness_ns = if skipped > 0 { 3_000_000 } else { 1_000 };
-            account(stats, release, lateness_ns);
-            notifications += u64::from(events.release(stats, release, lateness_ns));
+            account(stats, skipped, lateness_ns);
+            notifications += u64::from(events.release(stats, skipped, lateness_ns));
         }
         notifications
     }
@@ -392,27 +381,13 @@ mod tests {
     }
 
     #[test]
-    fn on_time_release_keeps_the_period() {
-        let mut s = Schedule::new(1000, 100);
-        assert_eq!(s.next_deadline(), 1100);
-        assert_eq!(s.release(1103), Release { due: 1100, lateness: 3, skipped: 0 });
-        assert_eq!(s.next_deadline(), 1200);
-    }
-
-    #[test]
-    fn overrun_skips_whole_periods_without_bursts() {
-        let mut s = Schedule::new(0, 100);
-        assert_eq!(s.release(350), Release { due: 100, lateness: 250, skipped: 2 });
-        assert_eq!(s.next_deadline(), 400);
-        assert_eq!(s.release(400), Release { due: 400, lateness: 0, skipped: 0 });
-        assert_eq!(s.next_deadline(), 500);
-    }
-
-    #[test]
-    fn early_interrupt_counts_no_lateness() {
-        let mut s = Schedule::new(0, 100);
-        assert_eq!(s.release(90), Release { due: 100, lateness: 0, skipped: 0 });
-        assert_eq!(s.next_deadline(), 200);
+    fn the_build_wrote_system_xml_s_parameters() {
+        // system.xml: rt-task budget="200" period="1000"; pds/realtime.toml: deadline = 500.
+        assert_eq!(realtime::PARAMS, Params { period_us: 1000, deadline_us: 500, budget_us: 200 });
+        assert_eq!(realtime::TASK_NAMES[realtime::SELF], "rt-task");
+        assert_eq!(realtime::TASK_SET[realtime::SELF].deadline_ns, 500_000);
+        assert!(realtime::TASK_NAMES.contains(&"comm-pd") && !realtime::TASK_NAMES.contains(&"attestation-pd"));
+        assert!(tzmk_realtime::rta::analyse(&realtime::TASK_SET).unwrap().schedulable());
     }
 
     #[test]
@@ -422,8 +397,8 @@ mod tests {
             releases.record(lateness, lateness > 100_000, false);
         }
         releases.record(5_000, false, true);
-        let l = latency(&releases);
-        assert_eq!((l.magic, l.period_us, l.deadline_us), (RT_LATENCY_MAGIC, PERIOD_US, DEADLINE_US));
+        let l = latency(&releases, realtime::PARAMS);
+        assert_eq!((l.magic, l.period_us, l.deadline_us), (RT_LATENCY_MAGIC, 1000, 500));
         assert_eq!((l.releases, l.misses, l.overruns, l.min_ns, l.max_ns), (5, 1, 1, 1_000, 400_000));
         assert!(l.min_ns <= l.p50_ns && l.p50_ns <= l.p99_ns && l.p99_ns <= l.p999_ns && l.p999_ns <= l.max_ns);
         assert_eq!(l.histogram.iter().sum::<u32>(), 5);
@@ -433,8 +408,8 @@ mod tests {
     #[test]
     fn statistics_accumulate() {
         let mut stats = RtStats::default();
-        account(&mut stats, Release { due: 0, lateness: 0, skipped: 0 }, 500);
-        account(&mut stats, Release { due: 0, lateness: 0, skipped: 2 }, 200);
+        account(&mut stats, 0, 500);
+        account(&mut stats, 2, 200);
         assert_eq!((stats.periods, stats.overruns, stats.max_lateness_ns, stats.total_lateness_ns), (2, 2, 500, 700));
     }
 }

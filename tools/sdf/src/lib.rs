@@ -11,6 +11,7 @@ pub mod parse;
 pub mod partition;
 pub mod platform;
 pub mod qemu;
+pub mod realtime;
 pub mod report;
 
 pub use audit::{audit, Violation};
