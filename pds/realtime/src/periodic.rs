@@ -25,6 +25,8 @@ use crate::stats::Releases;
 
 /// The smallest budget seL4 accepts on qemu-arm-virt: twice the kernel's WCET constant.
 pub const MIN_BUDGET_US: u64 = 20;
+/// The longest period the framework takes: a second.
+pub const MAX_PERIOD_US: u64 = 1_000_000;
 
 /// A task's timing, microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub enum ParamsError {
     BudgetBelowMinimum = 4,
     /// The deadline is below the budget or after the period.
     DeadlineOutOfRange = 5,
+    /// Above [`MAX_PERIOD_US`].
+    PeriodAboveMaximum = 6,
 }
 
 impl ParamsError {
@@ -57,6 +61,7 @@ impl ParamsError {
             Self::BudgetNotBelowPeriod,
             Self::BudgetBelowMinimum,
             Self::DeadlineOutOfRange,
+            Self::PeriodAboveMaximum,
         ]
         .into_iter()
         .find(|e| *e as u32 == code)
@@ -73,6 +78,7 @@ impl core::fmt::Display for ParamsError {
             }
             ParamsError::BudgetBelowMinimum => "the budget is below the 20 us minimum (2 x the kernel WCET)",
             ParamsError::DeadlineOutOfRange => "the deadline is below the budget or after the period",
+            ParamsError::PeriodAboveMaximum => "the period is above 1 s",
         })
     }
 }
@@ -86,6 +92,8 @@ impl Params {
     pub fn check(&self) -> Result<(), ParamsError> {
         if self.period_us == 0 {
             Err(ParamsError::ZeroPeriod)
+        } else if self.period_us > MAX_PERIOD_US {
+            Err(ParamsError::PeriodAboveMaximum)
         } else if self.budget_us == 0 {
             Err(ParamsError::ZeroBudget)
         } else if self.budget_us >= self.period_us {
@@ -401,6 +409,7 @@ mod tests {
     fn bad_parameters_get_their_error() {
         let cases = [
             (Params::implicit(0, 10), ParamsError::ZeroPeriod),
+            (Params::implicit(MAX_PERIOD_US + 1, 100), ParamsError::PeriodAboveMaximum),
             (Params::implicit(1000, 0), ParamsError::ZeroBudget),
             (Params::implicit(1000, 1000), ParamsError::BudgetNotBelowPeriod),
             (Params::implicit(1000, 1500), ParamsError::BudgetNotBelowPeriod),

@@ -12,14 +12,18 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use microkit::{channel, memory_region, timer, Channel, ChannelSet, Handler, MemoryRegion, OutOfBounds};
+use microkit::{channel, memory_region, timer, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo, OutOfBounds};
 use tzmk_interface::port::ring::{LayoutError, PeerMisbehaviour, Producer, RingLayout, SendError};
 use tzmk_interface::rt::{
-    RtEvent, RtEventKind, RtLatency, RtStats, RT_EVENT_MAGIC, RT_HISTOGRAM_BUCKETS, RT_LATENCY_MAGIC,
-    RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_STATS_MAGIC,
+    name_field, name_of, pack, unpack, RtControl, RtEvent, RtEventKind, RtLatency, RtSetReply, RtSetRequest,
+    RtSetStatus, RtSetpointRequest, RtStats, RT_CONTROL_MAGIC, RT_CONTROL_OFFSET, RT_CONTROL_SEQUENCE_OFFSET,
+    RT_EVENT_MAGIC, RT_HISTOGRAM_BUCKETS, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_OP_SET,
+    RT_OP_SETPOINT, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_SET_REPLY_WORDS, RT_SET_REQUEST_WORDS, RT_STATS_MAGIC,
     RT_STATS_OFFSET, RT_SUMMARY_EVERY,
 };
-use tzmk_realtime::periodic::{Clock, Framework, Outcome, Params, Periodic};
+use tzmk_realtime::control::{self, Loop, Step};
+use tzmk_realtime::periodic::{Clock, Completion, Framework, Outcome, Params, ParamsError, Periodic};
+use tzmk_realtime::rta::{self, Refusal, Response, Task, MAX_TASKS};
 use tzmk_realtime::stats::Releases;
 use zerocopy::IntoBytes;
 
@@ -174,6 +178,7 @@ pub struct RtTask {
     framework: Framework,
     stats: RtStats,
     work: Work,
+    admission: Admission<'static>,
 }
 
 pub fn init() -> RtTask {
@@ -196,7 +201,9 @@ pub fn init() -> RtTask {
         Some(Err(e)) => panic!("{}", Error::Events(e)),
         None => panic!("{}", Error::Events(LayoutError::Misaligned)),
     };
-    let task = RtTask { shared, events, comm, timer: timer_irq, framework, stats, work: Work };
+    let admission = Admission::new(&realtime::TASK_NAMES, &realtime::TASK_SET, realtime::SELF, params);
+    let work = Work::default();
+    let task = RtTask { shared, events, comm, timer: timer_irq, framework, stats, work, admission };
     if let Err(e) = task.publish() {
         panic!("{e}");
     }
@@ -222,13 +229,137 @@ impl RtTask {
     }
 }
 
-/// What each release does.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Work;
+/// What each release does: one step of the PID loop (sample the motor's speed, compute the
+/// law, drive the motor), with the release's period as its time step.
+#[derive(Debug, Clone, Copy)]
+pub struct Work {
+    pub control: Loop,
+}
+
+impl Default for Work {
+    fn default() -> Self {
+        Work { control: control::motor_loop() }
+    }
+}
 
 impl Periodic for Work {
-    type Output = ();
-    fn release(&mut self, _release: &tzmk_realtime::periodic::Release) {}
+    type Output = Step;
+    fn release(&mut self, release: &tzmk_realtime::periodic::Release) -> Step {
+        self.control.step(release.period_us)
+    }
+}
+
+/// The published form of a release of the control loop.
+pub fn control_block(completion: &Completion<Step>, params: Params) -> RtControl {
+    let step = completion.output;
+    RtControl {
+        magic: RT_CONTROL_MAGIC,
+        period_us: params.period_us as u32,
+        budget_us: params.budget_us as u32,
+        deadline_us: params.deadline_us as u32,
+        release: completion.release.index,
+        setpoint_milli: control::milli(step.setpoint) as i32,
+        measurement_milli: control::milli(step.measurement) as i32,
+        output_milli: control::milli(step.actuation.output) as i32,
+        saturated: u32::from(step.actuation.saturated),
+        response_ns: completion.response_ns,
+    }
+}
+
+/// rt-task's admission test: the task set of its core as the build wrote it, with every change
+/// it accepted since. Only its own entry changes (a PD controls its own releases only), and never
+/// beyond the kernel's scheduling context (system.xml's: `kernel`), which a PD cannot change.
+#[derive(Debug, Clone)]
+pub struct Admission<'n> {
+    names: &'n [&'n str],
+    tasks: heapless::Vec<Task, MAX_TASKS>,
+    own: usize,
+    kernel: Params,
+}
+
+impl<'n> Admission<'n> {
+    /// `tasks[own]` is this PD, with `kernel` its system.xml parameters.
+    pub fn new(names: &'n [&'n str], tasks: &[Task], own: usize, kernel: Params) -> Self {
+        assert!(names.len() == tasks.len() && own < tasks.len() && tasks.len() <= MAX_TASKS, "the build's task set");
+        Admission { names, tasks: tasks.iter().copied().collect(), own, kernel }
+    }
+
+    /// The verdict on `request`, with the parameters to hand to the framework when accepted.
+    pub fn decide(&mut self, request: &RtSetRequest, current: Params) -> (RtSetReply, Option<Params>) {
+        let refuse = |status: RtSetStatus| (RtSetReply { status: status as u32, ..RtSetReply::default() }, None);
+        if request.reserved != 0 {
+            return refuse(RtSetStatus::Malformed);
+        }
+        let Some(name) = name_of(&request.task) else { return refuse(RtSetStatus::Malformed) };
+        let index = if name.is_empty() { Some(self.own) } else { self.names.iter().position(|n| *n == name) };
+        match index {
+            None => return refuse(RtSetStatus::NoSuchTask),
+            Some(i) if i != self.own => return refuse(RtSetStatus::NotChangeable),
+            Some(_) => {}
+        }
+        let (period_us, budget_us) = (u64::from(request.period_us), u64::from(request.budget_us));
+        let deadline_us = match request.deadline_us {
+            0 => current.deadline_us.min(period_us),
+            d => u64::from(d),
+        };
+        let params = Params { period_us, deadline_us, budget_us };
+        if let Err(e) = params.check() {
+            return refuse(status_of(e));
+        }
+        if budget_us > self.kernel.budget_us || period_us < self.kernel.period_us {
+            return refuse(RtSetStatus::BeyondKernelBudget);
+        }
+        let candidate = Task {
+            deadline_ns: deadline_us * 1_000,
+            ..Task::periodic(self.tasks[self.own].priority, period_us * 1_000, budget_us * 1_000)
+        };
+        match rta::admit(&self.tasks, self.own, candidate) {
+            Ok(_) => {
+                self.tasks[self.own] = candidate;
+                (RtSetReply { status: RtSetStatus::Accepted as u32, ..RtSetReply::default() }, Some(params))
+            }
+            Err(Refusal::Unschedulable { task, response }) => {
+                let deadline_ns = if task == self.own { candidate.deadline_ns } else { self.tasks[task].deadline_ns };
+                let (settled, response_ns) = match response {
+                    Response::Misses { beyond_ns } => (0, beyond_ns),
+                    Response::Meets { response_ns } => (1, response_ns),
+                    Response::Invalid(_) => (0, 0),
+                };
+                let reply = RtSetReply {
+                    status: RtSetStatus::Unschedulable as u32,
+                    settled,
+                    task: name_field(self.names[task]).unwrap_or_default(),
+                    response_ns,
+                    deadline_ns,
+                };
+                (reply, None)
+            }
+            Err(_) => refuse(RtSetStatus::Unschedulable),
+        }
+    }
+}
+
+fn status_of(e: ParamsError) -> RtSetStatus {
+    match e {
+        ParamsError::ZeroPeriod => RtSetStatus::ZeroPeriod,
+        ParamsError::ZeroBudget => RtSetStatus::ZeroBudget,
+        ParamsError::BudgetNotBelowPeriod => RtSetStatus::BudgetNotBelowPeriod,
+        ParamsError::BudgetBelowMinimum => RtSetStatus::BudgetBelowMinimum,
+        ParamsError::DeadlineOutOfRange => RtSetStatus::DeadlineOutOfRange,
+        ParamsError::PeriodAboveMaximum => RtSetStatus::PeriodAboveMaximum,
+    }
+}
+
+/// A setpoint from the normal world: thousandths in `0..=SETPOINT_MAX`, or refused.
+pub fn setpoint(request: &RtSetpointRequest) -> Result<i32, RtSetStatus> {
+    if request.reserved != 0 {
+        return Err(RtSetStatus::Malformed);
+    }
+    let max = control::milli(control::SETPOINT_MAX);
+    if !(0..=max).contains(&i64::from(request.setpoint_milli)) {
+        return Err(RtSetStatus::SetpointOutOfRange);
+    }
+    Ok(control::from_milli(i64::from(request.setpoint_milli)))
 }
 
 impl Handler for RtTask {
@@ -240,6 +371,10 @@ impl Handler for RtTask {
             timer::set_deadline(self.framework.next_expiry());
             self.timer.irq_ack().map_err(Error::IrqAck)?;
             if let Outcome::Ran(completion) = outcome {
+                let block = control_block(&completion, self.framework.params());
+                self.shared
+                    .publish(RT_CONTROL_SEQUENCE_OFFSET, RT_CONTROL_OFFSET, block.as_bytes())
+                    .map_err(Error::Shared)?;
                 let lateness_ns = completion.release.lateness_ns;
                 account(&mut self.stats, completion.skipped, lateness_ns);
                 let events = self.events.release(&mut self.stats, completion.skipped, lateness_ns);
@@ -259,6 +394,48 @@ impl Handler for RtTask {
             self.comm.notify();
         }
         Ok(())
+    }
+
+    /// comm-pd's calls for `tzctl rt set` and `tzctl rt setpoint`: the request in the message
+    /// registers (an allegation of the normal world, which comm-pd copied), the reply likewise.
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Error> {
+        let reply = if channel != self.comm {
+            RtSetReply { status: RtSetStatus::Malformed as u32, ..RtSetReply::default() }
+        } else {
+            match (msg_info.label(), msg_info.count()) {
+                (RT_OP_SET, RT_SET_REQUEST_WORDS) => {
+                    let mut request = RtSetRequest::default();
+                    microkit::with_msg_regs(|regs| unpack(&regs[..RT_SET_REQUEST_WORDS], request.as_mut_bytes()));
+                    let (reply, params) = self.admission.decide(&request, self.framework.params());
+                    if let Some(params) = params {
+                        // Checked by `decide`: `change` cannot refuse it.
+                        let _ = self.framework.change(params);
+                        log::info!(
+                            "rt set: period {} us, budget {} us, deadline {} us from the next release",
+                            params.period_us,
+                            params.budget_us,
+                            params.deadline_us
+                        );
+                    }
+                    reply
+                }
+                (RT_OP_SETPOINT, 1) => {
+                    let mut request = RtSetpointRequest::default();
+                    microkit::with_msg_regs(|regs| unpack(&regs[..1], request.as_mut_bytes()));
+                    let status = match setpoint(&request) {
+                        Ok(value) => {
+                            self.work.control.setpoint = value;
+                            RtSetStatus::Accepted
+                        }
+                        Err(status) => status,
+                    };
+                    RtSetReply { status: status as u32, ..RtSetReply::default() }
+                }
+                _ => RtSetReply { status: RtSetStatus::Malformed as u32, ..RtSetReply::default() },
+            }
+        };
+        microkit::with_msg_regs_mut(|regs| pack(reply.as_bytes(), &mut regs[..RT_SET_REPLY_WORDS]));
+        Ok(MessageInfo::new(0, RT_SET_REPLY_WORDS))
     }
 }
 
@@ -388,6 +565,115 @@ mod tests {
         assert_eq!(realtime::TASK_SET[realtime::SELF].deadline_ns, 500_000);
         assert!(realtime::TASK_NAMES.contains(&"comm-pd") && !realtime::TASK_NAMES.contains(&"attestation-pd"));
         assert!(tzmk_realtime::rta::analyse(&realtime::TASK_SET).unwrap().schedulable());
+    }
+
+    const NAMES: [&str; 3] = ["rt-task", "other", "comm-pd"];
+
+    /// rt-task above another real-time task with a 600 us deadline, comm-pd below both.
+    fn admission() -> Admission<'static> {
+        let tasks = [
+            Task { deadline_ns: 500_000, ..Task::periodic(250, 1_000_000, 200_000) },
+            Task { deadline_ns: 600_000, ..Task::periodic(240, 1_000_000, 300_000) },
+            Task::periodic(100, 1_000_000, 400_000),
+        ];
+        Admission::new(&NAMES, &tasks, 0, Params { period_us: 1000, deadline_us: 500, budget_us: 400 })
+    }
+
+    fn request(task: &str, period_us: u32, budget_us: u32, deadline_us: u32) -> RtSetRequest {
+        RtSetRequest { task: name_field(task).unwrap(), period_us, budget_us, deadline_us, reserved: 0 }
+    }
+
+    const CURRENT: Params = Params { period_us: 1000, deadline_us: 500, budget_us: 200 };
+
+    #[test]
+    fn rt_set_is_admitted_by_the_analysis() {
+        let mut a = admission();
+        let (reply, params) = a.decide(&request("", 1000, 250, 0), CURRENT);
+        assert_eq!(reply.status(), Some(RtSetStatus::Accepted));
+        assert_eq!(params, Some(Params { period_us: 1000, deadline_us: 500, budget_us: 250 }), "deadline kept");
+        // 350 us would push `other` to 300 + 350 = 650 us, past its 600 us deadline.
+        let (reply, params) = a.decide(&request("rt-task", 1000, 350, 0), CURRENT);
+        assert_eq!((reply.status(), params), (Some(RtSetStatus::Unschedulable), None));
+        assert_eq!((reply.task_name(), reply.response_ns, reply.deadline_ns), (Some("other"), 650_000, 600_000));
+        // A refusal changes nothing: 250 is still the admitted budget (`other` at 550 us).
+        let (reply, _) = a.decide(&request("", 2000, 250, 0), CURRENT);
+        assert_eq!(reply.status(), Some(RtSetStatus::Accepted));
+        // A longer period with the deadline: min(current, period).
+        let (_, params) = a.decide(&request("", 1000, 100, 0), Params { deadline_us: 1000, ..CURRENT });
+        assert_eq!(params.unwrap().deadline_us, 1000);
+    }
+
+    #[test]
+    fn rt_set_refuses_bad_values_with_their_status() {
+        let mut a = admission();
+        let cases = [
+            (request("", 0, 100, 0), RtSetStatus::ZeroPeriod),
+            (request("", 1000, 0, 0), RtSetStatus::ZeroBudget),
+            (request("", 1000, 1000, 0), RtSetStatus::BudgetNotBelowPeriod),
+            (request("", 1000, 19, 0), RtSetStatus::BudgetBelowMinimum),
+            (request("", 1000, 300, 200), RtSetStatus::DeadlineOutOfRange),
+            (request("", 2_000_000, 300, 0), RtSetStatus::PeriodAboveMaximum),
+            (request("", 1000, 450, 0), RtSetStatus::BeyondKernelBudget),
+            (request("", 900, 100, 0), RtSetStatus::BeyondKernelBudget),
+            (request("nobody", 1000, 100, 0), RtSetStatus::NoSuchTask),
+            (request("other", 1000, 100, 0), RtSetStatus::NotChangeable),
+            (RtSetRequest { reserved: 1, ..request("", 1000, 100, 0) }, RtSetStatus::Malformed),
+        ];
+        for (req, status) in cases {
+            let (reply, params) = a.decide(&req, CURRENT);
+            assert_eq!((reply.status(), params), (Some(status), None), "{req:?}");
+        }
+        let mut hidden = request("rt-task", 1000, 100, 0);
+        hidden.task[20] = b'x';
+        assert_eq!(a.decide(&hidden, CURRENT).0.status(), Some(RtSetStatus::Malformed));
+    }
+
+    #[test]
+    fn setpoints_are_checked() {
+        let ok = RtSetpointRequest { setpoint_milli: 2500, reserved: 0 };
+        assert_eq!(setpoint(&ok), Ok(control::from_milli(2500)));
+        assert_eq!(
+            setpoint(&RtSetpointRequest { setpoint_milli: 10_001, reserved: 0 }),
+            Err(RtSetStatus::SetpointOutOfRange)
+        );
+        assert_eq!(
+            setpoint(&RtSetpointRequest { setpoint_milli: -1, reserved: 0 }),
+            Err(RtSetStatus::SetpointOutOfRange)
+        );
+        assert_eq!(setpoint(&RtSetpointRequest { setpoint_milli: 0, reserved: 7 }), Err(RtSetStatus::Malformed));
+    }
+
+    /// The task as the PD runs it, on a fake counter: the control loop reaches its setpoint and
+    /// every release publishes its output by the deadline.
+    #[test]
+    fn the_control_task_on_the_framework() {
+        struct Fake(u64);
+        impl Clock for Fake {
+            fn now(&mut self) -> u64 {
+                self.0 += 1; // 1 us per reading at 1 MHz.
+                self.0
+            }
+        }
+        let mut framework = Framework::new(realtime::PARAMS, 1_000_000, 0).unwrap();
+        let mut work = Work::default();
+        work.control.setpoint = control::from_milli(4000);
+        let mut last = None;
+        for _ in 0..300 {
+            let mut clock = Fake(framework.next_expiry());
+            if let Outcome::Ran(c) = framework.on_timer(&mut clock, &mut work) {
+                assert!(!c.missed && !c.overran);
+                last = Some(control_block(&c, framework.params()));
+            }
+        }
+        let block = last.unwrap();
+        assert_eq!(
+            (block.magic, block.release, block.period_us, block.deadline_us),
+            (RT_CONTROL_MAGIC, 299, 1000, 500)
+        );
+        assert!((block.measurement_milli - 4000).abs() <= 40, "{block:?}");
+        assert!((block.output_milli - 4000).abs() <= 80 && block.saturated == 0, "{block:?}");
+        assert_eq!(block.response_ns, 2_000, "start 1 us late, done 1 us later");
+        assert_eq!(framework.releases().summary().misses, 0);
     }
 
     #[test]
