@@ -371,6 +371,9 @@ impl Handler for RtTask {
             timer::set_deadline(self.framework.next_expiry());
             self.timer.irq_ack().map_err(Error::IrqAck)?;
             if let Outcome::Ran(completion) = outcome {
+                if completion.changed {
+                    self.stats.period_us = self.framework.params().period_us as u32;
+                }
                 let block = control_block(&completion, self.framework.params());
                 self.shared
                     .publish(RT_CONTROL_SEQUENCE_OFFSET, RT_CONTROL_OFFSET, block.as_bytes())
