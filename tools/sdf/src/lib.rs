@@ -14,7 +14,7 @@ pub mod qemu;
 pub mod realtime;
 pub mod report;
 
-pub use audit::{audit, Violation};
+pub use audit::{audit, audit_with, Violation};
 pub use model::{Pos, System};
 pub use platform::Platform;
 

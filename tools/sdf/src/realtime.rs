@@ -228,6 +228,12 @@ pub fn generate_constants(
         .find_map(|s| s.members.iter().position(|m| m.name == pd && m.realtime).map(|i| (s, i)))
         .ok_or_else(|| format!("'{pd}' is not a real-time PD of the system description"))?;
     let me = &set.members[own];
+    let params = tzmk_realtime::periodic::Params {
+        period_us: me.period_us,
+        deadline_us: me.deadline_us,
+        budget_us: me.budget_us,
+    };
+    params.check().map_err(|e| format!("'{pd}' cannot run as a periodic task: {e}"))?;
     let mut out = String::new();
     let _ = writeln!(out, "// Generated from system.xml, the platform description and {SIDECAR_PATH}: do not edit.");
     let _ = writeln!(out, "/// This PD's period, budget (system.xml) and relative deadline ({SIDECAR_PATH}).");
@@ -321,6 +327,26 @@ mod tests {
         }
         assert!(Sidecar::parse("r.toml", "[task.rt-task]\ndeadline = 1\nperiod = 2\n").is_err());
         assert!(generate_constants(&system(), &Platform::qemu_virt(), &Sidecar::default(), "r", "comm-pd").is_err());
+        let tight = Sidecar::parse("r.toml", "[task.rt-task]\ndeadline = 150\n").unwrap();
+        assert_eq!(
+            generate_constants(&system(), &Platform::qemu_virt(), &tight, "r.toml", "rt-task").unwrap_err(),
+            "'rt-task' cannot run as a periodic task: the deadline is below the budget or after the period"
+        );
+    }
+
+    #[test]
+    fn the_audit_takes_the_sidecar_s_deadlines() {
+        let tight = Sidecar::parse("r.toml", "[task.rt-task]\ndeadline = 150\n").unwrap();
+        let violations = crate::audit_with(&system(), &Platform::qemu_virt(), &tight, "r.toml").unwrap();
+        let deadline: Vec<_> = violations.iter().filter(|v| v.rule == "realtime-deadline").collect();
+        assert_eq!(deadline.len(), 1, "{violations:?}");
+        assert!(
+            deadline[0].message.contains("worst-case response > 200 us, after its deadline 150 us"),
+            "{}",
+            deadline[0].message
+        );
+        let wrong = Sidecar::parse("r.toml", "[task.nobody]\ndeadline = 1\n").unwrap();
+        assert!(crate::audit_with(&system(), &Platform::qemu_virt(), &wrong, "r.toml").is_err());
     }
 
     #[test]
