@@ -40,6 +40,26 @@ pub fn probe_header() -> String {
 /// `tzctl rt stats` on the real system: rt-task's releases counted, misses no more than
 /// releases, the percentiles in order. (QEMU's TCG on a loaded host does make rt-task late now
 /// and then, so a miss is reported, not failed on here.)
+/// `tzctl rt control`'s text: the loop runs with `parameters` ("period P us, budget B us") and its
+/// speed is within 2% of `setpoint` rad/s, its output within the actuator's 0..=12 V.
+pub fn check_rt_control(text: &str, parameters: &str, setpoint: f64) -> Result<(), String> {
+    let figure = |key: &str| -> Result<f64, String> {
+        let at = text.find(key).ok_or_else(|| format!("no {key:?} in {text:?}"))? + key.len();
+        text[at..].split([' ', ',']).next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{key:?} in {text:?}"))
+    };
+    if !text.contains(parameters) {
+        return Err(format!("not yet at {parameters:?}: {text:?}"));
+    }
+    let (wanted, speed, output) = (figure("setpoint ")?, figure("speed ")?, figure("output ")?);
+    if wanted != setpoint || (speed - setpoint).abs() > setpoint * 0.02 {
+        return Err(format!("speed {speed} rad/s, not within 2% of the setpoint {setpoint}: {text:?}"));
+    }
+    if !(0.0..=12.0).contains(&output) {
+        return Err(format!("output {output} V outside the actuator's range: {text:?}"));
+    }
+    Ok(())
+}
+
 pub fn check_rt_latency(text: &str) -> Result<(), String> {
     let mut lines = text.lines();
     let head = lines.next().unwrap_or_default();
@@ -542,6 +562,17 @@ mod tests {
             smc::GO,
         ];
         assert!(!owned.contains(&UNKNOWN_SIP));
+    }
+
+    #[test]
+    fn rt_control_text() {
+        let good = "rt-task control loop: release 812, period 2000 us, budget 150 us, deadline 500 us\n\
+                    setpoint 4.000 rad/s, speed 3.998 rad/s, output 4.010 V, response 3.2 us\n";
+        assert_eq!(check_rt_control(good, "period 2000 us, budget 150 us", 4.0), Ok(()));
+        assert!(check_rt_control(good, "period 1000 us, budget 200 us", 4.0).unwrap_err().contains("not yet"));
+        assert!(check_rt_control(&good.replace("speed 3.998", "speed 3.5"), "period 2000 us", 4.0).is_err());
+        assert!(check_rt_control(&good.replace("output 4.010", "output 13.000"), "period 2000 us", 4.0).is_err());
+        assert!(check_rt_control("nothing", "", 4.0).is_err());
     }
 
     #[test]
