@@ -56,8 +56,9 @@ pub struct RtStats {
 
 /// rt-task's release-lateness distribution since it started (`tzctl rt stats`): lateness is the
 /// time from the programmed timer expiry to the handler's start; a miss is a release that
-/// completed after its deadline (`deadline_us` after the programmed expiry); an overrun a
-/// release that came more than a whole period late (the periods in between were skipped).
+/// completed after its deadline (`deadline_us` after the programmed expiry) or a release of the
+/// grid that never ran because an earlier one completed after its expiry (skipped); an overrun a
+/// release that ran longer than its budget (tzmk-realtime's `periodic`, docs/realtime.md).
 /// Percentiles are read from a log-linear histogram (tzmk-realtime's `stats`): never below the
 /// true value and at most 1/16 above it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]

@@ -1,8 +1,13 @@
-//! rt-task: a periodic real-time task released by the secure physical timer.
+//! rt-task: a periodic real-time task released by the secure physical timer: a PID speed loop
+//! over a simulated DC motor (docs/realtime.md).
 //!
-//! Every period it takes the timer interrupt, measures how late the release was, re-arms the
-//! timer for the next period and publishes its statistics in `rt_shared` (read by comm-pd, which
-//! it notifies once per [`REPORT_EVERY`] periods). It also sends events ([`Events`]: one per
+//! It runs on tzmk-realtime's periodic framework with the period and budget system.xml gives it
+//! and the deadline of pds/realtime.toml (written by its build script: [`realtime`]). Every
+//! release it takes the timer interrupt, runs one step of the loop ([`Work`]), re-arms the timer
+//! at the next expiry of its grid and publishes the loop's release (`RtControl`) and its
+//! statistics in `rt_shared` (read by comm-pd, which it notifies once per [`REPORT_EVERY`]
+//! periods). comm-pd calls it (pp) for `tzctl rt set` and `rt setpoint`, which it checks and
+//! admits with the response-time analysis ([`Admission`]). It also sends events ([`Events`]: one per
 //! overrun, a summary per `RT_SUMMARY_EVERY` periods) on the `rt_events` ring, which comm-pd
 //! forwards to the `rt` port; it never waits for that ring: a full ring refuses the event, and
 //! rt-task counts it. It is the highest-priority PD in system.xml; `tzmk audit` checks nothing the
