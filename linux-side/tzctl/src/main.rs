@@ -387,12 +387,25 @@ fn format_set_reply(reply: &RtSetReply) -> std::result::Result<String, String> {
     }
 }
 
+/// An rt call answered by rt-task, retried for a while when it is busy (it answers a few calls
+/// per release, whoever makes them).
+fn rt_call(port: &tzcomm::Port, command: u32, input: &[u8]) -> Result<RtSetReply> {
+    for _ in 0..50 {
+        let output = port.call(command, input)?;
+        let reply = RtSetReply::read_from_bytes(&output).map_err(|_| "an rt reply of the wrong size")?;
+        if reply.status() != Some(RtSetStatus::Busy) {
+            return Ok(reply);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(RtSetStatus::Busy.describe().into())
+}
+
 fn rt_set(tz: &Tz, port: &str, task: &str, period_us: u32, budget_us: u32, deadline_us: u32) -> Result<()> {
     let port = rt_port(tz, port)?;
     let task_field = name_field(task).ok_or_else(|| format!("--task: names are at most {RT_TASK_NAME_LEN} bytes"))?;
     let request = RtSetRequest { task: task_field, period_us, budget_us, deadline_us, reserved: 0 };
-    let output = port.call(command::RT_SET, request.as_bytes())?;
-    let reply = RtSetReply::read_from_bytes(&output).map_err(|_| "an rt set reply of the wrong size")?;
+    let reply = rt_call(&port, command::RT_SET, request.as_bytes())?;
     println!("{}", format_set_reply(&reply)?);
     Ok(())
 }
@@ -413,8 +426,7 @@ fn rt_setpoint(tz: &Tz, port: &str, value: &str) -> Result<()> {
     let setpoint_milli = parse_milli(value)?;
     let port = rt_port(tz, port)?;
     let request = RtSetpointRequest { setpoint_milli, reserved: 0 };
-    let output = port.call(command::RT_SETPOINT, request.as_bytes())?;
-    let reply = RtSetReply::read_from_bytes(&output).map_err(|_| "an rt setpoint reply of the wrong size")?;
+    let reply = rt_call(&port, command::RT_SETPOINT, request.as_bytes())?;
     println!("{}", format_set_reply(&reply)?);
     Ok(())
 }

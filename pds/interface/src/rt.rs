@@ -205,7 +205,14 @@ pub enum RtSetStatus {
     /// A budget above, or a period below, the kernel's scheduling context (system.xml's, which
     /// a PD cannot change in Microkit 2.3.0): seL4 would throttle the task's releases.
     BeyondKernelBudget = 12,
+    /// rt-task took its share of control calls this release ([`RT_CALLS_PER_RELEASE`]): the
+    /// normal world cannot spend its budget through comm-pd. Try again after a period.
+    Busy = 13,
 }
+
+/// The control calls rt-task answers per release; more are refused with [`RtSetStatus::Busy`]
+/// before any analysis runs.
+pub const RT_CALLS_PER_RELEASE: u32 = 2;
 
 impl RtSetStatus {
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -224,6 +231,7 @@ impl RtSetStatus {
             SetpointOutOfRange,
             Malformed,
             BeyondKernelBudget,
+            Busy,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -245,6 +253,7 @@ impl RtSetStatus {
             RtSetStatus::NotChangeable => "that task's parameters are not rt-task's to change",
             RtSetStatus::SetpointOutOfRange => "the setpoint is outside 0..=10000 (thousandths)",
             RtSetStatus::Malformed => "the request is malformed",
+            RtSetStatus::Busy => "rt-task answered its share of control calls this period; try again",
             RtSetStatus::BeyondKernelBudget => {
                 "the budget is above, or the period below, the kernel's scheduling context (system.xml's; a PD cannot change it)"
             }
@@ -345,10 +354,10 @@ mod tests {
         let mut hidden = field;
         hidden[20] = b'x';
         assert_eq!(name_of(&hidden), None, "text after the NUL");
-        for code in 0..=12 {
+        for code in 0..=13 {
             assert_eq!(RtSetStatus::from_u32(code).map(|s| s as u32), Some(code));
         }
-        assert_eq!(RtSetStatus::from_u32(13), None);
+        assert_eq!(RtSetStatus::from_u32(14), None);
         let request = RtSetRequest { task: field, period_us: 1000, budget_us: 300, deadline_us: 0, reserved: 0 };
         let mut words = [0u64; RT_SET_REQUEST_WORDS];
         pack(request.as_bytes(), &mut words);

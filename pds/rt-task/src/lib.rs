@@ -21,10 +21,10 @@ use microkit::{channel, memory_region, timer, Channel, ChannelSet, Handler, Memo
 use tzmk_interface::port::ring::{LayoutError, PeerMisbehaviour, Producer, RingLayout, SendError};
 use tzmk_interface::rt::{
     name_field, name_of, pack, unpack, RtControl, RtEvent, RtEventKind, RtLatency, RtSetReply, RtSetRequest,
-    RtSetStatus, RtSetpointRequest, RtStats, RT_CONTROL_MAGIC, RT_CONTROL_OFFSET, RT_CONTROL_SEQUENCE_OFFSET,
-    RT_EVENT_MAGIC, RT_HISTOGRAM_BUCKETS, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_OP_SET,
-    RT_OP_SETPOINT, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_SET_REPLY_WORDS, RT_SET_REQUEST_WORDS, RT_STATS_MAGIC,
-    RT_STATS_OFFSET, RT_SUMMARY_EVERY,
+    RtSetStatus, RtSetpointRequest, RtStats, RT_CALLS_PER_RELEASE, RT_CONTROL_MAGIC, RT_CONTROL_OFFSET,
+    RT_CONTROL_SEQUENCE_OFFSET, RT_EVENT_MAGIC, RT_HISTOGRAM_BUCKETS, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET,
+    RT_LATENCY_SEQUENCE_OFFSET, RT_OP_SET, RT_OP_SETPOINT, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_SET_REPLY_WORDS,
+    RT_SET_REQUEST_WORDS, RT_STATS_MAGIC, RT_STATS_OFFSET, RT_SUMMARY_EVERY,
 };
 use tzmk_realtime::control::{self, Loop, Step};
 use tzmk_realtime::periodic::{Clock, Completion, Framework, Outcome, Params, ParamsError, Periodic};
@@ -184,6 +184,28 @@ pub struct RtTask {
     stats: RtStats,
     work: Work,
     admission: Admission<'static>,
+    calls: CallShare,
+}
+
+/// The control calls rt-task answers between two releases: they run on its budget, so a flood
+/// from the normal world through comm-pd must not take that budget from the releases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallShare {
+    used: u32,
+}
+
+impl CallShare {
+    /// Whether one more call may be answered now (and counts it).
+    pub fn take(&mut self) -> bool {
+        let granted = self.used < RT_CALLS_PER_RELEASE;
+        self.used += u32::from(granted);
+        granted
+    }
+
+    /// A release: a fresh share.
+    pub fn renew(&mut self) {
+        self.used = 0;
+    }
 }
 
 pub fn init() -> RtTask {
@@ -208,7 +230,17 @@ pub fn init() -> RtTask {
     };
     let admission = Admission::new(&realtime::TASK_NAMES, &realtime::TASK_SET, realtime::SELF, params);
     let work = Work::default();
-    let task = RtTask { shared, events, comm, timer: timer_irq, framework, stats, work, admission };
+    let task = RtTask {
+        shared,
+        events,
+        comm,
+        timer: timer_irq,
+        framework,
+        stats,
+        work,
+        admission,
+        calls: CallShare::default(),
+    };
     if let Err(e) = task.publish() {
         panic!("{e}");
     }
@@ -376,6 +408,7 @@ impl Handler for RtTask {
             timer::set_deadline(self.framework.next_expiry());
             self.timer.irq_ack().map_err(Error::IrqAck)?;
             if let Outcome::Ran(completion) = outcome {
+                self.calls.renew();
                 if completion.changed {
                     self.stats.period_us = self.framework.params().period_us as u32;
                 }
@@ -409,6 +442,8 @@ impl Handler for RtTask {
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Error> {
         let reply = if channel != self.comm {
             RtSetReply { status: RtSetStatus::Malformed as u32, ..RtSetReply::default() }
+        } else if !self.calls.take() {
+            RtSetReply { status: RtSetStatus::Busy as u32, ..RtSetReply::default() }
         } else {
             match (msg_info.label(), msg_info.count()) {
                 (RT_OP_SET, RT_SET_REQUEST_WORDS) => {
@@ -634,6 +669,15 @@ mod tests {
         let mut hidden = request("rt-task", 1000, 100, 0);
         hidden.task[20] = b'x';
         assert_eq!(a.decide(&hidden, CURRENT).0.status(), Some(RtSetStatus::Malformed));
+    }
+
+    #[test]
+    fn a_few_calls_per_release_and_no_more() {
+        let mut share = CallShare::default();
+        let granted = (0..10).filter(|_| share.take()).count();
+        assert_eq!(granted, RT_CALLS_PER_RELEASE as usize);
+        share.renew();
+        assert!(share.take());
     }
 
     #[test]
