@@ -484,12 +484,13 @@ fn format_latency(l: &RtLatency) -> String {
     use std::fmt::Write as _;
     let us = |ns: u64| format!("{:.1} us", ns as f64 / 1000.0);
     let mut out = format!(
-        "rt-task: {} releases, period {} us, deadline {} us: {} deadline misses, {} overruns\n\
+        "rt-task: {} releases, period {} us, deadline {} us: {} deadline misses, {} skipped, {} overruns\n\
          release lateness: min {}, p50 {}, p99 {}, p99.9 {}, max {}, mean {}\n",
         l.releases,
         l.period_us,
         l.deadline_us,
         l.misses,
+        l.skipped,
         l.overruns,
         us(l.min_ns),
         us(l.p50_ns),

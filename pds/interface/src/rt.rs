@@ -81,6 +81,9 @@ pub struct RtLatency {
     pub mean_ns: u64,
     /// Releases per power of two of lateness in nanoseconds (see [`RT_HISTOGRAM_BUCKETS`]).
     pub histogram: [u32; RT_HISTOGRAM_BUCKETS],
+    /// Releases of the grid that never ran (counted in `misses` too, so `misses` may exceed
+    /// `releases`): an earlier release completed after their expiry.
+    pub skipped: u64,
 }
 
 /// What an [`RtEvent`] reports.
@@ -338,7 +341,7 @@ mod tests {
         const { assert!(RT_STATS_OFFSET + core::mem::size_of::<RtStats>() <= RT_LATENCY_SEQUENCE_OFFSET) };
         const { assert!(RT_LATENCY_OFFSET + core::mem::size_of::<RtLatency>() <= 0x1000) };
         const { assert!(core::mem::size_of::<RtLatency>() <= crate::port::MAX_CONTROL_PAYLOAD) };
-        assert_eq!(core::mem::size_of::<RtLatency>(), 216);
+        assert_eq!(core::mem::size_of::<RtLatency>(), 224);
         const { assert!(RT_LATENCY_OFFSET + core::mem::size_of::<RtLatency>() <= RT_CONTROL_SEQUENCE_OFFSET) };
         const { assert!(RT_CONTROL_OFFSET + core::mem::size_of::<RtControl>() <= 0x1000) };
         assert_eq!(core::mem::size_of::<RtControl>(), 48);

@@ -60,7 +60,7 @@ pub fn account(stats: &mut RtStats, skipped: u64, lateness_ns: u64) {
 }
 
 /// The published form of the release statistics.
-pub fn latency(releases: &Releases, params: Params) -> RtLatency {
+pub fn latency(releases: &Releases, params: Params, skipped: u64) -> RtLatency {
     let summary = releases.summary();
     let mut histogram = [0u32; RT_HISTOGRAM_BUCKETS];
     releases.log2_histogram(&mut histogram);
@@ -79,6 +79,7 @@ pub fn latency(releases: &Releases, params: Params) -> RtLatency {
         max_ns: summary.max_ns,
         mean_ns: summary.mean_ns,
         histogram,
+        skipped,
     }
 }
 
@@ -261,7 +262,7 @@ impl RtTask {
     }
 
     fn publish_latency(&self) -> Result<(), Error> {
-        let latency = latency(self.framework.releases(), self.framework.params());
+        let latency = latency(self.framework.releases(), self.framework.params(), self.framework.skipped());
         self.shared.publish(RT_LATENCY_SEQUENCE_OFFSET, RT_LATENCY_OFFSET, latency.as_bytes()).map_err(Error::Shared)
     }
 }
@@ -735,9 +736,10 @@ mod tests {
             releases.record(lateness, lateness > 100_000, false);
         }
         releases.record(5_000, false, true);
-        let l = latency(&releases, realtime::PARAMS);
+        let l = latency(&releases, realtime::PARAMS, 3);
         assert_eq!((l.magic, l.period_us, l.deadline_us), (RT_LATENCY_MAGIC, 1000, 500));
         assert_eq!((l.releases, l.misses, l.overruns, l.min_ns, l.max_ns), (5, 1, 1, 1_000, 400_000));
+        assert_eq!(l.skipped, 3);
         assert!(l.min_ns <= l.p50_ns && l.p50_ns <= l.p99_ns && l.p99_ns <= l.p999_ns && l.p999_ns <= l.max_ns);
         assert_eq!(l.histogram.iter().sum::<u32>(), 5);
         assert_eq!(l.histogram[18], 1, "400 us in [2^18, 2^19) ns");
