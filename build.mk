@@ -136,18 +136,21 @@ fuzz-setup:
 	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
 	@cargo fuzz --version 2>/dev/null | grep -q '$(CARGO_FUZZ_VERSION)' || cargo install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
 
-# A bounded run (FUZZ_SECONDS) from an empty corpus; a crash, or an input that runs over 10 s (a
-# hang), fails the build and leaves its input
-# in comm-pd/fuzz/artifacts/engine/.
+# A bounded run (FUZZ_SECONDS per target) from an empty corpus of each target: comm-pd's port
+# engine (`engine`) and the attestation request path (`attestation`: comm-pd's parser, then
+# attestation-pd's runtime log). A crash, or an input that runs over 10 s (a hang), fails the
+# build and leaves its input in comm-pd/fuzz/artifacts/TARGET/.
 fuzz-smoke: fuzz-setup
 	@mkdir -p $(BUILD_DIR)
-	@log=$(abspath $(BUILD_DIR))/fuzz-engine.log; cd comm-pd/fuzz; \
-	if cargo +$(FUZZ_TOOLCHAIN) fuzz run engine -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 >"$$log" 2>&1; then \
-	    echo "fuzz-smoke: comm-pd's port engine, $(FUZZ_SECONDS) s: $$(grep -E '^Done' "$$log")"; \
-	else \
-	    tail -n 60 "$$log"; \
-	    echo "fuzz-smoke: comm-pd's port engine failed; the input is in comm-pd/fuzz/artifacts/engine/" >&2; exit 1; \
-	fi
+	@set -e; cd comm-pd/fuzz; for name in engine attestation; do \
+	    log=$(abspath $(BUILD_DIR))/fuzz-$$name.log; \
+	    if cargo +$(FUZZ_TOOLCHAIN) fuzz run $$name -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 >"$$log" 2>&1; then \
+	        echo "fuzz-smoke: $$name, $(FUZZ_SECONDS) s: $$(grep -E '^Done' "$$log")"; \
+	    else \
+	        tail -n 60 "$$log"; \
+	        echo "fuzz-smoke: $$name failed; the input is in comm-pd/fuzz/artifacts/$$name/" >&2; exit 1; \
+	    fi; \
+	done
 
 fuzz:
 	$(MAKE) -f build.mk fuzz-smoke FUZZ_SECONDS=600

@@ -177,7 +177,7 @@ fn full_system() {
 /// verifier outside this project.
 fn check_evidence(console: &str) {
     use sha2::{Digest, Sha256};
-    use tzmk_trust::manifest::{ImageKind, Manifest, MANIFEST_SIZE};
+    use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
     use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
     let hex_line = |what: &str| -> Vec<u8> {
         let prefix = format!("tzmk-init: evidence {what} ");
@@ -203,35 +203,20 @@ fn check_evidence(console: &str) {
     let (provisioning_at, manifest_at) = (layout.trust.provisioning as usize, layout.trust.manifest as usize);
     let provisioning = Provisioning::parse(&flash[provisioning_at..provisioning_at + PROVISIONING_SIZE]).unwrap();
     let manifest = Manifest::parse(&flash[manifest_at..manifest_at + MANIFEST_SIZE]).unwrap();
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let signer = hex(&Sha256::digest(provisioning.platform_public_key));
-    let mut components = vec![serde_json::json!({
-        "measurement_type": "BL",
-        "measurement_value": hex(&Sha256::digest(&monitor)),
-        "signer_id": signer,
-        "version": manifest.header.security_version.get().to_string(),
-    })];
-    for entry in manifest.images() {
-        let kind = match entry.kind().unwrap() {
-            ImageKind::SecureImage => "PRoT",
-            ImageKind::LinuxKernel => "kernel",
-            ImageKind::LinuxDtb => "dtb",
-            ImageKind::LinuxInitramfs => "initramfs",
-        };
-        components.push(serde_json::json!({
-            "measurement_type": kind,
-            "measurement_value": hex(&entry.sha256),
-            "signer_id": signer,
-            "version": entry.security_version.get().to_string(),
-        }));
-    }
-    let device = tzmk_trust::dice::device_identity_key(&provisioning.uds).verifying_key().to_bytes();
-    let refs = serde_json::json!({
-        "implementation_id": hex(&Sha256::digest(attestation_pd::evidence::IMPLEMENTATION)),
-        "components": components,
-        "device_public_key": hex(&device),
-    });
-    std::fs::write(dir.join("refs.json"), serde_json::to_string_pretty(&refs).unwrap()).unwrap();
+    let refs = tzmk_trust::refs::ReferenceValues::derive(
+        &monitor,
+        provisioning,
+        manifest,
+        attestation_pd::evidence::IMPLEMENTATION,
+    );
+    let mut refs = refs;
+    // /init measured a workload before it asked for evidence.
+    refs.expect_runtime(
+        tzmk_linux_guest::RUNTIME_MEASUREMENT_NAME,
+        Sha256::digest(tzmk_linux_guest::RUNTIME_MEASUREMENT_BYTES).into(),
+    );
+    let device = refs.device_public_key;
+    std::fs::write(dir.join("refs.json"), refs.to_json()).unwrap();
     let nonce = tzmk_linux_guest::EVIDENCE_NONCE;
     let arg = |name: &str| dir.join(name).display().to_string();
 

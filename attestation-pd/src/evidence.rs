@@ -20,15 +20,18 @@ use sha2::{Digest, Sha256};
 use tzmk_interface::attestation::{BootHandoff, EvidenceHeader, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_NONCE};
 use tzmk_trust::dice::{self, Config, Inputs, Mode, SubjectKey, INLINE_CONFIG_SIZE};
 use tzmk_trust::eventlog::{EventLog, EV_POST_CODE, PCR_BOOT};
-use tzmk_trust::manifest::{ImageKind, Manifest};
+use tzmk_trust::manifest::Manifest;
 use zerocopy::IntoBytes;
 
+use crate::runtime::Measurement;
 use crate::token::{self, AttestationKey, Claims, SoftwareComponent, TokenError, LIFECYCLE_SECURED, MAX_COMPONENTS};
 
 /// The platform this image attests: `psa-implementation-id` is SHA-256 of it.
 pub const IMPLEMENTATION: &[u8] = b"tzmk secure world on qemu-virt";
 /// The token's client id: the normal world's requests (RFC 9783: negative for non-secure callers).
 pub const NORMAL_WORLD_CLIENT: i32 = -1;
+/// The version runtime measurements are reported with (the normal world gives none).
+pub const RUNTIME_VERSION: &str = "runtime";
 /// Room for the chain: three CBOR byte strings (a key and two ~450-byte certificates).
 pub const CHAIN_MAX: usize = 1280;
 
@@ -69,16 +72,6 @@ pub struct Attester {
     implementation_id: [u8; 32],
     signer_id: [u8; 32],
     components: Vec<Component, MAX_COMPONENTS>,
-}
-
-/// The measurement type a manifest image is reported under (RFC 9783's roles where one fits).
-fn measurement_type(kind: ImageKind) -> &'static str {
-    match kind {
-        ImageKind::SecureImage => "PRoT",
-        ImageKind::LinuxKernel => "kernel",
-        ImageKind::LinuxDtb => "dtb",
-        ImageKind::LinuxInitramfs => "initramfs",
-    }
 }
 
 fn decimal(value: u32) -> String<12> {
@@ -141,7 +134,7 @@ impl Attester {
             // An image the monitor did not measure is not reported: there is nothing to vouch for.
             if let Some(measurement_value) = measured {
                 let component = Component {
-                    measurement_type: measurement_type(kind),
+                    measurement_type: kind.measurement_type(),
                     measurement_value,
                     version: decimal(entry.security_version.get()),
                 };
@@ -165,7 +158,10 @@ impl Attester {
     }
 
     /// Writes the evidence for `nonce` into `out`: an [`EvidenceHeader`], the token, the chain.
-    pub fn evidence(&self, nonce: &[u8], out: &mut [u8]) -> Result<usize, EvidenceError> {
+    /// The token reports the boot components, then each runtime measurement (its name as the
+    /// measurement type, version "runtime", an all-zero signer id: the normal world reported it,
+    /// nobody signed it).
+    pub fn evidence(&self, nonce: &[u8], runtime: &[Measurement], out: &mut [u8]) -> Result<usize, EvidenceError> {
         if nonce.len() > MAX_NONCE {
             return Err(EvidenceError::Token(TokenError::BadNonceLength));
         }
@@ -178,7 +174,16 @@ impl Attester {
                 version: c.version.as_str(),
                 signer_id: self.signer_id,
             })
+            .chain(runtime.iter().map(|m| SoftwareComponent {
+                measurement_type: m.name.as_str(),
+                measurement_value: m.sha256,
+                version: RUNTIME_VERSION,
+                signer_id: [0; 32],
+            }))
             .collect();
+        if components.len() < self.components.len() + runtime.len() {
+            return Err(EvidenceError::Token(TokenError::TooManyComponents));
+        }
         let claims = Claims {
             nonce,
             implementation_id: self.implementation_id,
@@ -209,9 +214,9 @@ mod tests {
     use super::*;
     use coset::TaggedCborSerializable;
     use p256::ecdsa::signature::Verifier;
-    use tzmk_interface::attestation::{HANDOFF_MAGIC, HANDOFF_VERSION, MAX_EVIDENCE};
+    use tzmk_interface::attestation::{HANDOFF_MAGIC, HANDOFF_VERSION, MAX_EVIDENCE, MAX_RUNTIME_MEASUREMENTS};
     use tzmk_trust::eventlog::EventLogWriter;
-    use tzmk_trust::manifest::ManifestBuilder;
+    use tzmk_trust::manifest::{ImageKind, ManifestBuilder};
     use tzmk_trust::SigningKey;
     use zerocopy::{FromBytes, FromZeros};
 
@@ -266,7 +271,7 @@ mod tests {
         let attester = Attester::new(&h).unwrap();
         let nonce = [0x42u8; 32];
         let mut out = [0u8; MAX_EVIDENCE];
-        let n = attester.evidence(&nonce, &mut out).unwrap();
+        let n = attester.evidence(&nonce, &[], &mut out).unwrap();
         let (header, rest) = EvidenceHeader::read_from_prefix(&out[..n]).unwrap();
         assert_eq!((header.magic, header.version), (EVIDENCE_MAGIC, EVIDENCE_VERSION));
         let (token, chain) = rest.split_at(header.token_length as usize);
@@ -312,13 +317,61 @@ mod tests {
         assert_eq!(token[0], 0xd2, "COSE_Sign1 under tag 18");
     }
 
+    /// The component types and values of a token's claims.
+    fn components_of(evidence: &[u8]) -> std::vec::Vec<(std::string::String, std::vec::Vec<u8>, std::vec::Vec<u8>)> {
+        let (header, rest) = EvidenceHeader::read_from_prefix(evidence).unwrap();
+        let sign1 = coset::CoseSign1::from_tagged_slice(&rest[..header.token_length as usize]).unwrap();
+        let claims: ciborium::Value = ciborium::from_reader(&sign1.payload.unwrap()[..]).unwrap();
+        let claims = claims.as_map().unwrap();
+        let components =
+            claims.iter().find(|(k, _)| k.as_integer() == Some(2399.into())).unwrap().1.as_array().unwrap();
+        let field = |c: &ciborium::Value, key: i64| {
+            c.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(key.into())).unwrap().1.clone()
+        };
+        components
+            .iter()
+            .map(|c| {
+                (
+                    field(c, 1).as_text().unwrap().to_owned(),
+                    field(c, 2).as_bytes().unwrap().clone(),
+                    field(c, 5).as_bytes().unwrap().clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tokens_report_runtime_measurements_and_the_most_of_them_fit() {
+        let h = handoff();
+        let attester = Attester::new(&h).unwrap();
+        let mut runtime = crate::runtime::RuntimeLog::new(&h.event_log[..h.event_log_length as usize]).unwrap();
+        let mut name = [0u8; 16];
+        name[..11].copy_from_slice(b"container-a");
+        runtime.measure(&name, &[0xaa; 32]).unwrap();
+        let mut out = [0u8; MAX_EVIDENCE];
+        let n = attester.evidence(&[1; 64], runtime.measurements(), &mut out).unwrap();
+        let components = components_of(&out[..n]);
+        assert_eq!(components.len(), 6);
+        assert_eq!(components[5], ("container-a".into(), vec![0xaa; 32], vec![0; 32]), "nobody signed it");
+
+        // Every runtime measurement, with 16-byte names and a 64-byte nonce: the largest evidence.
+        for i in 1..MAX_RUNTIME_MEASUREMENTS {
+            runtime
+                .measure(&std::format!("measurement-{i:04}").as_bytes().try_into().unwrap(), &[i as u8; 32])
+                .unwrap();
+        }
+        let n = attester.evidence(&[1; 64], runtime.measurements(), &mut out).unwrap();
+        assert_eq!(components_of(&out[..n]).len(), 5 + MAX_RUNTIME_MEASUREMENTS);
+        assert!(n <= MAX_EVIDENCE, "{n}");
+    }
+
     #[test]
     fn bad_requests_and_handoffs() {
         let attester = Attester::new(&handoff()).unwrap();
         let mut out = [0u8; MAX_EVIDENCE];
-        assert_eq!(attester.evidence(&[1; 31], &mut out), Err(EvidenceError::Token(TokenError::BadNonceLength)));
-        assert_eq!(attester.evidence(&[1; 65], &mut out), Err(EvidenceError::Token(TokenError::BadNonceLength)));
-        assert!(attester.evidence(&[1; 64], &mut out[..100]).is_err());
+        assert_eq!(attester.evidence(&[1; 31], &[], &mut out), Err(EvidenceError::Token(TokenError::BadNonceLength)));
+        assert_eq!(attester.evidence(&[1; 65], &[], &mut out), Err(EvidenceError::Token(TokenError::BadNonceLength)));
+        assert!(attester.evidence(&[1; 64], &[], &mut out[..100]).is_err());
         let mut garbled = handoff();
         garbled.event_log_length = 9999;
         assert_eq!(Attester::new(&garbled).unwrap_err(), EvidenceError::Handoff);

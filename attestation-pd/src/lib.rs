@@ -7,12 +7,14 @@
 
 pub mod boot;
 pub mod evidence;
+pub mod runtime;
 pub mod token;
 
 use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
-    BootHandoff, ERR_BAD_ARGUMENT, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION,
-    INTERFACE_VERSION, MAX_EVIDENCE, MAX_NONCE, OK, OP_EVIDENCE, OP_SECURE_MEASUREMENT, OP_VERSION,
+    BootHandoff, ERR_BAD_ARGUMENT, ERR_LOG_FULL, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION,
+    INTERFACE_VERSION, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT,
+    OP_VERSION,
 };
 use tzmk_interface::smc;
 use zerocopy::FromBytes;
@@ -74,6 +76,8 @@ pub struct AttestationPd {
     attester: Option<evidence::Attester>,
     /// Where the evidence goes for comm-pd to copy.
     evidence_region: MemoryRegion,
+    /// PCR 1 and the event log the runtime measurements extend (with a valid handoff).
+    runtime: Option<runtime::RuntimeLog>,
 }
 
 /// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
@@ -94,6 +98,7 @@ pub fn init() -> AttestationPd {
     let mut verdict = Err(boot::Refusal::NoHandoff);
     let mut measurements = None;
     let mut attester = None;
+    let mut runtime = None;
     match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
             let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
@@ -110,6 +115,11 @@ pub fn init() -> AttestationPd {
                         }
                     };
                     measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
+                    runtime =
+                        handoff.event_log.get(..handoff.event_log_length as usize).and_then(runtime::RuntimeLog::new);
+                    if runtime.is_none() {
+                        log::warn!("the handoff's event log does not parse: runtime measurements unavailable");
+                    }
                 }
                 None => log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)"),
             }
@@ -134,7 +144,7 @@ pub fn init() -> AttestationPd {
             Err(refusal) => log::error!("Linux may not run: {refusal}; its cores stay parked"),
         }
     }
-    AttestationPd { _secrets: secrets, handoff: measurements, attester, evidence_region }
+    AttestationPd { _secrets: secrets, handoff: measurements, attester, evidence_region, runtime }
 }
 
 /// Zeroes the CDIs in the handoff page: after start-up only this PD's own memory holds what it
@@ -171,7 +181,8 @@ impl AttestationPd {
             chunk.copy_from_slice(&microkit::get_mr(1 + index).to_le_bytes());
         }
         let mut out = [0u8; MAX_EVIDENCE];
-        match attester.evidence(&nonce[..length], &mut out) {
+        let runtime = self.runtime.as_ref().map(|r| r.measurements()).unwrap_or_default();
+        match attester.evidence(&nonce[..length], runtime, &mut out) {
             Ok(n) if self.evidence_region.write_bytes(0, &out[..n]).is_ok() => {
                 Answer { label: OK, words: [n as u64, 0, 0, 0], count: 1 }
             }
@@ -182,6 +193,42 @@ impl AttestationPd {
                 Answer::error(ERR_BAD_ARGUMENT)
             }
         }
+    }
+}
+
+impl AttestationPd {
+    /// OP_MEASURE: the name in MR0..MR1, the digest in MR2..MR5 (little-endian words), exactly six
+    /// registers; the measurement's index in MR0.
+    fn measure(&mut self, registers: usize) -> Answer {
+        let Some(runtime) = &mut self.runtime else { return Answer::error(ERR_NO_HANDOFF) };
+        if registers != (MEASURE_NAME_SIZE + 32) / 8 {
+            return Answer::error(ERR_BAD_ARGUMENT);
+        }
+        let mut bytes = [0u8; MEASURE_NAME_SIZE + 32];
+        for (index, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&microkit::get_mr(index).to_le_bytes());
+        }
+        let (name, digest) = bytes.split_at(MEASURE_NAME_SIZE);
+        let (name, digest) = (name.try_into().expect("16 bytes"), digest.try_into().expect("32 bytes"));
+        match runtime.measure(name, digest) {
+            Ok(index) => {
+                let reported = &runtime.measurements()[index];
+                log::info!("runtime measurement #{index}: '{}' {}", reported.name, Short(&reported.sha256));
+                Answer { label: OK, words: [index as u64, 0, 0, 0], count: 1 }
+            }
+            Err(runtime::MeasureError::BadName) => Answer::error(ERR_BAD_ARGUMENT),
+            Err(runtime::MeasureError::Full) => Answer::error(ERR_LOG_FULL),
+        }
+    }
+}
+
+/// The first 8 bytes of a digest in hex, for a log line.
+struct Short<'a>(&'a [u8; 32]);
+
+impl core::fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        f.write_str("..")
     }
 }
 
@@ -199,8 +246,11 @@ impl Handler for AttestationPd {
     type Error = core::convert::Infallible;
 
     fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
-        if msg_info.label() == OP_EVIDENCE {
-            let answer = self.evidence(msg_info.count());
+        if matches!(msg_info.label(), OP_EVIDENCE | OP_MEASURE) {
+            let answer = match msg_info.label() {
+                OP_EVIDENCE => self.evidence(msg_info.count()),
+                _ => self.measure(msg_info.count()),
+            };
             with_msg_regs_mut(|mrs| mrs[..4].copy_from_slice(&answer.words));
             return Ok(MessageInfo::new(answer.label, answer.count));
         }

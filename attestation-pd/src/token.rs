@@ -74,7 +74,8 @@ pub const COSE_SIGN1_TAG: u64 = 18;
 pub const PROTECTED_HEADER: [u8; 3] = [0xa1, 0x01, 0x26];
 
 /// At most this many software components in one token.
-pub const MAX_COMPONENTS: usize = 8;
+pub const MAX_COMPONENTS: usize = 16;
+const _: () = assert!(MAX_COMPONENTS >= 5 + tzmk_interface::attestation::MAX_RUNTIME_MEASUREMENTS);
 
 /// Open DICE's `ID_SALT`, the salt of the attestation key's HKDF (docs/trusted-boot.md, "Keys"):
 /// tzmk-trust's, where the DICE derivations live.

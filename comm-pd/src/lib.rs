@@ -16,10 +16,13 @@ pub mod ports;
 use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
-use tzmk_interface::attestation::{ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, OK, OP_EVIDENCE, OP_VERSION};
+use tzmk_interface::attestation::{
+    ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_VERSION,
+};
 use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
 use tzmk_interface::port::{
-    command, AttestationReply, AttestationRequest, ControlError, EvidenceRequest, PortStatus, Service, SinkTotals,
+    command, parse_attestation_request, AttestationCall, AttestationReply, ControlError, PortStatus, Service,
+    SinkTotals,
 };
 use tzmk_interface::rt::{
     pack, unpack, RtControl, RtLatency, RtSetReply, RtSetRequest, RtSetpointRequest, RtStats, RT_CONTROL_MAGIC,
@@ -143,18 +146,17 @@ impl SecureServices {
 }
 
 impl SecureServices {
-    /// OP_EVIDENCE through attestation-pd: the nonce in its message registers, the evidence read
-    /// back from the region it wrote. Every length is checked here as an allegation of the normal
-    /// world (the request) and bounded by the region (the answer).
-    fn evidence(&self, request: &EvidenceRequest, out: &mut [u8; MAX_EVIDENCE]) -> Result<usize, AttestationReply> {
+    /// OP_EVIDENCE through attestation-pd: the nonce (checked by the parser) in its message
+    /// registers, the evidence read back from the region it wrote, its length bounded by the
+    /// region and by [`MAX_EVIDENCE`].
+    fn evidence(&self, nonce: &[u8], out: &mut [u8; MAX_EVIDENCE]) -> Result<usize, AttestationReply> {
         let refuse = |label| AttestationReply { label, words: [0; 4] };
-        let length = request.nonce_length as usize;
-        if request.operation != OP_EVIDENCE || length > MAX_NONCE {
-            return Err(refuse(ERR_MALFORMED));
-        }
+        let length = nonce.len().min(MAX_NONCE);
+        let mut padded = [0u8; MAX_NONCE];
+        padded[..length].copy_from_slice(&nonce[..length]);
         let words = length.div_ceil(8);
         microkit::set_mr(0, length as u64);
-        for (index, chunk) in request.nonce.chunks_exact(8).enumerate().take(words) {
+        for (index, chunk) in padded.chunks_exact(8).enumerate().take(words) {
             microkit::set_mr(1 + index, u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
         }
         let reply = self.attestation.pp_call(MessageInfo::new(OP_EVIDENCE, 1 + words));
@@ -167,6 +169,49 @@ impl SecureServices {
             return Err(refuse(ERR_MALFORMED));
         }
         Ok(evidence_length)
+    }
+
+    /// OP_MEASURE through attestation-pd: the name and digest in six message registers.
+    fn measure(&self, name: &str, sha256: &[u8; 32]) -> AttestationReply {
+        let mut padded = [0u8; MEASURE_NAME_SIZE];
+        padded[..name.len()].copy_from_slice(name.as_bytes());
+        for (index, chunk) in padded.chunks_exact(8).chain(sha256.chunks_exact(8)).enumerate() {
+            microkit::set_mr(index, u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
+        }
+        let reply = self.attestation.pp_call(MessageInfo::new(OP_MEASURE, (MEASURE_NAME_SIZE + 32) / 8));
+        let mut words = [0u64; 4];
+        for (i, word) in words.iter_mut().enumerate().take(reply.count().min(4)) {
+            *word = microkit::get_mr(i);
+        }
+        AttestationReply { label: reply.label(), words }
+    }
+
+    /// One attestation port message: parsed (a malformed one is answered with its reason and goes
+    /// no further), then the operation.
+    fn attestation_message(&self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>) {
+        let reply = match parse_attestation_request(message) {
+            Ok(AttestationCall::Evidence { nonce }) => {
+                let mut evidence = [0u8; MAX_EVIDENCE];
+                match self.evidence(nonce, &mut evidence) {
+                    Ok(length) => {
+                        if let Err(e) = replies.send(&evidence[..length]) {
+                            log::warn!("port '{}': evidence not sent: {}", port.name, ports::describe(e));
+                        }
+                        return;
+                    }
+                    Err(reply) => reply,
+                }
+            }
+            Ok(AttestationCall::Measure { name, sha256 }) => self.measure(name, &sha256),
+            Ok(AttestationCall::Query { operation }) => self.attestation_call(operation),
+            Err(e) => {
+                let (code, detail) = e.code();
+                AttestationReply { label: ERR_MALFORMED, words: [code, detail, 0, 0] }
+            }
+        };
+        if let Err(e) = replies.send(reply.as_bytes()) {
+            log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
+        }
     }
 }
 
@@ -181,26 +226,8 @@ impl Services for SecureServices {
             Service::Echo => replies.send(message),
             Service::Sink => Ok(()),
             Service::Attestation => {
-                if let Ok(request) = EvidenceRequest::read_from_bytes(message) {
-                    let mut evidence = [0u8; MAX_EVIDENCE];
-                    return match self.evidence(&request, &mut evidence) {
-                        Ok(length) => {
-                            if let Err(e) = replies.send(&evidence[..length]) {
-                                log::warn!("port '{}': evidence not sent: {}", port.name, ports::describe(e));
-                            }
-                        }
-                        Err(reply) => {
-                            if let Err(e) = replies.send(reply.as_bytes()) {
-                                log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
-                            }
-                        }
-                    };
-                }
-                let reply = match AttestationRequest::read_from_bytes(message) {
-                    Ok(request) => self.attestation_call(request.operation),
-                    Err(_) => AttestationReply { label: ERR_MALFORMED, words: [0; 4] },
-                };
-                replies.send(reply.as_bytes())
+                self.attestation_message(port, message, replies);
+                Ok(())
             }
             Service::RealTime => replies.send(read_rt_stats(&self.rt_shared).unwrap_or_default().as_bytes()),
         };

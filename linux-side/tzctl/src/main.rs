@@ -10,14 +10,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use sha2::Digest as _;
 use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{command, PortService, Tz};
 use tzmk_interface::attestation::{
-    EvidenceHeader, ERR_BAD_ARGUMENT, ERR_MALFORMED, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, EVIDENCE_MAGIC,
-    EVIDENCE_VERSION, OK, OP_EVIDENCE, OP_SECURE_MEASUREMENT, OP_VERSION,
+    measurement_name, EvidenceHeader, ERR_BAD_ARGUMENT, ERR_LOG_FULL, ERR_MALFORMED, ERR_NO_HANDOFF,
+    ERR_UNKNOWN_OPERATION, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_RUNTIME_MEASUREMENTS, MEASURE_NAME_SIZE, OK,
+    OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_VERSION,
 };
 use tzmk_interface::port::{
-    AttestationReply, AttestationRequest, ControlError, EvidenceRequest, PortState, SinkTotals,
+    AttestationReply, AttestationRequest, ControlError, EvidenceRequest, MeasureRequest, PortState, RequestError,
+    SinkTotals,
 };
 use tzmk_interface::rt::{
     name_field, RtControl, RtEvent, RtEventKind, RtLatency, RtSetReply, RtSetRequest, RtSetStatus, RtSetpointRequest,
@@ -109,6 +112,20 @@ enum Command {
         /// device-identity key, then the certificates) to the same name with `.chain` added.
         #[arg(short = 'o', long, requires = "nonce")]
         output: Option<PathBuf>,
+    },
+    /// A runtime measurement: attestation-pd extends PCR 1 with the SHA-256 of FILE (or the
+    /// digest given) under NAME, logs it, and reports it in every later token.
+    Measure {
+        /// 1 to 16 bytes of [a-z0-9._-]; not bl, prot, kernel, dtb or initramfs.
+        name: String,
+        /// The file to measure.
+        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        file: Option<PathBuf>,
+        /// Its SHA-256 instead (64 hex digits).
+        #[arg(long, value_parser = sha256_arg)]
+        sha256: Option<[u8; 32]>,
+        #[arg(long, default_value = "attestation")]
+        port: String,
     },
     /// Throughput of one port (one way, to a sink) or round trips (through an echo port).
     Bench {
@@ -261,6 +278,7 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Rt { action: RtAction::Control { port } } => rt_control(tz, &port),
         Command::Attest { port, nonce: Some(nonce), output, .. } => evidence(tz, &port, &nonce.0, output.as_deref()),
         Command::Attest { port, operation, .. } => attest(tz, &port, &operation),
+        Command::Measure { name, file, sha256, port } => measure(tz, &port, &name, file.as_deref(), sha256),
         Command::Bench { port, size, bytes } => bench(tz, &port, size as usize, bytes),
     }
 }
@@ -555,12 +573,16 @@ fn call(tz: &Tz, port: &str, command: &str) -> Result<()> {
 struct Nonce(Vec<u8>);
 
 /// `--nonce`: hex digits, 32, 48 or 64 bytes (RFC 9783's nonce lengths).
-fn nonce_arg(text: &str) -> std::result::Result<Nonce, String> {
+/// Hex digits, two per byte.
+fn hex(text: &str) -> std::result::Result<Vec<u8>, String> {
     if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("a nonce is hex digits, two per byte".into());
+        return Err("hex digits, two per byte, expected".into());
     }
-    let bytes: Vec<u8> =
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or(0)).collect();
+    Ok((0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or(0)).collect())
+}
+
+fn nonce_arg(text: &str) -> std::result::Result<Nonce, String> {
+    let bytes = hex(text).map_err(|_| "a nonce is hex digits, two per byte".to_owned())?;
     if ![32, 48, 64].contains(&bytes.len()) {
         return Err(format!("a nonce of {} bytes: the token takes 32, 48 or 64", bytes.len()));
     }
@@ -583,9 +605,7 @@ fn evidence(tz: &Tz, port: &str, nonce: &[u8], output: Option<&std::path::Path>)
     if let Ok(error) = AttestationReply::read_from_bytes(reply) {
         return Err(match error.label {
             ERR_NO_HANDOFF => "attestation-pd has no attestation key: the monitor left no valid boot handoff".into(),
-            ERR_BAD_ARGUMENT => "attestation-pd refused the nonce".into(),
-            ERR_MALFORMED => "comm-pd refused the request as malformed".into(),
-            label => format!("attestation-pd answered with error label {label}").into(),
+            _ => refusal(&error, OP_EVIDENCE).into(),
         });
     }
     let (header, rest) = EvidenceHeader::read_from_prefix(reply)
@@ -621,6 +641,66 @@ fn evidence(tz: &Tz, port: &str, nonce: &[u8], output: Option<&std::path::Path>)
     Ok(())
 }
 
+/// What an attestation port's error reply means.
+fn refusal(reply: &AttestationReply, operation: u64) -> String {
+    match reply.label {
+        ERR_NO_HANDOFF => "attestation-pd has no measurements: the monitor left no valid boot handoff".into(),
+        ERR_BAD_ARGUMENT => "attestation-pd refused the request's arguments".into(),
+        ERR_LOG_FULL => {
+            format!("attestation-pd refused: {MAX_RUNTIME_MEASUREMENTS} runtime measurements were taken this boot")
+        }
+        ERR_UNKNOWN_OPERATION => format!("attestation-pd has no operation {operation}"),
+        ERR_MALFORMED if reply.words[0] == RequestError::UnknownOperation { operation }.code().0 => {
+            format!("attestation-pd has no operation {operation}")
+        }
+        ERR_MALFORMED => {
+            format!("comm-pd refused the request: {}", RequestError::describe(reply.words[0], reply.words[1]))
+        }
+        label => format!("attestation-pd answered with unknown error label {label}"),
+    }
+}
+
+fn sha256_arg(text: &str) -> std::result::Result<[u8; 32], String> {
+    let bytes = hex(text)?;
+    bytes.try_into().map_err(|b: Vec<u8>| format!("a SHA-256 is 32 bytes (64 hex digits), not {}", b.len()))
+}
+
+fn measure(tz: &Tz, port: &str, name: &str, file: Option<&std::path::Path>, sha256: Option<[u8; 32]>) -> Result<()> {
+    let mut request = MeasureRequest { operation: OP_MEASURE, name: [0; MEASURE_NAME_SIZE], sha256: [0; 32] };
+    request
+        .name
+        .get_mut(..name.len())
+        .ok_or_else(|| format!("measurement name '{name}' is longer than {MEASURE_NAME_SIZE} bytes"))?
+        .copy_from_slice(name.as_bytes());
+    if measurement_name(&request.name).is_none() {
+        return Err(format!("measurement name '{name}': {}", RequestError::describe(5, 0)).into());
+    }
+    request.sha256 = match (file, sha256) {
+        (_, Some(digest)) => digest,
+        (Some(path), None) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            sha2::Sha256::digest(&bytes).into()
+        }
+        (None, None) => return Err("give --file or --sha256".into()),
+    };
+    let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::Attestation) {
+        return Err(format!("port '{}' is not an attestation port", port.name()).into());
+    }
+    port.set_timeout(Some(Duration::from_secs(5)));
+    port.write(request.as_bytes())?;
+    let mut buf = [0u8; 64];
+    let n = port.read(&mut buf)?;
+    let reply = AttestationReply::read_from_bytes(&buf[..n])
+        .map_err(|_| format!("port '{}' answered {n} bytes, no attestation reply", port.name()))?;
+    if reply.label != OK {
+        return Err(refusal(&reply, OP_MEASURE).into());
+    }
+    let digest: String = request.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    println!("measured '{name}' sha-256 {digest}: runtime measurement #{} (PCR 1)", reply.words[0]);
+    Ok(())
+}
+
 fn attest(tz: &Tz, port: &str, operation: &str) -> Result<()> {
     let number = match operation {
         "version" => OP_VERSION,
@@ -646,12 +726,7 @@ fn attest(tz: &Tz, port: &str, operation: &str) -> Result<()> {
             println!("secure image SHA-256 {digest} (measured by the monitor)");
         }
         (OK, _) => println!("operation {number}: {:#018x?}", reply.words),
-        (ERR_UNKNOWN_OPERATION, _) => return Err(format!("attestation-pd has no operation {number}").into()),
-        (ERR_NO_HANDOFF, _) => {
-            return Err("attestation-pd has no measurements: the monitor left no valid boot handoff".into())
-        }
-        (ERR_MALFORMED, _) => return Err("comm-pd refused the request as malformed".into()),
-        (label, _) => return Err(format!("attestation-pd answered with unknown error label {label}").into()),
+        _ => return Err(refusal(&reply, number).into()),
     }
     Ok(())
 }

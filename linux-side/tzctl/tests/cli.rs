@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
 use tzcomm::{PortService, PortState, Region, Tz};
 use tzmk_sim::{Options, Simulator};
 
@@ -63,17 +64,22 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     assert_eq!(ok(&dir, &["send", "echo", "hello secure world", "--reply"]).trim(), "hello secure world");
     assert_eq!(ok(&dir, &["call", "attestation", "version"]).trim(), "attestation-pd interface v1");
     assert_eq!(ok(&dir, &["attest"]).trim(), "attestation-pd interface v1");
-    assert!(refused(&dir, &["attest", "--operation", "measurement"]).contains("no valid boot handoff"));
+    // The simulator's monitor model measured the secure image (system.xml and the PDs' code).
+    let measurement = ok(&dir, &["attest", "--operation", "measurement"]);
+    assert!(measurement.starts_with("secure image SHA-256 ") && measurement.contains("(measured by the monitor)"));
     assert!(refused(&dir, &["attest", "--operation", "99"]).contains("attestation-pd has no operation 99"));
     assert!(refused(&dir, &["attest", "--operation", "launch"]).contains("no attestation operation 'launch'"));
     assert!(refused(&dir, &["attest", "echo"]).contains("port 'echo' is not an attestation port"));
-    // Evidence: the simulator's monitor leaves no handoff, so no attestation key; bad nonces are
-    // refused before anything is sent.
-    let nonce = "ab".repeat(32);
-    assert!(refused(&dir, &["attest", "--nonce", &nonce, "-o", "/dev/null"]).contains("no valid boot handoff"));
+    // Bad nonces and measurement names are refused before anything is sent.
     assert!(refused(&dir, &["attest", "--nonce", &"ab".repeat(31)]).contains("a nonce of 31 bytes"));
     assert!(refused(&dir, &["attest", "--nonce", "xyz"]).contains("hex digits"));
     assert!(refused(&dir, &["attest", "-o", "t.cbor"]).contains("--nonce"));
+    for bad in ["Caps", "kernel", "a-name-of-17-byte", "sp ace"] {
+        let said = refused(&dir, &["measure", bad, "--sha256", &"00".repeat(32)]);
+        assert!(said.contains(&format!("measurement name '{bad}'")), "{bad}: {said}");
+    }
+    assert!(refused(&dir, &["measure", "app", "--sha256", "abcd"]).contains("32 bytes"));
+    assert!(refused(&dir, &["measure", "app", "--file", "/nonexistent/file"]).contains("/nonexistent/file"));
     assert!(ok(&dir, &["call", "echo", "totals"]).contains("in this session"));
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");
@@ -409,4 +415,56 @@ fn rt_set_and_the_control_loop() {
     }
     let stats = ok(&dir, &["rt", "stats"]);
     assert!(stats.contains("period 2000 us, deadline 500 us"), "{stats}");
+}
+
+/// Trusted boot in the simulator, end to end: the monitor model's handoff, a runtime measurement
+/// with `tzctl measure`, evidence with `tzctl attest`, and `tzmk verify --chain` against the
+/// run directory's refs.json: accepted with the measurement expected, rejected without it.
+#[test]
+fn tzctl_attest_yields_evidence_that_tzmk_verify_accepts() {
+    let sim = simulator("attest");
+    let dir = sim.run_dir().to_path_buf();
+    let out = std::env::temp_dir().join(format!("tzctl-evidence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let workload = out.join("workload.bin");
+    std::fs::write(&workload, b"a container image").unwrap();
+    let measured = ok(&dir, &["measure", "container-a", "--file", workload.to_str().unwrap()]);
+    assert!(measured.contains("runtime measurement #0"), "{measured}");
+    let nonce = "5a".repeat(48);
+    let token = out.join("token.cbor");
+    let said = ok(&dir, &["attest", "--nonce", &nonce, "-o", token.to_str().unwrap()]);
+    assert!(said.contains("COSE_Sign1 ES256"), "{said}");
+
+    let refs = std::fs::read_to_string(dir.join("refs.json")).expect("the simulator writes refs.json");
+    let verify = |refs: &str| {
+        let path = out.join("refs.json");
+        std::fs::write(&path, refs).unwrap();
+        Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args(["run", "-q", "--locked", "-p", "tzmk", "--", "verify"])
+            .args([token.to_str().unwrap(), "--nonce", &nonce, "--refs", path.to_str().unwrap(), "--chain"])
+            .arg(format!("{}.chain", token.display()))
+            .output()
+            .expect("cargo runs tzmk")
+    };
+    // Without the runtime measurement in the references, the token's extra component is refused.
+    let without = verify(&refs);
+    let said = String::from_utf8_lossy(&without.stderr).into_owned();
+    assert_eq!(without.status.code(), Some(1), "{said}");
+    assert!(said.contains("container-a"), "{said}");
+    // With it (sha-256 of the file, version "runtime", no signer), accepted.
+    let digest: String = sha2::Digest::finalize(sha2::Sha256::new_with_prefix(b"a container image"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let component = format!(
+        "    {{\"measurement_type\": \"container-a\", \"measurement_value\": \"{digest}\", \"signer_id\": \"{}\", \"version\": \"runtime\"}}",
+        "00".repeat(32)
+    );
+    let with = refs.replacen("\n  ],", &format!(",\n{component}\n  ],"), 1);
+    let accepted = verify(&with);
+    let said = format!("{}{}", String::from_utf8_lossy(&accepted.stdout), String::from_utf8_lossy(&accepted.stderr));
+    assert!(accepted.status.success() && said.contains("accepted"), "{said}\n{with}");
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -22,6 +22,22 @@ pub const OP_EVIDENCE: u64 = 3;
 /// The longest nonce, and the most message registers a nonce takes.
 pub const MAX_NONCE: usize = 64;
 
+/// Operation: a runtime measurement (docs/trusted-boot.md, "Runtime measurements"): MR0..MR1 the
+/// component's name ([`MEASURE_NAME_SIZE`] bytes, NUL-padded `[a-z0-9._-]`, little-endian
+/// words), MR2..MR5 its SHA-256 (little-endian words). attestation-pd extends PCR 1 with the
+/// digest, appends an `EV_EVENT_TAG` event to its event log and reports the component in every
+/// later token; it answers the measurement's index (0, 1, ...) in MR0. A refused measurement
+/// changes nothing.
+pub const OP_MEASURE: u64 = 4;
+/// A runtime measurement's name: the bytes of a manifest entry's name, the same rule.
+pub const MEASURE_NAME_SIZE: usize = 16;
+/// The most runtime measurements per boot: each becomes a software component of every token,
+/// and the token's evidence must fit [`MAX_EVIDENCE`].
+pub const MAX_RUNTIME_MEASUREMENTS: usize = 8;
+/// Names a runtime measurement may not take: the measurement types of the boot components, so
+/// that a verifier never mistakes what the normal world reported for what the monitor measured.
+pub const RESERVED_MEASUREMENT_NAMES: [&str; 5] = ["bl", "prot", "kernel", "dtb", "initramfs"];
+
 /// Reply labels.
 pub const OK: u64 = 0;
 pub const ERR_UNKNOWN_OPERATION: u64 = 1;
@@ -31,6 +47,19 @@ pub const ERR_NO_HANDOFF: u64 = 2;
 pub const ERR_MALFORMED: u64 = 3;
 /// A request attestation-pd understood but refuses: a nonce of a length the token cannot carry.
 pub const ERR_BAD_ARGUMENT: u64 = 4;
+/// OP_MEASURE refused: [`MAX_RUNTIME_MEASUREMENTS`] were taken this boot (the log is unchanged).
+pub const ERR_LOG_FULL: u64 = 5;
+
+/// Is `name` a valid runtime measurement name: 1 to [`MEASURE_NAME_SIZE`] bytes of
+/// `[a-z0-9._-]`, NUL-padded (nothing but NULs after the first), and not a reserved name?
+pub fn measurement_name(name: &[u8; MEASURE_NAME_SIZE]) -> Option<&str> {
+    let length = name.iter().position(|&b| b == 0).unwrap_or(MEASURE_NAME_SIZE);
+    let valid = length > 0
+        && name[..length].iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+        && name[length..].iter().all(|&b| b == 0);
+    let text = core::str::from_utf8(&name[..length]).ok().filter(|_| valid)?;
+    (!RESERVED_MEASUREMENT_NAMES.contains(&text)).then_some(text)
+}
 
 /// `EvidenceHeader::magic`: "TZEV".
 pub const EVIDENCE_MAGIC: u32 = 0x545a_4556;

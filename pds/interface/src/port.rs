@@ -373,6 +373,122 @@ pub struct EvidenceRequest {
     pub nonce: [u8; crate::attestation::MAX_NONCE],
 }
 
+/// An attestation port's runtime measurement request: [`crate::attestation::OP_MEASURE`], the
+/// component's name and its SHA-256. The reply is an [`AttestationReply`]: [`crate::attestation::OK`]
+/// with the measurement's index in `words[0]`, or an error label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct MeasureRequest {
+    pub operation: u64,
+    /// NUL-padded `[a-z0-9._-]` ([`crate::attestation::measurement_name`]).
+    pub name: [u8; crate::attestation::MEASURE_NAME_SIZE],
+    pub sha256: [u8; 32],
+}
+
+/// An attestation port's request, parsed: the only reading of the normal world's bytes that
+/// comm-pd acts on (every field checked here; attestation-pd checks again what reaches it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttestationCall<'a> {
+    /// OP_VERSION or OP_SECURE_MEASUREMENT: no arguments.
+    Query { operation: u64 },
+    /// OP_EVIDENCE with a nonce of 32, 48 or 64 bytes.
+    Evidence { nonce: &'a [u8] },
+    /// OP_MEASURE of a valid, unreserved name.
+    Measure { name: &'a str, sha256: [u8; 32] },
+}
+
+/// Why an attestation port's message is no request: the reply's `words[0]` (with label
+/// [`crate::attestation::ERR_MALFORMED`]) is [`RequestError::code`], `words[1]` its detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// Fewer than the 8 bytes of an operation.
+    Truncated { length: usize },
+    /// An operation this interface does not have.
+    UnknownOperation { operation: u64 },
+    /// The message's size is not the operation's request size.
+    WrongSize { operation: u64, length: usize, expected: usize },
+    /// An evidence request's nonce length is not 32, 48 or 64.
+    BadNonceLength { length: u64 },
+    /// A measurement's name breaks the naming rule or is reserved.
+    BadName,
+}
+
+impl RequestError {
+    /// The error's code and detail, as the reply carries them.
+    pub fn code(&self) -> (u64, u64) {
+        match *self {
+            RequestError::Truncated { length } => (1, length as u64),
+            RequestError::UnknownOperation { operation } => (2, operation),
+            RequestError::WrongSize { length, .. } => (3, length as u64),
+            RequestError::BadNonceLength { length } => (4, length),
+            RequestError::BadName => (5, 0),
+        }
+    }
+
+    /// What a reply's code and detail say, for the normal world's tools.
+    pub fn describe(code: u64, detail: u64) -> &'static str {
+        let _ = detail;
+        match code {
+            1 => "the request is shorter than an operation",
+            2 => "no such operation",
+            3 => "the request's size is not its operation's",
+            4 => "the nonce is not 32, 48 or 64 bytes",
+            5 => "the name is not 1 to 16 bytes of [a-z0-9._-] or is reserved (bl, prot, kernel, dtb, initramfs)",
+            _ => "malformed request",
+        }
+    }
+}
+
+impl core::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            RequestError::Truncated { length } => write!(f, "a request of {length} bytes has no operation"),
+            RequestError::UnknownOperation { operation } => write!(f, "operation {operation} does not exist"),
+            RequestError::WrongSize { operation, length, expected } => {
+                write!(f, "operation {operation} takes {expected} bytes, not {length}")
+            }
+            RequestError::BadNonceLength { length } => write!(f, "a nonce of {length} bytes (32, 48 or 64)"),
+            RequestError::BadName => f.write_str("a measurement name breaks the naming rule or is reserved"),
+        }
+    }
+}
+
+/// Parses an attestation port's message: the operation (its first 8 bytes, native-endian as
+/// every port record), then exactly that operation's request.
+pub fn parse_attestation_request(message: &[u8]) -> Result<AttestationCall<'_>, RequestError> {
+    use crate::attestation::{OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_VERSION};
+    let Some(head) = message.get(..8) else { return Err(RequestError::Truncated { length: message.len() }) };
+    let operation = u64::from_ne_bytes(head.try_into().expect("8 bytes"));
+    let expected = match operation {
+        OP_VERSION | OP_SECURE_MEASUREMENT => core::mem::size_of::<AttestationRequest>(),
+        OP_EVIDENCE => core::mem::size_of::<EvidenceRequest>(),
+        OP_MEASURE => core::mem::size_of::<MeasureRequest>(),
+        _ => return Err(RequestError::UnknownOperation { operation }),
+    };
+    if message.len() != expected {
+        return Err(RequestError::WrongSize { operation, length: message.len(), expected });
+    }
+    match operation {
+        OP_EVIDENCE => {
+            // Sizes were checked: these reads cannot fail.
+            let request =
+                EvidenceRequest::ref_from_bytes(message).map_err(|_| RequestError::Truncated { length: 0 })?;
+            match request.nonce_length {
+                32 | 48 | 64 => {
+                    Ok(AttestationCall::Evidence { nonce: &request.nonce[..request.nonce_length as usize] })
+                }
+                length => Err(RequestError::BadNonceLength { length }),
+            }
+        }
+        OP_MEASURE => {
+            let request = MeasureRequest::ref_from_bytes(message).map_err(|_| RequestError::Truncated { length: 0 })?;
+            let name = crate::attestation::measurement_name(&request.name).ok_or(RequestError::BadName)?;
+            Ok(AttestationCall::Measure { name, sha256: request.sha256 })
+        }
+        _ => Ok(AttestationCall::Query { operation }),
+    }
+}
+
 /// An attestation port's reply message: attestation-pd's reply label and its message registers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -394,6 +510,48 @@ mod tests {
         assert_eq!(core::mem::size_of::<PortEntry>(), 64);
         assert!(crate::status::STATUS_OFFSET + core::mem::size_of::<crate::status::StatusPage>() <= 0x100);
         assert_eq!(PORT_CTRL_SIZE, 0xcd8);
+    }
+
+    #[test]
+    fn attestation_requests_parse_or_say_why_not() {
+        use crate::attestation::{OP_EVIDENCE, OP_MEASURE, OP_VERSION};
+        assert_eq!(
+            parse_attestation_request(AttestationRequest { operation: OP_VERSION }.as_bytes()),
+            Ok(AttestationCall::Query { operation: OP_VERSION })
+        );
+        assert_eq!(parse_attestation_request(&[1, 0, 0]), Err(RequestError::Truncated { length: 3 }));
+        assert_eq!(
+            parse_attestation_request(AttestationRequest { operation: 99 }.as_bytes()),
+            Err(RequestError::UnknownOperation { operation: 99 })
+        );
+        let mut evidence = EvidenceRequest { operation: OP_EVIDENCE, nonce_length: 48, nonce: [7; 64] };
+        assert_eq!(parse_attestation_request(evidence.as_bytes()), Ok(AttestationCall::Evidence { nonce: &[7; 48] }));
+        for length in [0, 31, 33, 65, u64::MAX] {
+            evidence.nonce_length = length;
+            assert_eq!(parse_attestation_request(evidence.as_bytes()), Err(RequestError::BadNonceLength { length }));
+        }
+        assert_eq!(
+            parse_attestation_request(&evidence.as_bytes()[..40]),
+            Err(RequestError::WrongSize { operation: OP_EVIDENCE, length: 40, expected: 80 })
+        );
+        let mut name = [0u8; 16];
+        name[..9].copy_from_slice(b"container");
+        let mut measure = MeasureRequest { operation: OP_MEASURE, name, sha256: [3; 32] };
+        assert_eq!(
+            parse_attestation_request(measure.as_bytes()),
+            Ok(AttestationCall::Measure { name: "container", sha256: [3; 32] })
+        );
+        for bad in [&b"Container"[..], b"", b"a b", b"kernel", b"bl"] {
+            measure.name = [0; 16];
+            measure.name[..bad.len()].copy_from_slice(bad);
+            assert_eq!(parse_attestation_request(measure.as_bytes()), Err(RequestError::BadName), "{bad:?}");
+        }
+        measure.name = *b"ab\0cdefghijklmno";
+        assert_eq!(parse_attestation_request(measure.as_bytes()), Err(RequestError::BadName), "bytes after the NUL");
+        // An OP_VERSION with trailing bytes is no OP_VERSION.
+        let mut long = [0u8; 16];
+        long[0] = OP_VERSION as u8;
+        assert!(matches!(parse_attestation_request(&long), Err(RequestError::WrongSize { .. })));
     }
 
     #[test]

@@ -274,6 +274,14 @@ impl<'a> EventLogWriter<'a> {
         Ok(writer)
     }
 
+    /// Continues the log in `buffer[..length]` (which must parse as a log): the next event goes
+    /// after its last.
+    pub fn resume(buffer: &'a mut [u8], length: usize) -> Result<Self, EventLogError> {
+        let written = buffer.get(..length).ok_or(EventLogError::Full { needed: length, available: buffer.len() })?;
+        EventLog::parse(written)?;
+        Ok(EventLogWriter { buffer, length })
+    }
+
     fn put(&mut self, bytes: &[u8]) {
         // Callers checked the room first.
         self.buffer[self.length..self.length + bytes.len()].copy_from_slice(bytes);

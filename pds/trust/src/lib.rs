@@ -18,6 +18,8 @@ pub mod dice;
 pub mod eventlog;
 pub mod manifest;
 pub mod provisioning;
+#[cfg(feature = "std")]
+pub mod refs;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 

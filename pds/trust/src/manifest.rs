@@ -70,6 +70,15 @@ impl ImageKind {
         }
     }
 
+    /// The measurement type a PSA token reports the kind's image under (RFC 9783's "PRoT" for
+    /// the secure image; the Linux images by their label).
+    pub fn measurement_type(self) -> &'static str {
+        match self {
+            ImageKind::SecureImage => "PRoT",
+            kind => kind.label(),
+        }
+    }
+
     /// The kind a [`label`](ImageKind::label) names.
     pub fn from_label(label: &str) -> Option<ImageKind> {
         ImageKind::ALL.into_iter().find(|kind| kind.label() == label)

@@ -231,6 +231,11 @@ pub const DRIVER_CHECK_PATH: &str = "/tzmk-check";
 /// the token carries it.
 pub const EVIDENCE_NONCE: &str = "74a7e6b1c0d2f3e4a5b6c7d8e9f00112233445566778899aabbccddeeff00112";
 
+/// The runtime measurement /init makes before it asks for evidence (`tzctl measure NAME --file`,
+/// a file of these bytes): the host test expects it in the token as a software component.
+pub const RUNTIME_MEASUREMENT_NAME: &str = "guest-app";
+pub const RUNTIME_MEASUREMENT_BYTES: &[u8] = b"a workload the normal world started, measured by tzctl\n";
+
 /// The system bench in the initramfs (tzmk.expect=bench).
 pub const BENCH_PATH: &str = "/bin/tzmk-bench";
 /// The one line tzmk.ko's probe logs when the monitor runs no secure world.

@@ -10,6 +10,7 @@
 //! docs/simulator.md describes the run directory and the attach protocol.
 
 pub mod attach;
+mod boot;
 mod images;
 mod memory;
 mod monitor;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use microkit::sim::{ChannelConfig, Event, IrqConfig, Kernel, PdConfig};
 use tzmk_sdf::model::SetVarValue;
 use tzmk_sdf::System;
+use zerocopy::IntoBytes;
 
 pub use images::KNOWN_IMAGES;
 
@@ -129,8 +131,18 @@ impl Simulator {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        // The monitor model's trusted boot, before any PD runs (as stage 1 runs before seL4).
+        let partition = tzmk_sdf::partition::Partition::compute(&system, &platform).map_err(SimError::System)?;
+        let system_xml = std::fs::read(&options.system)
+            .map_err(|e| SimError::Unreadable(format!("{}: {e}", options.system.display())))?;
+        let booted = boot::boot(&system_xml, &partition)?;
+
         let run_dir = memory::RunDir::create(&options.run_dir)?;
         let regions = memory::Regions::create(&system, &platform, &run_dir)?;
+        if system.region("boot_handoff").is_some() {
+            regions.write("boot_handoff", 0, booted.handoff.as_bytes())?;
+            boot::write_refs(&run_dir.refs(), &booted.refs)?;
+        }
         let configs = pd_configs(&system, &regions);
 
         let kick_irq = platform.interrupt_named("kick").map(|i| i.intid);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -71,12 +72,21 @@ impl RunDir {
     pub(crate) fn socket(&self) -> PathBuf {
         self.path.join(crate::attach::SOCKET_NAME)
     }
+
+    /// The reference values of the simulated device (the monitor model's boot).
+    pub(crate) fn refs(&self) -> PathBuf {
+        self.path.join(REFS_NAME)
+    }
 }
+
+/// The run directory's reference values file.
+pub(crate) const REFS_NAME: &str = "refs.json";
 
 impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = fs::remove_file(self.socket());
         let _ = fs::remove_file(self.path.join(crate::attach::CONTROL_LOCK));
+        let _ = fs::remove_file(self.refs());
         let _ = fs::remove_dir_all(self.regions());
         for dir in &self.created {
             // Not remove_dir_all: a directory someone else put files in meanwhile stays.
@@ -93,6 +103,8 @@ pub(crate) struct Regions {
     /// (PD index, region name) -> host address of that PD's mapping.
     mappings: HashMap<(usize, String), u64>,
     first: HashMap<String, u64>,
+    /// Each region's memfd or file, by name.
+    by_name: HashMap<String, std::os::fd::RawFd>,
     /// Kept open for the simulator's life. The mappings are never unmapped: a PD thread may still
     /// touch them while the simulator shuts down, and the process ends soon after.
     _backing: Vec<OwnedFd>,
@@ -148,11 +160,26 @@ impl Regions {
                 first.entry(map.mr.clone()).or_insert(address);
             }
         }
-        Ok(Regions { mappings, first, _backing: backing.into_values().collect() })
+        let by_name = backing.iter().map(|(name, fd)| (name.clone(), fd.as_raw_fd())).collect();
+        Ok(Regions { mappings, first, by_name, _backing: backing.into_values().collect() })
     }
 
     pub(crate) fn address_of(&self, pd: usize, region: &str) -> Option<u64> {
         self.mappings.get(&(pd, region.to_owned())).copied()
+    }
+
+    /// Writes `bytes` at `offset` of region `name`'s memory, before any PD runs (the monitor
+    /// model's boot handoff).
+    pub(crate) fn write(&self, name: &str, offset: u64, bytes: &[u8]) -> Result<(), SimError> {
+        let fd = self.by_name.get(name).ok_or_else(|| SimError::Host(format!("no region {name}")))?;
+        // SAFETY: the descriptor is one of `_backing`'s, open for the simulator's life.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        let written = nix::sys::uio::pwrite(fd, bytes, offset as i64)
+            .map_err(|e| SimError::Host(format!("writing region {name}: {e}")))?;
+        if written != bytes.len() {
+            return Err(SimError::Host(format!("region {name}: {written} of {} bytes written", bytes.len())));
+        }
+        Ok(())
     }
 
     pub(crate) fn first_address(&self, region: &str) -> Option<u64> {

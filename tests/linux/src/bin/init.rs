@@ -297,6 +297,18 @@ fn check_tzctl() -> Result<(), String> {
     if attest.trim() != "attestation-pd interface v1" {
         return Err(format!("tzctl attest answered {attest:?}"));
     }
+    // A runtime measurement first (a workload the normal world started): the token must carry it.
+    let measured_path = "/measured-app";
+    fs::write(measured_path, tzmk_linux_guest::RUNTIME_MEASUREMENT_BYTES)
+        .map_err(|e| format!("{measured_path}: {e}"))?;
+    let measure = finished(
+        tzctl(&["measure", tzmk_linux_guest::RUNTIME_MEASUREMENT_NAME, "--file", measured_path], None)?,
+        "tzctl measure",
+    )?;
+    say(&format!("tzctl measure: {}", measure.trim()));
+    if !measure.contains("runtime measurement #0") {
+        return Err(format!("tzctl measure answered {measure:?}"));
+    }
     // Evidence from inside Linux: the host checks it with tzmk verify and an outside verifier
     // (tests/qemu_linux.rs, full_system), from these two lines.
     let evidence = finished(
