@@ -75,6 +75,8 @@ fn every_isolation_rule_is_exercised_by_the_corpus() {
         "smc-not-allowed",
         "irq-ownership",
         "realtime-priority",
+        "realtime-budget",
+        "realtime-deadline",
     ] {
         assert!(corpus.contains(&format!("[{rule}]")), "no corpus file breaks rule {rule}");
     }

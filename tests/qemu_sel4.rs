@@ -41,7 +41,7 @@ fn every_pd_prints_its_ready_line_on_sel4() {
     assert!(missing.is_empty(), "no ready line within {BOOT_TIMEOUT:?} for: {missing:?}");
     let report = tzmk_tests::RtReport::find(&serial)
         .unwrap_or_else(|| panic!("no \"{}\" line within {BOOT_TIMEOUT:?}", tzmk_tests::RT_REPORT));
-    let problems = report.problems(tzmk_interface::rt::RT_REPORT_EVERY, rt_task::PERIOD_US.into());
+    let problems = report.problems(tzmk_interface::rt::RT_REPORT_EVERY, rt_task::realtime::PARAMS.period_us);
     assert!(problems.is_empty(), "comm-pd's report of rt-task {report:?}: {problems:?}");
     assert!(!serial.contains("panic"), "a PD panicked");
 }

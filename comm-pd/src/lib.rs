@@ -25,8 +25,10 @@ use tzmk_interface::port::{
     SinkTotals,
 };
 use tzmk_interface::rt::{
-    RtLatency, RtStats, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET, RT_REPORT_EVERY,
-    RT_SEQUENCE_OFFSET, RT_STATS_MAGIC, RT_STATS_OFFSET,
+    pack, unpack, RtControl, RtLatency, RtSetReply, RtSetRequest, RtSetpointRequest, RtStats, RT_CONTROL_MAGIC,
+    RT_CONTROL_OFFSET, RT_CONTROL_SEQUENCE_OFFSET, RT_LATENCY_MAGIC, RT_LATENCY_OFFSET, RT_LATENCY_SEQUENCE_OFFSET,
+    RT_OP_SET, RT_OP_SETPOINT, RT_REPORT_EVERY, RT_SEQUENCE_OFFSET, RT_SET_REPLY_WORDS, RT_STATS_MAGIC,
+    RT_STATS_OFFSET,
 };
 use tzmk_interface::smc;
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET, STATUS_VERSION};
@@ -64,6 +66,18 @@ pub fn read_rt_latency(region: &MemoryRegion) -> Option<RtLatency> {
 }
 
 /// Reads rt-task's statistics block; `None` when it is not (yet) valid.
+/// rt-task's control block (its last release), when a snapshot of it is consistent.
+pub fn read_rt_control(region: &MemoryRegion) -> Option<RtControl> {
+    let mut bytes = [0u8; core::mem::size_of::<RtControl>()];
+    for _ in 0..8 {
+        if region.snapshot(RT_CONTROL_SEQUENCE_OFFSET, RT_CONTROL_OFFSET, &mut bytes).ok()? {
+            let control = RtControl::read_from_bytes(&bytes).ok()?;
+            return (control.magic == RT_CONTROL_MAGIC).then_some(control);
+        }
+    }
+    None
+}
+
 pub fn read_rt_stats(region: &MemoryRegion) -> Option<RtStats> {
     let mut bytes = [0u8; core::mem::size_of::<RtStats>()];
     for _ in 0..SNAPSHOT_TRIES {
@@ -104,6 +118,23 @@ pub struct SecureServices {
 }
 
 impl SecureServices {
+    /// A request of `tzctl rt set` or `rt setpoint` to rt-task by protected procedure call: the
+    /// request's bytes (copied once from the mailbox, their length checked here, their values by
+    /// rt-task) in the message registers, the reply likewise. A reply whose status no one
+    /// defined is rt-task's fault and is not passed on.
+    fn rt_call(&self, operation: u64, request: &[u8], output: &mut [u8]) -> Result<usize, ControlError> {
+        let words = request.len().div_ceil(8);
+        microkit::with_msg_regs_mut(|regs| pack(request, &mut regs[..words]));
+        let reply_info = self.rt.pp_call(MessageInfo::new(operation, words));
+        if reply_info.label() != 0 || reply_info.count() != RT_SET_REPLY_WORDS {
+            return Err(ControlError::ServiceUnavailable);
+        }
+        let mut reply = RtSetReply::default();
+        microkit::with_msg_regs(|regs| unpack(&regs[..RT_SET_REPLY_WORDS], reply.as_mut_bytes()));
+        reply.status().ok_or(ControlError::ServiceUnavailable)?;
+        put(output, reply.as_bytes())
+    }
+
     fn attestation_call(&self, operation: u64) -> AttestationReply {
         let reply = self.attestation.pp_call(MessageInfo::new(operation, 0));
         let mut words = [0u64; 4];
@@ -260,6 +291,21 @@ impl Services for SecureServices {
                 // Published once a second (and when asked: RT_REFRESH); nothing yet before the first.
                 let latency = read_rt_latency(&self.rt_shared).ok_or(ControlError::ServiceUnavailable)?;
                 put(output, latency.as_bytes())
+            }
+            (Service::RealTime, command::RT_CONTROL) => {
+                if !input.is_empty() {
+                    return Err(ControlError::BadArgument);
+                }
+                let control = read_rt_control(&self.rt_shared).ok_or(ControlError::ServiceUnavailable)?;
+                put(output, control.as_bytes())
+            }
+            (Service::RealTime, command::RT_SET) => {
+                let request = RtSetRequest::read_from_bytes(input).map_err(|_| ControlError::BadArgument)?;
+                self.rt_call(RT_OP_SET, request.as_bytes(), output)
+            }
+            (Service::RealTime, command::RT_SETPOINT) => {
+                let request = RtSetpointRequest::read_from_bytes(input).map_err(|_| ControlError::BadArgument)?;
+                self.rt_call(RT_OP_SETPOINT, request.as_bytes(), output)
             }
             (Service::RealTime, command::RT_REFRESH) => {
                 if !input.is_empty() {

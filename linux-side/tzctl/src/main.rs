@@ -22,7 +22,10 @@ use tzmk_interface::port::{
     AttestationReply, AttestationRequest, ControlError, EvidenceRequest, MeasureRequest, PortState, RequestError,
     SinkTotals,
 };
-use tzmk_interface::rt::{RtEvent, RtEventKind, RtLatency, RtStats, RT_EVENT_MAGIC};
+use tzmk_interface::rt::{
+    name_field, RtControl, RtEvent, RtEventKind, RtLatency, RtSetReply, RtSetRequest, RtSetStatus, RtSetpointRequest,
+    RtStats, RT_EVENT_MAGIC, RT_TASK_NAME_LEN,
+};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(Parser, Debug)]
@@ -145,6 +148,34 @@ enum RtAction {
         #[arg(default_value = "rt")]
         port: String,
     },
+    /// New period and budget (microseconds) for a real-time task, from its next release. rt-task
+    /// refuses values its response-time analysis cannot accept, naming the task that would miss;
+    /// the kernel's budget stays system.xml's (docs/realtime.md).
+    Set {
+        #[arg(long, value_name = "US")]
+        period: u32,
+        #[arg(long, value_name = "US")]
+        budget: u32,
+        /// The relative deadline (default: the task's, capped at the new period).
+        #[arg(long, value_name = "US")]
+        deadline: Option<u32>,
+        /// The task (default: rt-task).
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        #[arg(long, default_value = "rt")]
+        port: String,
+    },
+    /// The control loop's speed setpoint in rad/s (0 to 10, three decimals).
+    Setpoint {
+        value: String,
+        #[arg(long, default_value = "rt")]
+        port: String,
+    },
+    /// The control loop's last release: setpoint, sensor sample, actuator output, response.
+    Control {
+        #[arg(default_value = "rt")]
+        port: String,
+    },
 }
 
 /// No port carries a message larger than a quarter of a ring's largest capacity (2^30).
@@ -240,6 +271,11 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Events { port, count, timeout_ms } => events(tz, &port, count, timeout_ms),
         Command::Call { port, command } => call(tz, &port, &command),
         Command::Rt { action: RtAction::Stats { port } } => rt_stats(tz, &port),
+        Command::Rt { action: RtAction::Set { period, budget, deadline, task, port } } => {
+            rt_set(tz, &port, task.as_deref().unwrap_or(""), period, budget, deadline.unwrap_or(0))
+        }
+        Command::Rt { action: RtAction::Setpoint { value, port } } => rt_setpoint(tz, &port, &value),
+        Command::Rt { action: RtAction::Control { port } } => rt_control(tz, &port),
         Command::Attest { port, nonce: Some(nonce), output, .. } => evidence(tz, &port, &nonce.0, output.as_deref()),
         Command::Attest { port, operation, .. } => attest(tz, &port, &operation),
         Command::Measure { name, file, sha256, port } => measure(tz, &port, &name, file.as_deref(), sha256),
@@ -340,6 +376,100 @@ fn events(tz: &Tz, port: &str, count: u64, timeout_ms: u64) -> Result<()> {
 }
 
 /// Prints rt-task's release-lateness distribution (`command::RT_LATENCY`).
+fn rt_port(tz: &Tz, port: &str) -> Result<tzcomm::Port> {
+    let port = tz.open(port)?;
+    if port.service() != Some(PortService::RealTime) {
+        return Err(format!("port '{}' is not an rt port", port.name()).into());
+    }
+    Ok(port)
+}
+
+/// rt-task's verdict, one line: what it accepted, or why not.
+fn format_set_reply(reply: &RtSetReply) -> std::result::Result<String, String> {
+    let status = reply.status().ok_or_else(|| format!("rt-task answered an unknown status {}", reply.status))?;
+    match status {
+        RtSetStatus::Accepted => Ok(status.describe().to_owned()),
+        RtSetStatus::Unschedulable => {
+            let task = reply.task_name().unwrap_or("?");
+            let us = |ns: u64| format!("{:.1} us", ns as f64 / 1000.0);
+            Err(format!(
+                "refused: {}: task '{task}' would miss its deadline (response time {} {}, deadline {})",
+                status.describe(),
+                if reply.settled == 1 { "" } else { "beyond" },
+                us(reply.response_ns),
+                us(reply.deadline_ns)
+            )
+            .replace("  ", " "))
+        }
+        _ => Err(format!("refused: {}", status.describe())),
+    }
+}
+
+/// An rt call answered by rt-task, retried for a while when it is busy (it answers a few calls
+/// per release, whoever makes them).
+fn rt_call(port: &tzcomm::Port, command: u32, input: &[u8]) -> Result<RtSetReply> {
+    for _ in 0..50 {
+        let output = port.call(command, input)?;
+        let reply = RtSetReply::read_from_bytes(&output).map_err(|_| "an rt reply of the wrong size")?;
+        if reply.status() != Some(RtSetStatus::Busy) {
+            return Ok(reply);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(RtSetStatus::Busy.describe().into())
+}
+
+fn rt_set(tz: &Tz, port: &str, task: &str, period_us: u32, budget_us: u32, deadline_us: u32) -> Result<()> {
+    let port = rt_port(tz, port)?;
+    let task_field = name_field(task).ok_or_else(|| format!("--task: names are at most {RT_TASK_NAME_LEN} bytes"))?;
+    let request = RtSetRequest { task: task_field, period_us, budget_us, deadline_us, reserved: 0 };
+    let reply = rt_call(&port, command::RT_SET, request.as_bytes())?;
+    println!("{}", format_set_reply(&reply)?);
+    Ok(())
+}
+
+/// `"2.5"` rad/s as 2500 thousandths; at most three decimals.
+fn parse_milli(text: &str) -> std::result::Result<i32, String> {
+    let bad = || format!("'{text}' is not a number with at most three decimals");
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: i32 = whole.parse().map_err(|_| bad())?;
+    let fraction: i32 = format!("{fraction:0<3}").parse().map_err(|_| bad())?;
+    whole.checked_mul(1000).and_then(|w| w.checked_add(if whole < 0 { -fraction } else { fraction })).ok_or_else(bad)
+}
+
+fn rt_setpoint(tz: &Tz, port: &str, value: &str) -> Result<()> {
+    let setpoint_milli = parse_milli(value)?;
+    let port = rt_port(tz, port)?;
+    let request = RtSetpointRequest { setpoint_milli, reserved: 0 };
+    let reply = rt_call(&port, command::RT_SETPOINT, request.as_bytes())?;
+    println!("{}", format_set_reply(&reply)?);
+    Ok(())
+}
+
+fn rt_control(tz: &Tz, port: &str) -> Result<()> {
+    let port = rt_port(tz, port)?;
+    let output = port.call(command::RT_CONTROL, &[])?;
+    let c = RtControl::read_from_bytes(&output).map_err(|_| "an rt control reply of the wrong size")?;
+    let milli = |v: i32| format!("{:.3}", f64::from(v) / 1000.0);
+    println!(
+        "rt-task control loop: release {}, period {} us, budget {} us, deadline {} us\n\
+         setpoint {} rad/s, speed {} rad/s, output {} V{}, response {:.1} us",
+        c.release,
+        c.period_us,
+        c.budget_us,
+        c.deadline_us,
+        milli(c.setpoint_milli),
+        milli(c.measurement_milli),
+        milli(c.output_milli),
+        if c.saturated != 0 { " (saturated)" } else { "" },
+        c.response_ns as f64 / 1000.0
+    );
+    Ok(())
+}
+
 fn rt_stats(tz: &Tz, port: &str) -> Result<()> {
     let port = tz.open(port)?;
     if port.service() != Some(PortService::RealTime) {
@@ -372,12 +502,13 @@ fn format_latency(l: &RtLatency) -> String {
     use std::fmt::Write as _;
     let us = |ns: u64| format!("{:.1} us", ns as f64 / 1000.0);
     let mut out = format!(
-        "rt-task: {} releases, period {} us, deadline {} us: {} deadline misses, {} overruns\n\
+        "rt-task: {} releases, period {} us, deadline {} us: {} deadline misses, {} skipped, {} overruns\n\
          release lateness: min {}, p50 {}, p99 {}, p99.9 {}, max {}, mean {}\n",
         l.releases,
         l.period_us,
         l.deadline_us,
         l.misses,
+        l.skipped,
         l.overruns,
         us(l.min_ns),
         us(l.p50_ns),
@@ -650,4 +781,40 @@ fn bench(tz: &Tz, port: &str, size: usize, bytes: u64) -> Result<()> {
         _ => return Err(format!("port '{}' is neither a sink nor an echo port", port.name()).into()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod rt_tests {
+    use super::*;
+
+    #[test]
+    fn setpoints_parse_to_thousandths() {
+        assert_eq!(parse_milli("2.5"), Ok(2500));
+        assert_eq!(parse_milli("10"), Ok(10_000));
+        assert_eq!(parse_milli("0.125"), Ok(125));
+        assert_eq!(parse_milli("-1.5"), Ok(-1500), "range is rt-task's to check");
+        for bad in ["", ".5", "1.2345", "1.x", "abc", "99999999"] {
+            assert!(parse_milli(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_task_and_its_response() {
+        let reply = RtSetReply {
+            status: RtSetStatus::Unschedulable as u32,
+            settled: 0,
+            task: name_field("comm-pd").unwrap(),
+            response_ns: 1_100_000,
+            deadline_ns: 1_000_000,
+        };
+        assert_eq!(
+            format_set_reply(&reply).unwrap_err(),
+            "refused: the task set would not be schedulable: task 'comm-pd' would miss its deadline \
+             (response time beyond 1100.0 us, deadline 1000.0 us)"
+        );
+        let zero = RtSetReply { status: RtSetStatus::ZeroBudget as u32, ..RtSetReply::default() };
+        assert_eq!(format_set_reply(&zero).unwrap_err(), "refused: the budget is 0");
+        assert!(format_set_reply(&RtSetReply::default()).unwrap().starts_with("accepted"));
+        assert!(format_set_reply(&RtSetReply { status: 99, ..RtSetReply::default() }).is_err());
+    }
 }

@@ -332,6 +332,14 @@ pub mod command {
     pub const RT_REFRESH: u32 = 2;
     /// Real-time: the release-lateness distribution since rt-task started, reply `rt::RtLatency`.
     pub const RT_LATENCY: u32 = 3;
+    /// Real-time: the control loop's last release, reply `rt::RtControl`.
+    pub const RT_CONTROL: u32 = 4;
+    /// Real-time: new period, budget and deadline for a task, input `rt::RtSetRequest`, reply
+    /// `rt::RtSetReply` (accepted, or why not: the admission test's verdict).
+    pub const RT_SET: u32 = 5;
+    /// Real-time: the control loop's setpoint, input `rt::RtSetpointRequest`, reply
+    /// `rt::RtSetReply` (status only).
+    pub const RT_SETPOINT: u32 = 6;
     /// Attestation: attestation-pd's interface version, reply u64.
     pub const ATTESTATION_VERSION: u32 = 1;
     /// Echo: messages and bytes echoed this session, reply [`super::SinkTotals`].

@@ -46,10 +46,10 @@ pub struct Releases {
     counts: [u32; BUCKETS],
     /// Releases recorded.
     pub releases: u64,
-    /// Releases that completed after their deadline.
+    /// Releases that completed after their deadline, and releases that never ran (skipped:
+    /// `periodic` adds them).
     pub misses: u64,
-    /// Releases that came later than a whole period (the ones in between were skipped), or
-    /// whose budget ran out before they completed.
+    /// Releases that ran longer than their budget.
     pub overruns: u64,
     pub min_ns: u64,
     pub max_ns: u64,

@@ -40,6 +40,26 @@ pub fn probe_header() -> String {
 /// `tzctl rt stats` on the real system: rt-task's releases counted, misses no more than
 /// releases, the percentiles in order. (QEMU's TCG on a loaded host does make rt-task late now
 /// and then, so a miss is reported, not failed on here.)
+/// `tzctl rt control`'s text: the loop runs with `parameters` ("period P us, budget B us") and its
+/// speed is within 2% of `setpoint` rad/s, its output within the actuator's 0..=12 V.
+pub fn check_rt_control(text: &str, parameters: &str, setpoint: f64) -> Result<(), String> {
+    let figure = |key: &str| -> Result<f64, String> {
+        let at = text.find(key).ok_or_else(|| format!("no {key:?} in {text:?}"))? + key.len();
+        text[at..].split([' ', ',']).next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{key:?} in {text:?}"))
+    };
+    if !text.contains(parameters) {
+        return Err(format!("not yet at {parameters:?}: {text:?}"));
+    }
+    let (wanted, speed, output) = (figure("setpoint ")?, figure("speed ")?, figure("output ")?);
+    if wanted != setpoint || (speed - setpoint).abs() > setpoint * 0.02 {
+        return Err(format!("speed {speed} rad/s, not within 2% of the setpoint {setpoint}: {text:?}"));
+    }
+    if !(0.0..=12.0).contains(&output) {
+        return Err(format!("output {output} V outside the actuator's range: {text:?}"));
+    }
+    Ok(())
+}
+
 pub fn check_rt_latency(text: &str) -> Result<(), String> {
     let mut lines = text.lines();
     let head = lines.next().unwrap_or_default();
@@ -52,8 +72,10 @@ pub fn check_rt_latency(text: &str) -> Result<(), String> {
     if releases == 0 {
         return Err(format!("no release counted: {head:?}"));
     }
-    if misses > releases {
-        return Err(format!("{misses} deadline misses in {releases} releases: {head:?}"));
+    // Skipped releases (never run: an earlier one completed after their expiry) are misses too.
+    let skipped = number_before(head, " skipped").ok_or_else(|| format!("no skipped count in {head:?}"))?;
+    if misses > releases + skipped {
+        return Err(format!("{misses} deadline misses in {releases} releases and {skipped} skipped: {head:?}"));
     }
     let lateness = lines.next().unwrap_or_default();
     let mut last = 0.0f64;
@@ -553,12 +575,26 @@ mod tests {
     }
 
     #[test]
+    fn rt_control_text() {
+        let good = "rt-task control loop: release 812, period 2000 us, budget 150 us, deadline 500 us\n\
+                    setpoint 4.000 rad/s, speed 3.998 rad/s, output 4.010 V, response 3.2 us\n";
+        assert_eq!(check_rt_control(good, "period 2000 us, budget 150 us", 4.0), Ok(()));
+        assert!(check_rt_control(good, "period 1000 us, budget 200 us", 4.0).unwrap_err().contains("not yet"));
+        assert!(check_rt_control(&good.replace("speed 3.998", "speed 3.5"), "period 2000 us", 4.0).is_err());
+        assert!(check_rt_control(&good.replace("output 4.010", "output 13.000"), "period 2000 us", 4.0).is_err());
+        assert!(check_rt_control("nothing", "", 4.0).is_err());
+    }
+
+    #[test]
     fn rt_latency_text() {
-        let good = "rt-task: 4000 releases, period 1000 us, deadline 1000 us: 0 deadline misses, 0 overruns\n\
+        let good =
+            "rt-task: 4000 releases, period 1000 us, deadline 1000 us: 0 deadline misses, 10 skipped, 0 overruns\n\
                     release lateness: min 1.5 us, p50 2.0 us, p99 3.1 us, p99.9 3.1 us, max 9.0 us, mean 2.0 us\n";
         assert_eq!(check_rt_latency(good), Ok(()));
         assert_eq!(check_rt_latency(&good.replace("0 deadline misses", "3 deadline misses")), Ok(()));
-        assert!(check_rt_latency(&good.replace("0 deadline misses", "4001 deadline misses")).is_err());
+        assert_eq!(check_rt_latency(&good.replace("0 deadline misses", "4010 deadline misses")), Ok(()));
+        assert!(check_rt_latency(&good.replace("0 deadline misses", "4011 deadline misses")).is_err());
+        assert!(check_rt_latency(&good.replace("10 skipped, ", "")).is_err());
         assert!(check_rt_latency(&good.replace("4000 releases", "0 releases")).is_err());
         assert!(check_rt_latency(&good.replace("p99 3.1", "p99 1.0")).unwrap_err().contains("out of order"));
         assert!(check_rt_latency("rt-task: nothing").is_err());

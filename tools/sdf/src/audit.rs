@@ -5,8 +5,11 @@
 
 use crate::model::*;
 use crate::platform::{IrqWorld, Platform, RangeUse, World};
+use crate::realtime::{Sidecar, SIDECAR_PATH};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use tzmk_realtime::periodic::MIN_BUDGET_US;
+use tzmk_realtime::rta::Response;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -69,8 +72,93 @@ pub fn driven_by_normal_world(system: &System, platform: &Platform) -> BTreeMap<
     driven
 }
 
-/// Checks every isolation rule; an empty result means the system is clean.
+/// Checks every isolation rule, with the real-time PDs' implicit deadlines (their periods); an
+/// empty result means the system is clean.
 pub fn audit(system: &System, platform: &Platform) -> Vec<Violation> {
+    audit_with(system, platform, &Sidecar::default(), SIDECAR_PATH).expect("an empty sidecar names no task")
+}
+
+/// Checks every rule with the deadlines of a real-time sidecar (pds/realtime.toml); `Err` when
+/// the sidecar itself is wrong for this system (`sidecar_name` names it).
+pub fn audit_with(
+    system: &System,
+    platform: &Platform,
+    sidecar: &Sidecar,
+    sidecar_name: &str,
+) -> Result<Vec<Violation>, crate::Diagnostic> {
+    let mut out = isolation(system, platform);
+    out.extend(schedulability(system, platform, sidecar, sidecar_name)?);
+    out.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.rule.cmp(b.rule)));
+    Ok(out)
+}
+
+/// The real-time rules, from the same response-time analysis a real-time PD runs before it
+/// accepts `tzctl rt set` (tzmk-realtime's `rta`, over every scheduled PD of the core):
+/// - `realtime-budget`: a real-time PD whose budget is not below its period (seL4 then enforces
+///   no budget: round-robin, not a sporadic server) or below the 20 us minimum;
+/// - `realtime-deadline`: a real-time PD whose worst-case response time passes its deadline.
+fn schedulability(
+    system: &System,
+    platform: &Platform,
+    sidecar: &Sidecar,
+    sidecar_name: &str,
+) -> Result<Vec<Violation>, crate::Diagnostic> {
+    let mut out = Vec::new();
+    for analysed in crate::realtime::analyse(crate::realtime::task_sets(system, platform, sidecar, sidecar_name)?) {
+        for (index, member) in analysed.set.members.iter().enumerate().filter(|(_, m)| m.realtime) {
+            if member.budget_us >= member.period_us {
+                out.push(Violation {
+                    rule: "realtime-budget",
+                    pos: member.pos,
+                    message: format!(
+                         "real-time PD '{}' has budget {} us, its whole period: seL4 enforces a budget only when budget \
+                         < period, so it could take the core from every lower priority",
+                        member.name, member.budget_us
+                    ),
+                });
+                continue;
+            }
+            if member.budget_us < MIN_BUDGET_US {
+                out.push(Violation {
+                    rule: "realtime-budget",
+                    pos: member.pos,
+                    message: format!(
+                        "real-time PD '{}' has budget {} us, below the {MIN_BUDGET_US} us minimum (2 x the kernel \
+                         WCET on qemu-arm-virt)",
+                        member.name, member.budget_us
+                    ),
+                });
+                continue;
+            }
+            let verdict = match &analysed.analysis {
+                Err(e) => Some(format!("cannot be analysed: {e}")),
+                Ok(analysis) => match analysis.responses[index] {
+                    Response::Meets { .. } => None,
+                    response => Some(crate::realtime::describe(&response, member.deadline_us)),
+                },
+            };
+            if let Some(verdict) = verdict {
+                out.push(Violation {
+                    rule: "realtime-deadline",
+                    pos: member.pos,
+                    message: format!(
+                        "real-time PD '{}' (budget {} us every {} us, priority {}) may miss its deadline: {verdict}, \
+                         counting the budgets of every PD of priority >= {} on core {}",
+                        member.name,
+                        member.budget_us,
+                        member.period_us,
+                        member.priority,
+                        member.priority,
+                        analysed.set.cpu
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn isolation(system: &System, platform: &Platform) -> Vec<Violation> {
     let mut out = Vec::new();
     let policy = &platform.policy;
     let is = |list: &[String], pd: &ProtectionDomain| list.iter().any(|n| n == &pd.name);
@@ -281,6 +369,5 @@ pub fn audit(system: &System, platform: &Platform) -> Vec<Violation> {
         }
     }
 
-    out.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.rule.cmp(b.rule)));
     out
 }

@@ -11,9 +11,10 @@ pub mod parse;
 pub mod partition;
 pub mod platform;
 pub mod qemu;
+pub mod realtime;
 pub mod report;
 
-pub use audit::{audit, Violation};
+pub use audit::{audit, audit_with, Violation};
 pub use model::{Pos, System};
 pub use platform::Platform;
 

@@ -19,6 +19,10 @@ pub struct Args {
     /// The platform description (default: the built-in monitor/platform/qemu-virt.toml).
     #[arg(long)]
     pub platform: Option<PathBuf>,
+    /// The real-time sidecar with the real-time PDs' deadlines (default: pds/realtime.toml beside
+    /// the system description, if there is one; without it, deadlines are the periods).
+    #[arg(long, value_name = "FILE")]
+    pub realtime: Option<PathBuf>,
     /// Print the authority report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -49,7 +53,25 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(VIOLATIONS);
         }
     };
-    let violations = tzmk_sdf::audit(&system, &platform);
+    let beside = args.system.parent().unwrap_or(std::path::Path::new(".")).join(tzmk_sdf::realtime::SIDECAR_PATH);
+    let sidecar_path = args.realtime.clone().or_else(|| beside.exists().then_some(beside));
+    let (sidecar, sidecar_name) = match &sidecar_path {
+        None => (tzmk_sdf::realtime::Sidecar::default(), tzmk_sdf::realtime::SIDECAR_PATH.to_owned()),
+        Some(path) => match tzmk_sdf::realtime::Sidecar::load(path) {
+            Ok(sidecar) => (sidecar, path.display().to_string()),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(UNREADABLE);
+            }
+        },
+    };
+    let violations = match tzmk_sdf::audit_with(&system, &platform, &sidecar, &sidecar_name) {
+        Ok(violations) => violations,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(VIOLATIONS);
+        }
+    };
     let file = args.system.display().to_string();
     for v in &violations {
         eprintln!("{}", tzmk_sdf::format_violation(&file, v));
@@ -66,6 +88,10 @@ pub fn run(args: &Args) -> ExitCode {
             println!("{}", authority.to_json());
         } else {
             print!("{}", authority.to_text());
+            // The same analysis rt-task runs before it accepts `tzctl rt set`.
+            if let Ok(sets) = tzmk_sdf::realtime::task_sets(&system, &platform, &sidecar, &sidecar_name) {
+                print!("{}", tzmk_sdf::realtime::report_text(&tzmk_sdf::realtime::analyse(sets)));
+            }
             match violations.len() {
                 0 => println!(
                     "{file}: clean: {} PDs, {} regions, {} channels",

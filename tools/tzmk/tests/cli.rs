@@ -86,3 +86,27 @@ fn dtb_writes_linux_device_tree() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: tests/audit/bad/duplicate-irq.xml:"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_real_time_report_and_its_sidecar() {
+    let out = tzmk(&["audit", "system.xml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("utilisation 70.00%"), "{stdout}");
+    assert!(stdout.contains("deadline    500 us: worst-case response 200 us <= deadline 500 us"), "{stdout}");
+    let dir = std::env::temp_dir().join(format!("tzmk-audit-realtime-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tight = dir.join("tight.toml");
+    std::fs::write(&tight, "[task.rt-task]\ndeadline = 150\n").unwrap();
+    let out = tzmk(&["audit", "-q", "--realtime", tight.to_str().unwrap(), "system.xml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("after its deadline 150 us") && stderr.contains("[realtime-deadline]"), "{stderr}");
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(&wrong, "[task.comm-pd]\ndeadline = 100\n").unwrap();
+    let out = tzmk(&["audit", "-q", "--realtime", wrong.to_str().unwrap(), "system.xml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task 'comm-pd': not a real-time PD"));
+    let out = tzmk(&["audit", "-q", "--realtime", dir.join("none.toml").to_str().unwrap(), "system.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

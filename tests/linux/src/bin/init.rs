@@ -362,7 +362,48 @@ fn check_tzctl() -> Result<(), String> {
         say(&format!("tzctl rt stats: {line}"));
     }
     tzmk_linux_guest::check_rt_latency(&latency).map_err(|e| format!("tzctl rt stats: {e}"))?;
-    Ok(())
+    check_rt_control()
+}
+
+/// The control loop and `rt set` through the driver (docs/realtime.md): a setpoint from here, a
+/// refusal with its reason, an accepted change seen in the loop's own parameters while the speed
+/// settles on the setpoint, then system.xml's parameters back.
+fn check_rt_control() -> Result<(), String> {
+    let accepted = |args: &[&str]| -> Result<(), String> {
+        let what = format!("tzctl {}", args.join(" "));
+        let out = finished(tzctl(args, None)?, &what)?;
+        say(&format!("{what}: {}", out.trim()));
+        if !out.starts_with("accepted") {
+            return Err(format!("{what} answered {out:?}"));
+        }
+        Ok(())
+    };
+    accepted(&["rt", "setpoint", "4"])?;
+    let output = tzctl(&["rt", "set", "--period", "1000", "--budget", "1000"], None)?
+        .wait_with_output()
+        .map_err(|e| format!("tzctl rt set: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    say(&format!("tzctl rt set --period 1000 --budget 1000: {}", stderr.trim()));
+    if output.status.success() || !stderr.contains("refused: the budget is not below the period") {
+        return Err(format!("tzctl rt set with budget = period was not refused: {stderr:?}"));
+    }
+    accepted(&["rt", "set", "--period", "2000", "--budget", "150"])?;
+    let started = std::time::Instant::now();
+    loop {
+        let control = finished(tzctl(&["rt", "control"], None)?, "tzctl rt control")?;
+        if let Err(reason) = tzmk_linux_guest::check_rt_control(&control, "period 2000 us, budget 150 us", 4.0) {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(format!("tzctl rt control after 10 s: {reason}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        for line in control.lines() {
+            say(&format!("tzctl rt control: {line}"));
+        }
+        break;
+    }
+    accepted(&["rt", "set", "--period", "1000", "--budget", "200"])
 }
 
 fn run() -> Result<(), String> {
