@@ -108,6 +108,7 @@ fn exchange(simulator: &Simulator, count: u64) -> Result<()> {
     println!("| request port | path | answer |");
     println!("| --- | --- | --- |");
     println!("| attestation | comm-pd -> pp call to attestation-pd | interface v{} |", reply.words[0]);
+    println!("| attestation | evidence(nonce): PSA token and DICE chain | {} |", evidence(&mut attestation, run_dir)?);
     println!();
 
     // Stream into the sink: one way, back-pressure on a full ring, nothing dropped.
@@ -183,4 +184,34 @@ fn exchange(simulator: &Simulator, count: u64) -> Result<()> {
     );
     println!("\ntzmk demo: ok");
     Ok(())
+}
+
+/// Evidence for a fresh nonce from attestation-pd (the simulator's monitor model booted it),
+/// checked here as `tzmk verify --chain` checks it, against the run directory's refs.json.
+fn evidence(port: &mut tzcomm::Port, run_dir: &std::path::Path) -> Result<String> {
+    use tzmk_interface::attestation::{EvidenceHeader, OP_EVIDENCE};
+    use tzmk_interface::port::EvidenceRequest;
+    let mut nonce = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
+    let mut request = EvidenceRequest { operation: OP_EVIDENCE, nonce_length: 32, nonce: [0; 64] };
+    request.nonce[..32].copy_from_slice(&nonce);
+    port.write(request.as_bytes())?;
+    let mut reply = vec![0u8; port.max_message()];
+    let n = port.read(&mut reply)?;
+    let (header, rest) =
+        EvidenceHeader::read_from_prefix(&reply[..n]).map_err(|_| format!("{n} bytes of evidence: no header"))?;
+    let (token, chain) = rest.split_at((header.token_length as usize).min(rest.len()));
+    let refs_path = run_dir.join("refs.json");
+    let refs = std::fs::read_to_string(&refs_path).map_err(|e| format!("{}: {e}", refs_path.display()))?;
+    let references = crate::verify::References::from_json(&refs).map_err(|e| e.0)?;
+    let device = references.device_public_key().ok_or("refs.json names no device_public_key")?;
+    let key = crate::verify::chain_key(chain, &device).map_err(|r| r.to_string())?;
+    let accepted = crate::verify::verify(token, &nonce, &references, &key)
+        .map_err(|rejections| rejections.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    Ok(format!(
+        "{} B token, {} B chain: verified against refs.json ({})",
+        token.len(),
+        chain.len(),
+        accepted.components.join(", ")
+    ))
 }

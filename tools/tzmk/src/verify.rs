@@ -171,6 +171,11 @@ impl References {
         };
         Ok(Self { implementation_id, components, attestation_key, device_public_key })
     }
+
+    /// The device-identity key a chain must start from, if refs.json names one.
+    pub fn device_public_key(&self) -> Option<[u8; 32]> {
+        self.device_public_key
+    }
 }
 
 /// The attestation key a certificate chain certifies, starting from the trusted device-identity

@@ -211,6 +211,11 @@ fn every_demo_count_works_or_is_refused_by_the_parser() {
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "--count {count}: {stderr}");
         assert!(stdout.contains("| echo-bulk | 1 | 65536 B | all match |"), "--count {count}: {stdout}");
+        // Trusted boot in the simulator: evidence verified against the run directory's refs.json.
+        assert!(
+            stdout.contains("verified against refs.json (BL, PRoT, kernel, dtb, initramfs) |"),
+            "--count {count}: {stdout}"
+        );
         assert!(stdout.trim_end().ends_with("tzmk demo: ok"), "{stdout}");
         assert_tables_fit(&stdout);
     }
