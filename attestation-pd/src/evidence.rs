@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tzmk_interface::attestation::{BootHandoff, EvidenceHeader, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_NONCE};
 use tzmk_trust::dice::{self, Config, Inputs, Mode, SubjectKey, INLINE_CONFIG_SIZE};
 use tzmk_trust::eventlog::{EventLog, EV_POST_CODE, PCR_BOOT};
-use tzmk_trust::manifest::Manifest;
+use tzmk_trust::manifest::{ImageKind, Manifest};
 use zerocopy::IntoBytes;
 
 use crate::runtime::Measurement;
@@ -59,6 +59,8 @@ impl From<TokenError> for EvidenceError {
 /// One software component's facts, kept for every token.
 #[derive(Debug, Clone)]
 struct Component {
+    /// The manifest kind it reports (`None`: the monitor itself).
+    kind: Option<ImageKind>,
     measurement_type: &'static str,
     measurement_value: [u8; 32],
     version: String<12>,
@@ -120,6 +122,7 @@ impl Attester {
 
         let mut components = Vec::new();
         let monitor = Component {
+            kind: None,
             measurement_type: "BL",
             measurement_value: handoff.monitor_sha256,
             version: decimal(manifest.header.security_version.get()),
@@ -134,6 +137,7 @@ impl Attester {
             // An image the monitor did not measure is not reported: there is nothing to vouch for.
             if let Some(measurement_value) = measured {
                 let component = Component {
+                    kind: Some(kind),
                     measurement_type: kind.measurement_type(),
                     measurement_value,
                     version: decimal(entry.security_version.get()),
@@ -150,6 +154,23 @@ impl Attester {
             signer_id: Sha256::digest(handoff.platform_public_key).into(),
             components,
         })
+    }
+
+    /// Takes the reference values of a manifest the monitor accepted as an update (it verified it):
+    /// each component's version becomes the new manifest's (the monitor's, its security version).
+    /// The measurements stay what the monitor measured at boot. A manifest that does not parse
+    /// changes nothing.
+    pub fn take_reference_values(&mut self, manifest: &[u8]) {
+        let Ok(manifest) = Manifest::parse(manifest) else { return };
+        for component in self.components.iter_mut() {
+            let version = match component.kind {
+                None => Some(manifest.header.security_version.get()),
+                Some(kind) => manifest.image(kind).map(|entry| entry.security_version.get()),
+            };
+            if let Some(version) = version {
+                component.version = decimal(version);
+            }
+        }
     }
 
     /// The attestation public key (SEC1 uncompressed).
