@@ -4,13 +4,15 @@
 //!
 //! comm-pd leaves the candidate in `attestation_update` (comm-pd writes, this PD reads) and its
 //! length in MR0. This PD copies it once into `manifest_update` (secure RAM the monitor maps), calls
-//! `UPDATE_MANIFEST` and answers the monitor's outcome ([`UpdateReply`] in MR0..MR1). When the
+//! `UPDATE_MANIFEST` and answers the monitor's outcome (`UpdateReply` in MR0..MR1). When the
 //! monitor accepted it, the manifest it wrote becomes this PD's reference values: the security
 //! versions the evidence reports (the measurements stay the boot's: nothing was re-measured).
 
 use microkit::MemoryRegion;
-use tzmk_interface::update::{UpdateOutcome, UpdateReply, MANIFEST_LENGTH};
+use tzmk_interface::update::{UpdateOutcome, MANIFEST_LENGTH};
 use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
+
+const _: () = assert!(MANIFEST_SIZE == tzmk_interface::update::MANIFEST_BYTES);
 
 /// Relays the candidate of `length` bytes (an allegation) from `from` to `to` and asks `monitor`.
 /// Returns the outcome and, when accepted, the manifest the monitor wrote.
@@ -34,20 +36,16 @@ pub fn relay(
     (outcome, accepted)
 }
 
-/// The reply's message registers (MR0, MR1: the [`UpdateReply`]'s 16 bytes, little-endian).
+/// The reply's message registers (MR0, MR1: the `UpdateReply`'s 16 bytes, little-endian).
 pub fn reply_words(outcome: &UpdateOutcome) -> [u64; 2] {
-    let reply: UpdateReply = outcome.reply();
-    let bytes = zerocopy::IntoBytes::as_bytes(&reply);
-    [
-        u64::from_le_bytes(bytes[..8].try_into().expect("16 bytes")),
-        u64::from_le_bytes(bytes[8..].try_into().expect("16 bytes")),
-    ]
+    outcome.reply().to_words()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::ptr::NonNull;
+    use tzmk_interface::update::UpdateReply;
 
     fn region(buffer: &mut [u8]) -> MemoryRegion {
         // SAFETY: the buffer outlives the region in each test.
@@ -77,11 +75,6 @@ mod tests {
         assert_eq!(outcome, UpdateOutcome::Rollback { found: 1, stored: 2 });
         assert!(accepted.is_none());
         assert!(b[..MANIFEST_SIZE].iter().all(|&x| x == 7) && b[MANIFEST_SIZE..].iter().all(|&x| x == 0));
-        let words = reply_words(&outcome);
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
-        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
-        let reply: UpdateReply = zerocopy::FromBytes::read_from_bytes(&bytes[..]).unwrap();
-        assert_eq!(UpdateOutcome::from_reply(&reply), outcome);
+        assert_eq!(UpdateOutcome::from_reply(&UpdateReply::from_words(reply_words(&outcome))), outcome);
     }
 }

@@ -39,6 +39,40 @@ pub const IMAGE_WRONG_ADDRESS: u32 = 2;
 pub const IMAGE_OUTSIDE_WINDOW: u32 = 3;
 pub const IMAGE_KINDS_DIFFER: u32 = 4;
 
+/// A manifest's size (tzmk-trust's `manifest::MANIFEST_SIZE`, checked there).
+pub const MANIFEST_BYTES: usize = crate::attestation::HANDOFF_MANIFEST_SIZE;
+
+/// An attestation port's update request: `attestation::OP_UPDATE`, the manifest's length (an
+/// allegation: only [`MANIFEST_BYTES`] can be one) and its bytes. The reply is an
+/// `AttestationReply` whose label is `attestation::OK` and whose first two words are the
+/// [`UpdateReply`]'s bytes (little-endian), or an error label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct UpdateRequest {
+    pub operation: u64,
+    pub length: u64,
+    pub manifest: [u8; MANIFEST_BYTES],
+}
+
+impl UpdateReply {
+    /// The reply as two message registers (or reply words).
+    pub fn to_words(&self) -> [u64; 2] {
+        let bytes = self.as_bytes();
+        [
+            u64::from_le_bytes(bytes[..8].try_into().expect("16 bytes")),
+            u64::from_le_bytes(bytes[8..].try_into().expect("16 bytes")),
+        ]
+    }
+
+    /// The reply from two words.
+    pub fn from_words(words: [u64; 2]) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
+        Self::read_from_bytes(&bytes[..]).expect("16 bytes")
+    }
+}
+
 /// The update's answer on the attestation port (little-endian, 16 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -217,6 +251,7 @@ mod tests {
             let (status, d) = outcome.encode();
             assert_eq!(UpdateOutcome::from_registers([status as u64, d[0].into(), d[1].into(), d[2].into()]), outcome);
             assert_eq!(UpdateOutcome::from_reply(&outcome.reply()), outcome);
+            assert_eq!(UpdateOutcome::from_reply(&UpdateReply::from_words(outcome.reply().to_words())), outcome);
             extern crate std;
             assert_eq!(std::format!("{outcome}"), text);
         }
