@@ -362,6 +362,57 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_update_changes_the_reported_versions_not_the_measurements() {
+        let h = handoff();
+        let mut attester = Attester::new(&h).unwrap();
+        let report = |attester: &Attester| {
+            let mut out = [0u8; MAX_EVIDENCE];
+            let n = attester.evidence(&[9; 32], &[], &mut out).unwrap();
+            let (header, rest) = EvidenceHeader::read_from_prefix(&out[..n]).unwrap();
+            let sign1 = coset::CoseSign1::from_tagged_slice(&rest[..header.token_length as usize]).unwrap();
+            let claims: ciborium::Value = ciborium::from_reader(&sign1.payload.unwrap()[..]).unwrap();
+            let components =
+                claims.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(2399.into())).unwrap().1.clone();
+            let field = |c: &ciborium::Value, key: i64| {
+                c.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(key.into())).unwrap().1.clone()
+            };
+            components
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (field(c, 4).as_text().unwrap().to_owned(), field(c, 2).as_bytes().unwrap().clone()))
+                .collect::<std::vec::Vec<_>>()
+        };
+        let before = report(&attester);
+        let versions = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
+            r.iter().map(|(v, _)| v.clone()).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(versions(&before), ["4", "0", "1", "2", "3"]);
+        // Garbage changes nothing.
+        attester.take_reference_values(&[0u8; 10]);
+        assert_eq!(report(&attester), before);
+        // The same images at security version 9 (what the monitor accepted).
+        let platform = SigningKey::from_bytes(&[7; 32]);
+        let mut builder = ManifestBuilder::new(9);
+        let images: [(ImageKind, &str, &[u8]); 4] = [
+            (ImageKind::SecureImage, "loader.img", b"seL4 and its PDs"),
+            (ImageKind::LinuxKernel, "image", b"Image"),
+            (ImageKind::LinuxDtb, "tzmk.dtb", b"dtb"),
+            (ImageKind::LinuxInitramfs, "initramfs.cpio", b"cpio"),
+        ];
+        for (i, (kind, name, bytes)) in images.iter().enumerate() {
+            builder.image(*kind, name, 9, 0x4000_0000 + (i as u64) * 0x100_0000, bytes).unwrap();
+        }
+        attester.take_reference_values(builder.sign(&platform).unwrap().as_bytes());
+        let after = report(&attester);
+        assert_eq!(versions(&after), ["9", "9", "9", "9", "9"]);
+        let values = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
+            r.iter().map(|(_, m)| m.clone()).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(values(&after), values(&before), "the measurements stay the boot's");
+    }
+
+    #[test]
     fn tokens_report_runtime_measurements_and_the_most_of_them_fit() {
         let h = handoff();
         let attester = Attester::new(&h).unwrap();
