@@ -464,7 +464,8 @@ bench-payload-qemu: bench-payload
 # docs/trusted-boot.md. The platform key and the UDS are made once, on first use, under
 # $(BUILD_DIR)/keys (never committed: build/ is ignored). Each boot configuration below signs a
 # manifest of exactly the images it boots, at the platform's [boot] addresses, and composes the
-# secure flash image QEMU's -bios loads: $(BUILD_DIR)/flash-NAME.bin. A product key (offline or in an
+# secure flash image QEMU takes as flash0's pflash drive: $(BUILD_DIR)/flash-NAME.bin (each test
+# run boots its own copy: the monitor writes it). A product key (offline or in an
 # HSM) replaces PLATFORM_KEY: docs/trusted-boot.md, "Product keys".
 .PHONY: keys
 PLATFORM_FILE := monitor/platform/qemu-virt.toml
@@ -493,13 +494,20 @@ $(DEV_UDS):
 	@umask 077 && head -c 32 /dev/urandom > $@.tmp && mv $@.tmp $@
 	@echo "keys: $@ (a development UDS, 32 random bytes, mode 0600)"
 
+# $(call manifest,OUTPUT,SECURITY_VERSION,SECURE_IMAGE or empty,KERNEL,DTB,INITRAMFS): the signed
+# manifest of exactly these images.
+define manifest
+	$(TZMK_TOOL) sign --key $(PLATFORM_KEY) --security-version $(2) \
+	    $(if $(3),--image secure:loader.img=$(3)@$(SECURE_ENTRY_AT)) \
+	    --image kernel:image=$(4)@$(KERNEL_AT) --image dtb:linux.dtb=$(5)@$(DTB_AT) \
+	    $(if $(6),--image initramfs:initramfs.cpio=$(6)@$(INITRD_AT)) -o $(1)
+endef
+
 # $(call flash-image,NAME,SECURE_IMAGE or empty,KERNEL,DTB,INITRAMFS): the manifest of exactly
-# these images ($(BUILD_DIR)/manifest-NAME.bin) and the flash image ($(BUILD_DIR)/flash-NAME.bin).
+# these images ($(BUILD_DIR)/manifest-NAME.bin) and the flash image ($(BUILD_DIR)/flash-NAME.bin:
+# the whole 64 MiB flash, which QEMU takes as flash0's drive and writes).
 define flash-image
-	$(TZMK_TOOL) sign --key $(PLATFORM_KEY) --security-version $(SECURITY_VERSION) \
-	    $(if $(2),--image secure:loader.img=$(2)@$(SECURE_ENTRY_AT)) \
-	    --image kernel:image=$(3)@$(KERNEL_AT) --image dtb:linux.dtb=$(4)@$(DTB_AT) \
-	    $(if $(5),--image initramfs:initramfs.cpio=$(5)@$(INITRD_AT)) -o $(BUILD_DIR)/manifest-$(1).bin
+	$(call manifest,$(BUILD_DIR)/manifest-$(1).bin,$(SECURITY_VERSION),$(2),$(3),$(4),$(5))
 	$(TZMK_TOOL) flash --monitor $(MONITOR_BIN) --uds $(DEV_UDS) --platform-key $(PLATFORM_KEY).pub \
 	    --manifest $(BUILD_DIR)/manifest-$(1).bin --security-floor $(SECURITY_FLOOR) -o $(BUILD_DIR)/flash-$(1).bin
 endef
@@ -573,6 +581,7 @@ qemu:
 	    $(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor keys && \
 	    $(MAKE) -f build.mk --no-print-directory flash-full && \
 	    TZMK_MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-full.bin TZMK_DTB=tzmk-full.dtb \
+	    TZMK_UPDATE_MANIFEST=$(abspath $(BUILD_DIR))/manifest-full-update.bin \
 	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi
 
 # Trusted boot refusing to boot (tests/qemu_boot.rs): a garbled and a blank manifest, a tampered
@@ -591,10 +600,14 @@ qemu-boot: linux-setup linux-kernel linux-dtbs monitor keys
 	    TZMK_FLASH_FULL=$(abspath $(BUILD_DIR))/flash-full.bin TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img \
 	    $(QEMU_BOOT_RUN) -- --ignored --nocapture; fi
 
-# The whole system's flash image: loader.img, Linux's Image, tzmk-full.dtb, initramfs.cpio.
+# The whole system's flash image: loader.img, Linux's Image, tzmk-full.dtb, initramfs.cpio; and
+# its signed update for tests/qemu_linux.rs (docs/trusted-boot.md, "Signed updates"): the same
+# images at security version UPDATE_VERSION ($(BUILD_DIR)/manifest-full-update.bin).
+UPDATE_VERSION ?= 2
 .PHONY: flash-full
 flash-full:
 	$(call flash-image,full,$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-full.dtb,$(LINUX_DIR)/initramfs.cpio)
+	$(call manifest,$(BUILD_DIR)/manifest-full-update.bin,$(UPDATE_VERSION),$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-full.dtb,$(LINUX_DIR)/initramfs.cpio)
 
 # ---- The system bench (docs/system-bench.md) ----------------------------------------------------
 # The whole system under QEMU -icount shift=0,sleep=off: notification legs, 64 B round trips

@@ -19,19 +19,27 @@ pub struct QemuRun {
 
 /// Runs QEMU (stdout is its first serial port) until it exits, `done` says the console holds
 /// everything wanted, or `timeout` passes; QEMU is killed if it is still running.
-pub fn run_qemu(
+pub fn run_qemu(command: std::process::Command, timeout: std::time::Duration, done: impl Fn(&str) -> bool) -> QemuRun {
+    run_qemu_answering(command, timeout, done, |_| None)
+}
+
+/// [`run_qemu`], typing on the console: after each chunk of output, `answer` sees the console so
+/// far and may return bytes for QEMU's standard input (UART0's receive side).
+pub fn run_qemu_answering(
     mut command: std::process::Command,
     timeout: std::time::Duration,
     done: impl Fn(&str) -> bool,
+    mut answer: impl FnMut(&str) -> Option<Vec<u8>>,
 ) -> QemuRun {
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::process::Stdio;
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("qemu-system-aarch64 runs (Debian package qemu-system-arm)");
+    let mut stdin = child.stdin.take();
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -47,7 +55,15 @@ pub fn run_qemu(
     let mut exit = None;
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(chunk) => raw.extend_from_slice(&chunk),
+            Ok(chunk) => {
+                raw.extend_from_slice(&chunk);
+                if let Some(bytes) = answer(&String::from_utf8_lossy(&raw)) {
+                    if let Some(input) = stdin.as_mut() {
+                        // QEMU reads its standard input only as fast as the UART takes it.
+                        let _ = input.write_all(&bytes).and_then(|()| input.flush());
+                    }
+                }
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 exit = child.wait().ok();
                 break;
@@ -67,6 +83,7 @@ pub fn run_qemu(
         let _ = child.kill();
         let _ = child.wait();
     }
+    drop(stdin);
     QemuRun { console: String::from_utf8_lossy(&raw).replace('\r', ""), exit, timed_out }
 }
 

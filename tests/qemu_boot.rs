@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// The monitor stops within a second of guest time; hashing Linux's 33 MB Image under TCG takes a
 /// few seconds of host time on a loaded machine. Beyond this, something else is wrong.
 const TIMEOUT: Duration = Duration::from_secs(90);
-const MANIFEST_AT: usize = 0x10_1000;
+const MANIFEST_AT: usize = 0x14_0000;
 const MANIFEST_SIZE: usize = 672;
 
 fn env_path(name: &str) -> PathBuf {
@@ -61,7 +61,8 @@ fn boot_expecting_stop(dir: &Path, flash: PathBuf, kernel: Option<PathBuf>, load
     let secure_log = dir.join("secure-uart.log");
     let full = loader.is_some();
     let images = tzmk_sdf::qemu::Images {
-        monitor: flash,
+        // The run's own copy: QEMU writes its flash drive.
+        monitor: tzmk_sdf::qemu::private_flash(&flash, &dir.join("flash-run.bin")).unwrap(),
         kernel: kernel.unwrap_or_else(|| linux.join("Image")),
         dtb: linux.join(if full { "tzmk-full.dtb" } else { "tzmk-standalone.dtb" }),
         initramfs: linux.join("initramfs.cpio"),
@@ -122,7 +123,7 @@ fn blank_manifest_stops() {
     let stopped = boot_expecting_stop(&dir, flash, None, None);
     assert_eq!(
         stop_line(&stopped),
-        "tzmk-monitor: trusted boot: no manifest in flash at 0x101000 (blank): the machine stops"
+        "tzmk-monitor: trusted boot: no manifest in flash at 0x140000 (blank): the machine stops"
     );
 }
 
@@ -172,7 +173,7 @@ fn tampered_kernel_with_a_secure_world_never_starts() {
     let linux = env_path("TZMK_LINUX_DIR");
     let secure_log = dir.join("secure-uart.log");
     let images = tzmk_sdf::qemu::Images {
-        monitor: env_path("TZMK_FLASH_FULL"),
+        monitor: tzmk_sdf::qemu::private_flash(&env_path("TZMK_FLASH_FULL"), &dir.join("flash.bin")).unwrap(),
         kernel,
         dtb: linux.join("tzmk-full.dtb"),
         initramfs: linux.join("initramfs.cpio"),

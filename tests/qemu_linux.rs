@@ -27,12 +27,13 @@ fn env_path(name: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run this through build.mk")))
 }
 
-/// QEMU as `tzmk run` starts it (tzmk_sdf::qemu): the monitor in secure flash (`-bios`), the
-/// images where the platform description says, the secure UART (second serial) to a file.
-fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
+/// QEMU as `tzmk run` starts it (tzmk_sdf::qemu): the flash image `flash` (the run's own copy:
+/// QEMU writes it) as secure flash, the images where the platform description says, the secure
+/// UART (second serial) to a file.
+fn qemu_with(flash: PathBuf, secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
     let linux = env_path("TZMK_LINUX_DIR");
     let images = tzmk_sdf::qemu::Images {
-        monitor: env_path("TZMK_MONITOR_BIN"),
+        monitor: flash,
         kernel: linux.join("Image"),
         dtb: linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk.dtb".into())),
         initramfs: linux.join("initramfs.cpio"),
@@ -42,6 +43,13 @@ fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
     let mut qemu = Command::new("qemu-system-aarch64");
     qemu.args(tzmk_sdf::qemu::arguments(&tzmk_sdf::Platform::qemu_virt(), &images, "stdio"));
     qemu
+}
+
+/// [`qemu_with`] a fresh copy of the build's flash image (TZMK_MONITOR_BIN) beside `secure_log`.
+fn qemu(secure_log: &std::path::Path, loader: Option<PathBuf>) -> Command {
+    let copy = secure_log.with_extension("flash.bin");
+    let flash = tzmk_sdf::qemu::private_flash(&env_path("TZMK_MONITOR_BIN"), &copy).unwrap();
+    qemu_with(flash, secure_log, loader)
 }
 
 /// The doorbell's GIC INTID, from the partition the DTB was generated from.
@@ -133,7 +141,18 @@ fn full_system() {
     // Stage 2: attestation-pd checked Linux's measured images against the verified manifest.
     wanted.push("attestation-pd: INFO: Linux's kernel, DTB and initramfs are the signed ones".into());
     let loader = env_path("TZMK_LOADER_IMG");
-    let run = tzmk_tests::run_qemu(qemu(&log, Some(loader)), TIMEOUT, |_| false);
+    // The run's own flash F (manifest v1, counter 0): this boot updates it to v2, the next boots
+    // of the same F must keep v2 and refuse v1 (docs/trusted-boot.md, "Signed updates").
+    let flash = tzmk_sdf::qemu::private_flash(&env_path("TZMK_MONITOR_BIN"), &log.with_extension("flash.bin")).unwrap();
+    let v1 = manifest_in(&flash);
+    let v2 = std::fs::read(env_path("TZMK_UPDATE_MANIFEST")).unwrap();
+    let answer = answer_updates(vec![v2.clone(), v1.clone()]);
+    let run = tzmk_tests::run_qemu_answering(
+        qemu_with(flash.clone(), &log, Some(loader.clone())),
+        TIMEOUT,
+        |_| false,
+        answer,
+    );
     let monitor_log = std::fs::read_to_string(&log).unwrap_or_default();
     println!(
         "---- UART0 (seL4 and Linux) ----\n{}\n---- secure UART (monitor) ----\n{monitor_log}---- end ----",
@@ -168,8 +187,83 @@ fn full_system() {
     ] {
         assert!(monitor_log.contains(want), "no {want:?} in the monitor's log");
     }
-    check_evidence(&run.console);
+    // The update from inside Linux, and the replay of v1 refused at once.
+    let updates = update_answers(&run.console);
+    assert_eq!(updates.len(), 2, "two tzctl update answers: {updates:?}");
+    assert!(updates[0].starts_with("accepted: security version 2 stored (was 1)"), "{updates:?}");
+    assert!(updates[1].starts_with("refused: security version 1 is below the stored 2"), "{updates:?}");
+    assert!(monitor_log.contains("update: accepted: security version 2 stored (was 1)"), "{monitor_log}");
+    assert_eq!(manifest_in(&flash), v2, "F holds the update");
+    // The token reports the updated reference values (security version 2), checked against F's.
+    check_evidence(&run.console, &flash);
     check_hostile_gic(&run.console);
+
+    // Boot again with the same F: stage 1 verifies v2 against the counter 2; v1 is refused again.
+    let log2 = secure_log("full-again");
+    let refused = "tzmk-init: tzctl update: refused: security version 1 is below the stored 2";
+    let answer = answer_updates(vec![v1.clone()]);
+    let again = tzmk_tests::run_qemu_answering(
+        qemu_with(flash.clone(), &log2, Some(loader)),
+        TIMEOUT,
+        |console| console.contains("tzmk-init: update: done"),
+        answer,
+    );
+    let monitor_log = std::fs::read_to_string(&log2).unwrap_or_default();
+    println!("---- UART0, second boot ----\n{}\n---- secure UART ----\n{monitor_log}---- end ----", again.console);
+    assert!(!again.timed_out, "the second boot never finished its updates");
+    assert!(monitor_log.contains("manifest verified with the platform key, security version 2"), "{monitor_log}");
+    assert!(monitor_log.contains("trusted boot: security-version counter 2"), "{monitor_log}");
+    let updates = update_answers(&again.console);
+    assert!(updates.len() == 1 && again.console.contains(refused), "{updates:?}");
+    assert_eq!(manifest_in(&flash), v2, "a refused update changes nothing");
+
+    // v1 written into F's manifest sector offline: stage 1 refuses it with the stored counter.
+    let mut bytes = std::fs::read(&flash).unwrap();
+    let at = tzmk_sdf::Platform::qemu_virt().trust.manifest as usize;
+    let sector = tzmk_sdf::Platform::qemu_virt().trust.sector as usize;
+    bytes[at..at + sector].fill(0xff);
+    bytes[at..at + v1.len()].copy_from_slice(&v1);
+    std::fs::write(&flash, bytes).unwrap();
+    let log3 = secure_log("full-rollback");
+    let stop = "tzmk-monitor: trusted boot: manifest: security version 1 is below the stored 2: the machine stops";
+    let stopped =
+        tzmk_tests::run_qemu(qemu_with(flash.clone(), &log3, Some(env_path("TZMK_LOADER_IMG"))), TIMEOUT, |_| {
+            std::fs::read_to_string(&log3).is_ok_and(|log| log.contains("the machine stops"))
+        });
+    let monitor_log = std::fs::read_to_string(&log3).unwrap_or_default();
+    println!("---- secure UART, v1 written offline ----\n{monitor_log}---- end ----");
+    assert!(!stopped.timed_out && monitor_log.lines().any(|l| l == stop), "{monitor_log}");
+    assert_eq!(stopped.console.trim(), "", "nothing ran on UART0");
+}
+
+/// The manifest in a flash image's manifest sector.
+fn manifest_in(flash: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(flash).unwrap();
+    let at = tzmk_sdf::Platform::qemu_virt().trust.manifest as usize;
+    bytes[at..at + tzmk_trust::manifest::MANIFEST_SIZE].to_vec()
+}
+
+/// Types `manifests` (hex, a line each, then an empty line) once /init asks for updates.
+fn answer_updates(manifests: Vec<Vec<u8>>) -> impl FnMut(&str) -> Option<Vec<u8>> {
+    let mut sent = false;
+    move |console: &str| {
+        if sent || !console.contains(&format!("tzmk-init: {}", tzmk_linux_guest::UPDATE_PROMPT)) {
+            return None;
+        }
+        sent = true;
+        let mut text = String::new();
+        for manifest in &manifests {
+            text.extend(manifest.iter().map(|b| format!("{b:02x}")));
+            text.push('\n');
+        }
+        text.push('\n');
+        Some(text.into_bytes())
+    }
+}
+
+/// What /init printed for each `tzctl update`.
+fn update_answers(console: &str) -> Vec<String> {
+    console.lines().filter_map(|l| l.strip_prefix("tzmk-init: tzctl update: ")).map(str::to_owned).collect()
 }
 
 /// The hostile normal world against rt-task (tests/linux's `tzmk-hostile gic`): every case ran,
@@ -196,7 +290,7 @@ fn check_hostile_gic(console: &str) {
 /// against reference values computed from the flash image the run booted (its manifest, its
 /// provisioning block): by `tzmk verify --chain` and by tools/verify-psa-token.py (pycose), a
 /// verifier outside this project.
-fn check_evidence(console: &str) {
+fn check_evidence(console: &str, flash_image: &std::path::Path) {
     use sha2::{Digest, Sha256};
     use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
     use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
@@ -216,7 +310,7 @@ fn check_evidence(console: &str) {
     std::fs::write(dir.join("token.cbor.chain"), &chain).unwrap();
 
     // The reference values, as a verifier would hold them from the build.
-    let flash = std::fs::read(env_path("TZMK_MONITOR_BIN")).unwrap();
+    let flash = std::fs::read(flash_image).unwrap();
     // The monitor measures its own image: monitor.bin's bytes, at the start of flash.
     let monitor = std::fs::read(env_path("TZMK_MONITOR_BIN").with_file_name("monitor.bin")).unwrap();
     assert_eq!(flash[..monitor.len()], monitor[..], "the flash image starts with monitor.bin");

@@ -24,7 +24,8 @@ fn run() -> Result<(), String> {
     let linux = env_path("TZMK_LINUX_DIR")?;
     let secure_log = linux.join("bench-system-monitor.log");
     let images = tzmk_sdf::qemu::Images {
-        monitor: env_path("TZMK_MONITOR_BIN")?,
+        monitor: tzmk_sdf::qemu::private_flash(&env_path("TZMK_MONITOR_BIN")?, &linux.join("bench-system-flash.bin"))
+            .map_err(|e| format!("cannot copy the flash image: {e}"))?,
         kernel: linux.join("Image"),
         dtb: linux.join(std::env::var("TZMK_DTB").unwrap_or_else(|_| "tzmk-bench.dtb".into())),
         initramfs: linux.join("initramfs.cpio"),

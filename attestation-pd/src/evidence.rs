@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tzmk_interface::attestation::{BootHandoff, EvidenceHeader, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_NONCE};
 use tzmk_trust::dice::{self, Config, Inputs, Mode, SubjectKey, INLINE_CONFIG_SIZE};
 use tzmk_trust::eventlog::{EventLog, EV_POST_CODE, PCR_BOOT};
-use tzmk_trust::manifest::Manifest;
+use tzmk_trust::manifest::{ImageKind, Manifest};
 use zerocopy::IntoBytes;
 
 use crate::runtime::Measurement;
@@ -59,6 +59,8 @@ impl From<TokenError> for EvidenceError {
 /// One software component's facts, kept for every token.
 #[derive(Debug, Clone)]
 struct Component {
+    /// The manifest kind it reports (`None`: the monitor itself).
+    kind: Option<ImageKind>,
     measurement_type: &'static str,
     measurement_value: [u8; 32],
     version: String<12>,
@@ -120,6 +122,7 @@ impl Attester {
 
         let mut components = Vec::new();
         let monitor = Component {
+            kind: None,
             measurement_type: "BL",
             measurement_value: handoff.monitor_sha256,
             version: decimal(manifest.header.security_version.get()),
@@ -134,6 +137,7 @@ impl Attester {
             // An image the monitor did not measure is not reported: there is nothing to vouch for.
             if let Some(measurement_value) = measured {
                 let component = Component {
+                    kind: Some(kind),
                     measurement_type: kind.measurement_type(),
                     measurement_value,
                     version: decimal(entry.security_version.get()),
@@ -150,6 +154,23 @@ impl Attester {
             signer_id: Sha256::digest(handoff.platform_public_key).into(),
             components,
         })
+    }
+
+    /// Takes the reference values of a manifest the monitor accepted as an update (it verified it):
+    /// each component's version becomes the new manifest's (the monitor's, its security version).
+    /// The measurements stay what the monitor measured at boot. A manifest that does not parse
+    /// changes nothing.
+    pub fn take_reference_values(&mut self, manifest: &[u8]) {
+        let Ok(manifest) = Manifest::parse(manifest) else { return };
+        for component in self.components.iter_mut() {
+            let version = match component.kind {
+                None => Some(manifest.header.security_version.get()),
+                Some(kind) => manifest.image(kind).map(|entry| entry.security_version.get()),
+            };
+            if let Some(version) = version {
+                component.version = decimal(version);
+            }
+        }
     }
 
     /// The attestation public key (SEC1 uncompressed).
@@ -338,6 +359,57 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn an_accepted_update_changes_the_reported_versions_not_the_measurements() {
+        let h = handoff();
+        let mut attester = Attester::new(&h).unwrap();
+        let report = |attester: &Attester| {
+            let mut out = [0u8; MAX_EVIDENCE];
+            let n = attester.evidence(&[9; 32], &[], &mut out).unwrap();
+            let (header, rest) = EvidenceHeader::read_from_prefix(&out[..n]).unwrap();
+            let sign1 = coset::CoseSign1::from_tagged_slice(&rest[..header.token_length as usize]).unwrap();
+            let claims: ciborium::Value = ciborium::from_reader(&sign1.payload.unwrap()[..]).unwrap();
+            let components =
+                claims.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(2399.into())).unwrap().1.clone();
+            let field = |c: &ciborium::Value, key: i64| {
+                c.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(key.into())).unwrap().1.clone()
+            };
+            components
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (field(c, 4).as_text().unwrap().to_owned(), field(c, 2).as_bytes().unwrap().clone()))
+                .collect::<std::vec::Vec<_>>()
+        };
+        let before = report(&attester);
+        let versions = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
+            r.iter().map(|(v, _)| v.clone()).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(versions(&before), ["4", "0", "1", "2", "3"]);
+        // Garbage changes nothing.
+        attester.take_reference_values(&[0u8; 10]);
+        assert_eq!(report(&attester), before);
+        // The same images at security version 9 (what the monitor accepted).
+        let platform = SigningKey::from_bytes(&[7; 32]);
+        let mut builder = ManifestBuilder::new(9);
+        let images: [(ImageKind, &str, &[u8]); 4] = [
+            (ImageKind::SecureImage, "loader.img", b"seL4 and its PDs"),
+            (ImageKind::LinuxKernel, "image", b"Image"),
+            (ImageKind::LinuxDtb, "tzmk.dtb", b"dtb"),
+            (ImageKind::LinuxInitramfs, "initramfs.cpio", b"cpio"),
+        ];
+        for (i, (kind, name, bytes)) in images.iter().enumerate() {
+            builder.image(*kind, name, 9, 0x4000_0000 + (i as u64) * 0x100_0000, bytes).unwrap();
+        }
+        attester.take_reference_values(builder.sign(&platform).unwrap().as_bytes());
+        let after = report(&attester);
+        assert_eq!(versions(&after), ["9", "9", "9", "9", "9"]);
+        let values = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
+            r.iter().map(|(_, m)| m.clone()).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(values(&after), values(&before), "the measurements stay the boot's");
     }
 
     #[test]

@@ -9,14 +9,16 @@ pub mod boot;
 pub mod evidence;
 pub mod runtime;
 pub mod token;
+pub mod update;
 
 use microkit::{memory_region, smc_call, with_msg_regs_mut, Channel, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
     BootHandoff, ERR_BAD_ARGUMENT, ERR_LOG_FULL, ERR_NO_HANDOFF, ERR_UNKNOWN_OPERATION, HANDOFF_MAGIC, HANDOFF_VERSION,
     INTERFACE_VERSION, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT,
-    OP_VERSION,
+    OP_UPDATE, OP_VERSION,
 };
 use tzmk_interface::smc;
+use tzmk_interface::update::UpdateOutcome;
 use zerocopy::FromBytes;
 use zeroize::Zeroize;
 
@@ -78,6 +80,10 @@ pub struct AttestationPd {
     evidence_region: MemoryRegion,
     /// PCR 1 and the event log the runtime measurements extend (with a valid handoff).
     runtime: Option<runtime::RuntimeLog>,
+    /// Where comm-pd leaves an OP_UPDATE's manifest (read-only here).
+    update_region: MemoryRegion,
+    /// Where this PD leaves it for the monitor (secure RAM the monitor maps).
+    manifest_update: MemoryRegion,
 }
 
 /// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
@@ -95,6 +101,8 @@ pub fn init() -> AttestationPd {
     let uid = smc_call(&[u64::from(smc::SIP_CALL_UID), 0, 0, 0, 0, 0, 0, 0]);
     let monitor = matches!(&uid, Ok(answer) if is_tzmk_monitor(answer));
     let evidence_region = memory_region!(evidence_vaddr, evidence_size);
+    let update_region = memory_region!(update_vaddr, update_size);
+    let manifest_update = memory_region!(manifest_update_vaddr, manifest_update_size);
     let mut verdict = Err(boot::Refusal::NoHandoff);
     let mut measurements = None;
     let mut attester = None;
@@ -144,7 +152,15 @@ pub fn init() -> AttestationPd {
             Err(refusal) => log::error!("Linux may not run: {refusal}; its cores stay parked"),
         }
     }
-    AttestationPd { _secrets: secrets, handoff: measurements, attester, evidence_region, runtime }
+    AttestationPd {
+        _secrets: secrets,
+        handoff: measurements,
+        attester,
+        evidence_region,
+        runtime,
+        update_region,
+        manifest_update,
+    }
 }
 
 /// Zeroes the CDIs in the handoff page: after start-up only this PD's own memory holds what it
@@ -168,6 +184,24 @@ fn release_normal_world() {
 }
 
 impl AttestationPd {
+    /// OP_UPDATE: the manifest comm-pd left in the update region (MR0 its length) to the monitor;
+    /// the outcome in MR0..MR1 (an `UpdateReply`). Every outcome is an OK reply: the refusal is
+    /// the monitor's answer, not a failed call.
+    fn update(&mut self, registers: usize) -> Answer {
+        let length = if registers >= 1 { microkit::get_mr(0) } else { 0 };
+        let monitor = |length: u64| match smc_call(&[u64::from(smc::UPDATE_MANIFEST), length, 0, 0, 0, 0, 0, 0]) {
+            Ok(answer) => UpdateOutcome::from_registers([answer[0], answer[1], answer[2], answer[3]]),
+            Err(_) => UpdateOutcome::Unavailable,
+        };
+        let (outcome, accepted) = update::relay(length, &self.update_region, &self.manifest_update, monitor);
+        if let (Some(bytes), Some(attester)) = (accepted, self.attester.as_mut()) {
+            attester.take_reference_values(&bytes);
+        }
+        log::info!("update: {outcome}");
+        let words = update::reply_words(&outcome);
+        Answer { label: OK, words: [words[0], words[1], 0, 0], count: 2 }
+    }
+
     /// OP_EVIDENCE: the nonce from the message registers (MR0 its length, MR1.. its bytes), the
     /// evidence into the evidence region, its length in MR0.
     fn evidence(&self, registers: usize) -> Answer {
@@ -246,6 +280,11 @@ impl Handler for AttestationPd {
     type Error = core::convert::Infallible;
 
     fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        if msg_info.label() == OP_UPDATE {
+            let answer = self.update(msg_info.count());
+            with_msg_regs_mut(|mrs| mrs[..4].copy_from_slice(&answer.words));
+            return Ok(MessageInfo::new(answer.label, answer.count));
+        }
         if matches!(msg_info.label(), OP_EVIDENCE | OP_MEASURE) {
             let answer = match msg_info.label() {
                 OP_EVIDENCE => self.evidence(msg_info.count()),

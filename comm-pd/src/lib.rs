@@ -17,7 +17,7 @@ use core::fmt;
 
 use microkit::{channel, memory_region, smc_call, Channel, ChannelSet, Handler, MemoryRegion, MessageInfo};
 use tzmk_interface::attestation::{
-    ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_VERSION,
+    ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_UPDATE, OP_VERSION,
 };
 use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
 use tzmk_interface::port::{
@@ -32,6 +32,7 @@ use tzmk_interface::rt::{
 };
 use tzmk_interface::smc;
 use tzmk_interface::status::{StatusPage, STATUS_MAGIC, STATUS_OFFSET, STATUS_SEQUENCE_OFFSET, STATUS_VERSION};
+use tzmk_interface::update::MANIFEST_BYTES;
 use zerocopy::{FromBytes, IntoBytes};
 
 pub use ports::{PortConfig, Ports, Replies, Services};
@@ -112,6 +113,8 @@ pub struct SecureServices {
     rt_shared: MemoryRegion,
     /// Where attestation-pd writes evidence (read-only here).
     evidence: MemoryRegion,
+    /// Where an update's manifest goes for attestation-pd (written here, read there).
+    update: MemoryRegion,
     /// The last statistics read whole: answered when rt-task keeps rewriting the block for as
     /// long as a snapshot tries (it preempts comm-pd, so a read can straddle its updates).
     rt_last: Option<RtStats>,
@@ -203,6 +206,7 @@ impl SecureServices {
                 }
             }
             Ok(AttestationCall::Measure { name, sha256 }) => self.measure(name, &sha256),
+            Ok(AttestationCall::Update { manifest }) => self.update(manifest),
             Ok(AttestationCall::Query { operation }) => self.attestation_call(operation),
             Err(e) => {
                 let (code, detail) = e.code();
@@ -212,6 +216,25 @@ impl SecureServices {
         if let Err(e) = replies.send(reply.as_bytes()) {
             log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
         }
+    }
+}
+
+impl SecureServices {
+    /// OP_UPDATE through attestation-pd: the manifest (its length checked by the parser) into the
+    /// update region, its length in MR0; attestation-pd's reply (the monitor's outcome in its first
+    /// two words) back as it is.
+    fn update(&self, manifest: &[u8]) -> AttestationReply {
+        let length = manifest.len().min(MANIFEST_BYTES);
+        if self.update.write_bytes(0, &manifest[..length]).is_err() {
+            return AttestationReply { label: ERR_MALFORMED, words: [0; 4] };
+        }
+        microkit::set_mr(0, length as u64);
+        let reply = self.attestation.pp_call(MessageInfo::new(OP_UPDATE, 1));
+        let mut words = [0u64; 4];
+        for (i, word) in words.iter_mut().enumerate().take(reply.count().min(2)) {
+            *word = microkit::get_mr(i);
+        }
+        AttestationReply { label: reply.label(), words }
     }
 }
 
@@ -355,7 +378,8 @@ pub fn init() -> CommPd {
         log::warn!("rt_events: {e}; rt-task's events will not reach the rt port");
     }
     let evidence = memory_region!(evidence_vaddr, evidence_size);
-    let services = SecureServices { attestation, rt, rt_shared, evidence, rt_last: None };
+    let update = memory_region!(update_vaddr, update_size);
+    let services = SecureServices { attestation, rt, rt_shared, evidence, update, rt_last: None };
     let version = services.attestation_call(OP_VERSION);
     let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };

@@ -8,9 +8,12 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod config;
+pub mod counter;
+pub mod flash;
 pub mod psci;
 pub mod smc;
 pub mod trusted_boot;
+pub mod update;
 
 pub use config::PhysRange;
 pub use smc::{dispatch, Caller, Disposition, Hardware, Monitor, World};

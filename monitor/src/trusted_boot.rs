@@ -2,7 +2,8 @@
 //! world runs, as plain Rust over a [`Memory`] that host tests fake.
 //!
 //! [`stage1`] reads the provisioning block and the manifest from secure flash, verifies the
-//! manifest with the platform key and its security version against the stored floor, checks that
+//! manifest with the platform key and its security version against the stored one (the larger of
+//! the provisioning block's floor and the counter in secure flash), checks that
 //! every image lies at the platform's address for its kind and inside that kind's window, hashes
 //! each image where QEMU's loader (or a bootloader) placed it and writes the TCG2 event log.
 //! - With a secure image in the manifest, the secure image must match its digest (else the machine
@@ -303,16 +304,49 @@ fn hash(bytes: &[u8], with_sha512: bool, blocks: BlockFunction) -> ([u8; 32], Op
 /// Stage 1. `handoff` is the boot handoff's memory (secure RAM): zeroed first, filled only when
 /// the boot goes on with a secure image. On any error it is left zeroed and the caller stops the
 /// machine.
-pub fn stage1(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Result<Verdict, Stage1Error> {
+///
+/// `counter` is the security-version counter's value (secure flash, `crate::counter`): the
+/// manifest's security version must be at least the larger of it and the provisioning block's floor.
+pub fn stage1(
+    memory: &impl Memory,
+    layout: &Layout,
+    counter: u32,
+    handoff: &mut BootHandoff,
+) -> Result<Verdict, Stage1Error> {
     handoff.zero();
-    let result = run(memory, layout, handoff);
+    let result = run(memory, layout, counter, handoff);
     if result.is_err() {
         handoff.zero();
     }
     result
 }
 
-fn run(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Result<Verdict, Stage1Error> {
+/// What stage 1 requires of the images a verified manifest names, before anything is hashed:
+/// Linux's kernel and DTB named, every entry at the platform's address for its kind and inside
+/// that kind's window. A signed update must pass it too (`crate::update`).
+pub fn check_images(manifest: &Manifest, layout: &Layout) -> Result<(), Stage1Error> {
+    for kind in [ImageKind::LinuxKernel, ImageKind::LinuxDtb] {
+        if manifest.image(kind).is_none() {
+            return Err(Stage1Error::MissingImage { kind });
+        }
+    }
+    for entry in manifest.images() {
+        // Parsed: the kind is known and the range does not overflow.
+        let Some(kind) = entry.kind() else { continue };
+        let name = Name(entry.name);
+        let window = layout.window(kind);
+        let (found, size) = (entry.load_address.get(), entry.size.get());
+        if found != window.base {
+            return Err(Stage1Error::WrongLoadAddress { kind, name, found, expected: window.base });
+        }
+        if size > window.end - window.base {
+            return Err(Stage1Error::OutsideWindow { kind, name, size, window_end: window.end });
+        }
+    }
+    Ok(())
+}
+
+fn run(memory: &impl Memory, layout: &Layout, counter: u32, handoff: &mut BootHandoff) -> Result<Verdict, Stage1Error> {
     let provisioning = memory
         .read(layout.provisioning, PROVISIONING_SIZE as u64)
         .ok_or(Stage1Error::FlashUnreadable { what: "provisioning block", address: layout.provisioning })?;
@@ -330,26 +364,9 @@ fn run(memory: &impl Memory, layout: &Layout, handoff: &mut BootHandoff) -> Resu
         .sha256(monitor.base, monitor.end - monitor.base)
         .ok_or(Stage1Error::FlashUnreadable { what: "the monitor's image", address: monitor.base })?;
     manifest.verify(&platform_key)?;
-    manifest.check_security_version(provisioning.security_version_floor.get())?;
-    for kind in [ImageKind::LinuxKernel, ImageKind::LinuxDtb] {
-        if manifest.image(kind).is_none() {
-            return Err(Stage1Error::MissingImage { kind });
-        }
-    }
+    manifest.check_security_version(provisioning.security_version_floor.get().max(counter))?;
     // Every address first: nothing is hashed from where the platform does not put it.
-    for entry in manifest.images() {
-        // Parsed: the kind is known and the range does not overflow.
-        let Some(kind) = entry.kind() else { continue };
-        let name = Name(entry.name);
-        let window = layout.window(kind);
-        let (found, size) = (entry.load_address.get(), entry.size.get());
-        if found != window.base {
-            return Err(Stage1Error::WrongLoadAddress { kind, name, found, expected: window.base });
-        }
-        if size > window.end - window.base {
-            return Err(Stage1Error::OutsideWindow { kind, name, size, window_end: window.end });
-        }
-    }
+    check_images(manifest, layout)?;
     let secure_world = manifest.image(ImageKind::SecureImage).is_some();
     let mut images = [None; 4];
     let mut code_hash = [0u8; 64];

@@ -39,6 +39,12 @@ fuzz_target!(|inputs: Vec<Input>| {
                     assert!(matches!(nonce.len(), 32 | 48 | 64) && nonce.len() <= MAX_NONCE);
                     continue;
                 }
+                Ok(AttestationCall::Update { manifest }) => {
+                    // What the monitor parses first: never a panic, whatever the bytes.
+                    assert!(manifest.len() <= tzmk_interface::update::MANIFEST_BYTES);
+                    let _ = tzmk_trust::manifest::Manifest::parse(manifest);
+                    continue;
+                }
                 Ok(AttestationCall::Query { .. }) | Err(_) => continue,
             },
             Input::Registers { name, sha256 } => (name, sha256),

@@ -16,7 +16,7 @@ use tzcomm::{command, PortService, Tz};
 use tzmk_interface::attestation::{
     measurement_name, EvidenceHeader, ERR_BAD_ARGUMENT, ERR_LOG_FULL, ERR_MALFORMED, ERR_NO_HANDOFF,
     ERR_UNKNOWN_OPERATION, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_RUNTIME_MEASUREMENTS, MEASURE_NAME_SIZE, OK,
-    OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_VERSION,
+    OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_UPDATE, OP_VERSION,
 };
 use tzmk_interface::port::{
     AttestationReply, AttestationRequest, ControlError, EvidenceRequest, MeasureRequest, PortState, RequestError,
@@ -26,6 +26,7 @@ use tzmk_interface::rt::{
     name_field, RtControl, RtEvent, RtEventKind, RtLatency, RtSetReply, RtSetRequest, RtSetStatus, RtSetpointRequest,
     RtStats, RT_EVENT_MAGIC, RT_TASK_NAME_LEN,
 };
+use tzmk_interface::update::{UpdateOutcome, UpdateReply, UpdateRequest, MANIFEST_BYTES};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(Parser, Debug)]
@@ -127,6 +128,15 @@ enum Command {
         #[arg(long, default_value = "attestation")]
         port: String,
     },
+    /// A signed update of the secure world's reference values (docs/trusted-boot.md, "Signed
+    /// updates"): the manifest in FILE (`tzmk sign`) to the monitor through attestation-pd. Prints
+    /// `accepted: ...` (exit 0) or `refused: <reason>` (exit 1).
+    Update {
+        /// The signed manifest (672 bytes).
+        file: PathBuf,
+        #[arg(long, default_value = "attestation")]
+        port: String,
+    },
     /// Throughput of one port (one way, to a sink) or round trips (through an echo port).
     Bench {
         #[arg(default_value = "sink")]
@@ -205,6 +215,8 @@ fn main() -> ExitCode {
     };
     match run(&tz, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already said on standard output.
+        Err(e) if e.is::<Refused>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("tzctl: {e}");
             ExitCode::FAILURE
@@ -213,6 +225,18 @@ fn main() -> ExitCode {
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The secure world refused, and the command printed why (exit 1, nothing more to say).
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused")
+    }
+}
+
+impl std::error::Error for Refused {}
 
 fn run(tz: &Tz, command: Command) -> Result<()> {
     match command {
@@ -279,6 +303,7 @@ fn run(tz: &Tz, command: Command) -> Result<()> {
         Command::Attest { port, nonce: Some(nonce), output, .. } => evidence(tz, &port, &nonce.0, output.as_deref()),
         Command::Attest { port, operation, .. } => attest(tz, &port, &operation),
         Command::Measure { name, file, sha256, port } => measure(tz, &port, &name, file.as_deref(), sha256),
+        Command::Update { file, port } => update(tz, &port, &file),
         Command::Bench { port, size, bytes } => bench(tz, &port, size as usize, bytes),
     }
 }
@@ -699,6 +724,37 @@ fn measure(tz: &Tz, port: &str, name: &str, file: Option<&std::path::Path>, sha2
     let digest: String = request.sha256.iter().map(|b| format!("{b:02x}")).collect();
     println!("measured '{name}' sha-256 {digest}: runtime measurement #{} (PCR 1)", reply.words[0]);
     Ok(())
+}
+
+/// `tzctl update FILE`: OP_UPDATE with FILE's bytes; the monitor's outcome in one line.
+fn update(tz: &Tz, port: &str, file: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if bytes.len() > MANIFEST_BYTES {
+        return Err(format!("{}: {} bytes: a manifest is {MANIFEST_BYTES}", file.display(), bytes.len()).into());
+    }
+    let mut port = tz.open(port)?;
+    if port.service() != Some(PortService::Attestation) {
+        return Err(format!("port '{}' is not an attestation port", port.name()).into());
+    }
+    // Erasing and programming a flash sector takes a while on hardware.
+    port.set_timeout(Some(Duration::from_secs(30)));
+    let mut request = UpdateRequest { operation: OP_UPDATE, length: bytes.len() as u64, manifest: [0; MANIFEST_BYTES] };
+    request.manifest[..bytes.len()].copy_from_slice(&bytes);
+    port.write(request.as_bytes())?;
+    let mut buf = vec![0u8; port.max_message()];
+    let n = port.read(&mut buf)?;
+    let reply = AttestationReply::read_from_bytes(&buf[..n])
+        .map_err(|_| format!("port '{}' answered {n} bytes, no attestation reply", port.name()))?;
+    if reply.label != OK {
+        return Err(refusal(&reply, OP_UPDATE).into());
+    }
+    let outcome = UpdateOutcome::from_reply(&UpdateReply::from_words([reply.words[0], reply.words[1]]));
+    println!("{outcome}");
+    if outcome.is_accepted() {
+        Ok(())
+    } else {
+        Err(Refused.into())
+    }
 }
 
 fn attest(tz: &Tz, port: &str, operation: &str) -> Result<()> {

@@ -80,6 +80,22 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     }
     assert!(refused(&dir, &["measure", "app", "--sha256", "abcd"]).contains("32 bytes"));
     assert!(refused(&dir, &["measure", "app", "--file", "/nonexistent/file"]).contains("/nonexistent/file"));
+    // Updates: the length is checked on the way (tzctl, then attestation-pd before the monitor);
+    // the simulator's monitor model has no secure flash and says so.
+    let file = |name: &str, length: usize| {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0x5a; length]).unwrap();
+        path.display().to_string()
+    };
+    assert!(refused(&dir, &["update", &file("long.bin", 700)]).contains("700 bytes: a manifest is 672"));
+    for (name, length, said) in [
+        ("short.bin", 10, "refused: the manifest has the wrong length"),
+        ("garbage.bin", 672, "refused: this boot has no updatable manifest"),
+    ] {
+        let output = tzctl(&dir, &["update", &file(name, length)]);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), said);
+    }
     assert!(ok(&dir, &["call", "echo", "totals"]).contains("in this session"));
     let rt = ok(&dir, &["call", "rt", "stats"]);
     assert!(rt.contains("periods of 1000 us"), "{rt}");

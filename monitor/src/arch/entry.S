@@ -6,16 +6,73 @@
 .equ FRAME, 20 * 8            /* x0..x18, x30 */
 .equ EC_SMC64, 0x17
 
-/* Every core starts here at EL3, MMU off. */
-.section .text.boot, "ax"
+/* Every core starts here at EL3, MMU off, in secure flash: the reset stub, linked and run at its
+ * flash address. Core 0 copies the monitor's image (code, read-only data, .data) from flash to its
+ * RAM and zeroes .bss; the other cores wait here until it has, then every core leaves flash for
+ * good (the monitor writes flash at run time, and a CFI flash busy programming answers status,
+ * not instructions: docs/monitor.md, "Boot order"). */
+.section .text.reset, "ax"
 .global _start
 _start:
     mrs     x19, mpidr_el1
     ubfx    x20, x19, #8, #16           /* Aff1..Aff2 */
     and     x19, x19, #0xff             /* Aff0: the core number */
-    cbnz    x20, park_forever
+    cbnz    x20, reset_park
     cmp     x19, #{cores}
-    b.hs    park_forever
+    b.hs    reset_park
+    cbnz    x19, reset_wait
+
+    /* Core 0: [__image_start, __data_end) from its load copy in flash, then .bss zeroed. */
+    ldr     x0, =__image_start
+    ldr     x1, =__data_end
+    ldr     x2, =__image_load
+1:  cmp     x0, x1
+    b.hs    2f
+    ldp     x3, x4, [x2], #16
+    stp     x3, x4, [x0], #16
+    b       1b
+2:  ldr     x0, =__bss_start
+    ldr     x1, =__bss_end
+3:  cmp     x0, x1
+    b.hs    4f
+    stp     xzr, xzr, [x0], #16
+    b       3b
+    /* The copied code must be what every core fetches (Arm ARM D7.5.9: instruction cache
+     * maintenance after writing instructions). */
+4:  ic      iallu
+    dsb     sy
+    isb
+    ldr     x1, =tzmk_image_copied
+    ldr     x2, ={copied_magic}
+    str     x2, [x1]
+    dsb     sy
+    sev
+    ldr     x0, =ram_start
+    br      x0
+
+reset_wait:
+    ldr     x1, =tzmk_image_copied
+    ldr     x2, ={copied_magic}
+5:  ldr     x3, [x1]
+    cmp     x3, x2
+    b.eq    6f
+    wfe
+    b       5b
+6:  ic      iallu
+    isb
+    ldr     x0, =ram_start
+    br      x0
+
+reset_park:
+    wfi
+    b       reset_park
+    .ltorg
+
+/* The image, in RAM from here on. */
+.section .text.boot, "ax"
+ram_start:
+    mrs     x19, mpidr_el1
+    and     x19, x19, #0xff
 
     /* sp = top of this core's stack slot */
     ldr     x0, =__stacks_start
@@ -29,36 +86,20 @@ _start:
     isb
 
     cbnz    x19, secondary
-
-    /* Core 0: copy .data from ROM, zero .bss, then Rust. */
-    ldr     x0, =__data_start
-    ldr     x1, =__data_end
-    ldr     x2, =__data_load
-1:  cmp     x0, x1
-    b.hs    2f
-    ldp     x3, x4, [x2], #16
-    stp     x3, x4, [x0], #16
-    b       1b
-2:  ldr     x0, =__bss_start
-    ldr     x1, =__bss_end
-3:  cmp     x0, x1
-    b.hs    4f
-    stp     xzr, xzr, [x0], #16
-    b       3b
-4:  mov     x0, x19
+    mov     x0, x19
     bl      boot_core_main
     b       park_forever
 
-    /* Other cores: wait until core 0 publishes the boot magic (memory ready, page tables built). */
+    /* Other cores: wait until core 0 publishes the boot magic (page tables built, stage 1 done). */
 secondary:
     ldr     x1, =tzmk_boot_magic
     ldr     x2, ={boot_magic}
-5:  ldr     x3, [x1]
+7:  ldr     x3, [x1]
     cmp     x3, x2
-    b.eq    6f
+    b.eq    8f
     wfe
-    b       5b
-6:  mov     x0, x19
+    b       7b
+8:  mov     x0, x19
     bl      secondary_core_main
 park_forever:
     wfi

@@ -1,10 +1,12 @@
 //! The monitor's EL3 identity map (aarch64-paging), built once by core 0 into a static pool and
 //! shared by every core, then the MMU and caches on (Arm ARM D8: VMSAv8-64, 4 KiB granule).
 //!
-//! Mapped: the monitor's code and read-only data (executable, read-only), its data and each core's
-//! stack (read-write, never executable; the page under each stack is left unmapped as a guard),
-//! the GIC, the secure UART and GPIO (device), the secure RAM PDs share with it (the boot
-//! handoff), trusted boot's blocks in flash (provisioning, manifest) read-only, seL4's RAM
+//! Mapped: the monitor's code and read-only data in its RAM (executable, read-only), its data and
+//! each core's stack (read-write, never executable; the page under each stack is left unmapped as
+//! a guard), the GIC, the secure UART and GPIO (device), the secure RAM PDs share with it (the boot
+//! handoff, the manifest update), its own image in flash and the provisioning block read-only
+//! (stage 1 measures and reads them), the manifest's and the counter's flash sectors as device
+//! memory, read-write (the CFI flash driver's commands), seL4's RAM
 //! read-only (to find and measure the secure image) and the windows of Linux's images read-only,
 //! non-secure (to measure them: trusted boot stage 1). Nothing else of the normal world's memory is mapped,
 //! and nothing of it writable or executable.
@@ -61,6 +63,7 @@ const TCR: u64 = 1 << 31 | 1 << 23 | 0b010 << 16 | 0b11 << 12 | 0b01 << 10 | 0b0
 const ROOT_LEVEL: usize = 1;
 
 unsafe extern "C" {
+    static __image_start: u8;
     static __rom_end: u8;
     static __image_end: u8;
     static __data_start: u8;
@@ -88,12 +91,12 @@ pub fn build() -> Result<usize, MapError> {
         address(&raw const __bss_end),
         address(&raw const __stacks_start),
     );
-    map_range(config::MONITOR_ROM.base as usize, page_up(rom_end), NORMAL | El23Attributes::READ_ONLY)?;
-    // .data's load image, after the code in flash: read (never run) by stage 1's self-measurement.
+    // The code and read-only data, copied to RAM by the reset stub: the only executable memory.
+    map_range(address(&raw const __image_start), page_up(rom_end), NORMAL | El23Attributes::READ_ONLY)?;
+    // The image in flash (reset stub, load copy): read, never run, by stage 1's self-measurement.
     let image_end = address(&raw const __image_end);
-    if page_up(image_end) > page_up(rom_end) {
-        map_range(page_up(rom_end), page_up(image_end), NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN)?;
-    }
+    let flash_base = config::MONITOR_ROM.base as usize;
+    map_range(flash_base, page_up(image_end), NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN)?;
     map_range(data_start, page_up(bss_end), NORMAL | El23Attributes::XN)?;
     for core in 0..config::CORES {
         let slot = stacks + core * STACK_SLOT as usize;
@@ -108,8 +111,12 @@ pub fn build() -> Result<usize, MapError> {
     let image = config::SECURE_IMAGE_RAM;
     let read_only = NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN;
     map_range(image.base as usize, image.end() as usize, read_only)?;
-    for block in [config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK] {
-        map_range(block.base as usize, block.end() as usize, read_only)?;
+    let provisioning = config::PROVISIONING_BLOCK;
+    map_range(provisioning.base as usize, provisioning.end() as usize, read_only)?;
+    // The sectors the monitor writes: CFI commands and status reads are device accesses (each
+    // one reaches the flash, in order, uncached).
+    for sector in [config::MANIFEST_BLOCK, config::COUNTER_BLOCK] {
+        map_range(sector.base as usize, sector.end() as usize, DEVICE | El23Attributes::XN)?;
     }
     for window in config::IMAGE_WINDOWS {
         if !image.contains(window.base, window.size) {

@@ -8,6 +8,7 @@
 //! state and enter Linux at NS-EL1 (the first) or wait for PSCI CPU_ON (the others).
 
 mod console;
+mod flash;
 mod gic;
 mod mmu;
 mod power;
@@ -24,6 +25,7 @@ core::arch::global_asm!(
     include_str!("entry.S"),
     cores = const config::CORES,
     boot_magic = const BOOT_MAGIC,
+    copied_magic = const COPIED_MAGIC,
     stack_slot = const config::STACK_SLOT,
 );
 
@@ -32,6 +34,20 @@ core::arch::global_asm!(
 const BOOT_MAGIC: u64 = 0x545a_4d4b_424f_4f54;
 #[unsafe(no_mangle)]
 static tzmk_boot_magic: AtomicU64 = AtomicU64::new(0);
+/// What core 0's reset stub writes once the image is in RAM ("TZMKCOPY"); the other cores leave
+/// flash only then.
+const COPIED_MAGIC: u64 = 0x545a_4d4b_434f_5059;
+#[unsafe(no_mangle)]
+static tzmk_image_copied: AtomicU64 = AtomicU64::new(0);
+
+/// Forgets both releases before a system reset: QEMU's reset keeps RAM, and the next boot's
+/// cores must wait for its own copy and its own stage 1, not this boot's.
+pub(crate) fn forget_releases() {
+    tzmk_image_copied.store(0, Ordering::SeqCst);
+    tzmk_boot_magic.store(0, Ordering::SeqCst);
+    mmu::clean_to_poc(&tzmk_image_copied);
+    mmu::clean_to_poc(&tzmk_boot_magic);
+}
 
 use config::STACK_SLOT;
 
@@ -216,6 +232,10 @@ impl Hardware for Platform {
 
     fn wake_cores(&self) {
         aarch64_sev();
+    }
+
+    fn update_manifest(&self, length: u64) -> tzmk_interface::update::UpdateOutcome {
+        flash::update_manifest(length)
     }
 }
 

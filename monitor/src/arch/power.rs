@@ -26,5 +26,6 @@ pub fn system_off(core: usize) -> ! {
 
 pub fn system_reset(core: usize) -> ! {
     log::info!("PSCI SYSTEM_RESET from core {core}: resetting");
+    super::forget_releases();
     drive_high(config::RESET_GPIO)
 }

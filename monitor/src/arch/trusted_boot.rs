@@ -2,6 +2,7 @@
 //! in secure RAM, the wipe of the stack, and the stop on failure. The decisions are
 //! [`tzmk_monitor::trusted_boot`]'s.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tzmk_interface::attestation::BootHandoff;
 use tzmk_monitor::config::{self, PhysRange, STACK_GUARD, STACK_SLOT};
@@ -9,6 +10,8 @@ use tzmk_monitor::trusted_boot::{self, Layout, Memory, Short, Verdict, Window};
 use tzmk_sha256::{BlockFunction, Sha256};
 
 mod sha256;
+use tzmk_trust::manifest::MANIFEST_SIZE;
+use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
 
 /// The handoff's page (system.xml's `boot_handoff`, in secure RAM PDs may map).
 const HANDOFF: PhysRange = match config::BOOT_HANDOFF {
@@ -32,7 +35,7 @@ fn monitor_image() -> PhysRange {
     PhysRange { base: 0, size: (&raw const __image_end) as u64 }
 }
 
-fn layout() -> Layout {
+pub(super) fn layout() -> Layout {
     Layout { monitor: window(monitor_image()), ..LAYOUT }
 }
 
@@ -57,17 +60,26 @@ pub fn secure_world_verified() -> bool {
     SECURE_WORLD_VERIFIED.load(Ordering::Acquire)
 }
 
-/// What mmu.rs maps read-only for stage 1: trusted boot's flash blocks and the image windows;
-/// hashed with `blocks` (the Armv8 SHA-256 instructions where the CPU has them: [`sha256`]).
-struct Mapped {
+/// The manifest's bytes, copied out of flash (device memory) before stage 1 reads them.
+struct ManifestCopy(UnsafeCell<[u8; MANIFEST_SIZE]>);
+// SAFETY: only core 0 touches it, in stage 1 (before any other core runs Rust).
+unsafe impl Sync for ManifestCopy {}
+static MANIFEST_COPY: ManifestCopy = ManifestCopy(UnsafeCell::new([0; MANIFEST_SIZE]));
+
+/// What mmu.rs maps read-only for stage 1 (the monitor's image, the provisioning block, the image
+/// windows) and the manifest's copy in RAM; hashed with `blocks` (the Armv8 SHA-256 instructions
+/// where the CPU has them: [`sha256`]).
+struct Mapped<'a> {
+    manifest: &'a [u8; MANIFEST_SIZE],
     blocks: BlockFunction,
 }
 
-impl Memory for Mapped {
+impl Memory for Mapped<'_> {
     fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
-        let mut readable = [monitor_image(), config::PROVISIONING_BLOCK, config::MANIFEST_BLOCK]
-            .into_iter()
-            .chain(config::IMAGE_WINDOWS);
+        if address == config::MANIFEST_BLOCK.base {
+            return (length as usize <= MANIFEST_SIZE).then(|| &self.manifest[..length as usize]);
+        }
+        let mut readable = [monitor_image(), config::PROVISIONING_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
         if !readable.any(|range| range.contains(address, length)) {
             return None;
         }
@@ -124,7 +136,17 @@ pub fn run(core: usize) {
     let (end, _) = counter();
     let used = wipe_stack(core);
     match result {
-        Ok(verdict) => report(&verdict, end - start, frequency, used),
+        Ok((verdict, counter, raised, torn)) => {
+            report(&verdict, end - start, frequency, used);
+            if raised != counter {
+                log::info!("trusted boot: security-version counter raised from {counter} to {raised}");
+            } else {
+                log::info!("trusted boot: security-version counter {counter}");
+            }
+            if torn != 0 {
+                log::warn!("trusted boot: the counter's log has {torn} torn slot(s) (a write a power cut stopped)");
+            }
+        }
         Err(error) => stop(error),
     }
 }
@@ -132,17 +154,52 @@ pub fn run(core: usize) {
 /// The part that touches secrets, in its own frame (below `run`'s), so that the wipe after it
 /// covers every byte it left on the stack.
 #[inline(never)]
-fn stage1() -> Result<Verdict, trusted_boot::Stage1Error> {
+fn stage1() -> Result<(Verdict, u32, u32, u32), Stop> {
     // SAFETY: the handoff's page is mapped read-write (secret RAM, mmu::build), aligned, holds a
     // BootHandoff (asserted above) and no one else uses it before seL4 runs; any bytes are a
     // valid BootHandoff (FromBytes).
     let handoff = unsafe { &mut *(HANDOFF.base as usize as *mut BootHandoff) };
-    let memory = Mapped { blocks: sha256::block_function() };
-    let result = trusted_boot::stage1(&memory, &layout(), handoff);
+    // SAFETY: core 0 alone, here alone (see ManifestCopy).
+    let manifest = unsafe { &mut *MANIFEST_COPY.0.get() };
+    let counter = super::flash::counter().map_err(Stop::Counter)?;
+    super::flash::read_manifest(manifest).map_err(Stop::Counter)?;
+    let result =
+        trusted_boot::stage1(&Mapped { manifest, blocks: sha256::block_function() }, &layout(), counter.value, handoff);
     // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
     // point of coherency whatever happened (a failure leaves it zeroed).
     super::mmu::clean_range_to_poc(HANDOFF.base as usize, size_of::<BootHandoff>());
-    result
+    let verdict = result.map_err(Stop::Stage1)?;
+    // Parsed by stage 1 already: the provisioning block is good.
+    let provisioning = Mapped { manifest }
+        .read(config::PROVISIONING_BLOCK.base, PROVISIONING_SIZE as u64)
+        .and_then(|bytes| Provisioning::parse(bytes).ok())
+        .map(|p| (p.platform_public_key, p.security_version_floor.get()));
+    let Some((platform_key, floor)) = provisioning else {
+        return Err(Stop::Stage1(trusted_boot::Stage1Error::FlashUnreadable {
+            what: "provisioning block",
+            address: config::PROVISIONING_BLOCK.base,
+        }));
+    };
+    let raised = super::flash::after_stage1(manifest, platform_key, floor, counter.value, verdict.security_version)
+        .map_err(Stop::Raise)?;
+    Ok((verdict, counter.value, raised, counter.torn))
+}
+
+/// Why the boot stops.
+enum Stop {
+    Stage1(trusted_boot::Stage1Error),
+    Counter(tzmk_monitor::flash::FlashError),
+    Raise(tzmk_monitor::counter::CounterError),
+}
+
+impl core::fmt::Display for Stop {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Stop::Stage1(e) => write!(f, "{e}"),
+            Stop::Counter(e) => write!(f, "security-version counter: {e}"),
+            Stop::Raise(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
@@ -184,7 +241,7 @@ fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
 
 /// A failed check: one line, then this core stops with interrupts masked. The other cores never
 /// leave reset's wait (the boot magic is not published) and no world is entered.
-fn stop(error: trusted_boot::Stage1Error) -> ! {
+fn stop(error: Stop) -> ! {
     super::console::early_line(format_args!("tzmk-monitor: trusted boot: {error}: the machine stops"));
     // SAFETY: masks D, A, I and F at EL3; this core only waits from here on.
     unsafe { core::arch::asm!("msr daifset, #0xf", "isb", options(nomem, nostack)) };

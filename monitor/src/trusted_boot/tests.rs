@@ -12,7 +12,9 @@ const PROVISIONING: u64 = 0x10_0000;
 /// A small monitor image for the fakes (the real one reaches the provisioning block).
 const MONITOR_END: u64 = 0x1000;
 const MONITOR_IMAGE: [u8; 0x1000] = [0xd5; 0x1000];
-const MANIFEST: u64 = 0x10_1000;
+const MANIFEST: u64 = 0x14_0000;
+/// The security-version counter most tests boot with (below the floor, 2).
+const COUNTER: u32 = 1;
 const SECURE_ENTRY: u64 = 0x7000_0000;
 const KERNEL: u64 = 0xc020_0000;
 const DTB: u64 = 0xc800_0000;
@@ -134,7 +136,7 @@ fn run(memory: &FakeMemory) -> (Result<Verdict, Stage1Error>, Box<BootHandoff>) 
     let mut handoff = Box::new(BootHandoff::new_zeroed());
     // Garbage from a previous boot must not survive.
     handoff.cdi_attest = [0xee; 32];
-    let result = stage1(memory, &LAYOUT, &mut handoff);
+    let result = stage1(memory, &LAYOUT, COUNTER, &mut handoff);
     (result, handoff)
 }
 
@@ -345,7 +347,7 @@ fn missing_or_garbled_flash_stops() {
     for blank in [vec![0u8; MANIFEST_SIZE], vec![0xff; MANIFEST_SIZE]] {
         let error = failure(&boot.memory_with(blank));
         assert_eq!(error, Stage1Error::NoManifest { address: MANIFEST });
-        assert_eq!(error.to_string(), "no manifest in flash at 0x101000 (blank)");
+        assert_eq!(error.to_string(), "no manifest in flash at 0x140000 (blank)");
     }
     let mut garbled = boot.manifest();
     garbled[0] = b'X';
@@ -378,6 +380,19 @@ fn a_security_version_below_the_floor_stops() {
     // At the floor boots.
     let boot = Boot { security_version: 2, ..Boot::full() };
     assert!(run(&boot.memory()).0.is_ok());
+}
+
+#[test]
+fn a_security_version_below_the_counter_stops_with_its_reason() {
+    // The floor is 2; the counter in flash says 5: a manifest of 3 (above the floor) is a replay.
+    let boot = Boot::full();
+    let mut handoff = Box::new(BootHandoff::new_zeroed());
+    let error = stage1(&boot.memory(), &LAYOUT, 5, &mut handoff).unwrap_err();
+    assert_eq!(error, Stage1Error::Manifest(ManifestError::Rollback { manifest: 3, stored: 5 }));
+    assert_eq!(error.to_string(), "manifest: security version 3 is below the stored 5");
+    assert!(handoff.as_bytes().iter().all(|&b| b == 0));
+    // At the counter boots.
+    assert!(stage1(&boot.memory(), &LAYOUT, 3, &mut handoff).is_ok());
 }
 
 #[test]

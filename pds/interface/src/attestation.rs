@@ -19,6 +19,10 @@ pub const OP_SECURE_MEASUREMENT: u64 = 2;
 /// ([`EvidenceHeader`], the PSA token, the certificate chain) at the start of the
 /// `attestation_evidence` region and answers its length in MR0.
 pub const OP_EVIDENCE: u64 = 3;
+/// Operation: a signed update of the reference values (docs/trusted-boot.md, "Signed updates"):
+/// MR0 the manifest's length, its bytes at the start of the `attestation_update` region (comm-pd
+/// writes, attestation-pd reads); the monitor's outcome in MR0..MR1 (`update::UpdateReply`).
+pub const OP_UPDATE: u64 = 5;
 /// The longest nonce, and the most message registers a nonce takes.
 pub const MAX_NONCE: usize = 64;
 

@@ -10,3 +10,4 @@ pub mod port;
 pub mod rt;
 pub mod smc;
 pub mod status;
+pub mod update;

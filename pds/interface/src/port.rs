@@ -395,6 +395,9 @@ pub enum AttestationCall<'a> {
     Evidence { nonce: &'a [u8] },
     /// OP_MEASURE of a valid, unreserved name.
     Measure { name: &'a str, sha256: [u8; 32] },
+    /// OP_UPDATE: the candidate manifest's bytes (at most a manifest's size; the monitor judges
+    /// them).
+    Update { manifest: &'a [u8] },
 }
 
 /// Why an attestation port's message is no request: the reply's `words[0]` (with label
@@ -411,6 +414,8 @@ pub enum RequestError {
     BadNonceLength { length: u64 },
     /// A measurement's name breaks the naming rule or is reserved.
     BadName,
+    /// An update's manifest length is above a manifest's size.
+    BadManifestLength { length: u64 },
 }
 
 impl RequestError {
@@ -422,6 +427,7 @@ impl RequestError {
             RequestError::WrongSize { length, .. } => (3, length as u64),
             RequestError::BadNonceLength { length } => (4, length),
             RequestError::BadName => (5, 0),
+            RequestError::BadManifestLength { length } => (6, length),
         }
     }
 
@@ -434,6 +440,7 @@ impl RequestError {
             3 => "the request's size is not its operation's",
             4 => "the nonce is not 32, 48 or 64 bytes",
             5 => "the name is not 1 to 16 bytes of [a-z0-9._-] or is reserved (bl, prot, kernel, dtb, initramfs)",
+            6 => "the update's manifest length is above a manifest's 672 bytes",
             _ => "malformed request",
         }
     }
@@ -449,6 +456,9 @@ impl core::fmt::Display for RequestError {
             }
             RequestError::BadNonceLength { length } => write!(f, "a nonce of {length} bytes (32, 48 or 64)"),
             RequestError::BadName => f.write_str("a measurement name breaks the naming rule or is reserved"),
+            RequestError::BadManifestLength { length } => {
+                write!(f, "an update's manifest of {length} bytes (at most {})", crate::update::MANIFEST_BYTES)
+            }
         }
     }
 }
@@ -456,13 +466,15 @@ impl core::fmt::Display for RequestError {
 /// Parses an attestation port's message: the operation (its first 8 bytes, native-endian as
 /// every port record), then exactly that operation's request.
 pub fn parse_attestation_request(message: &[u8]) -> Result<AttestationCall<'_>, RequestError> {
-    use crate::attestation::{OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_VERSION};
+    use crate::attestation::{OP_EVIDENCE, OP_MEASURE, OP_SECURE_MEASUREMENT, OP_UPDATE, OP_VERSION};
+    use crate::update::{UpdateRequest, MANIFEST_BYTES};
     let Some(head) = message.get(..8) else { return Err(RequestError::Truncated { length: message.len() }) };
     let operation = u64::from_ne_bytes(head.try_into().expect("8 bytes"));
     let expected = match operation {
         OP_VERSION | OP_SECURE_MEASUREMENT => core::mem::size_of::<AttestationRequest>(),
         OP_EVIDENCE => core::mem::size_of::<EvidenceRequest>(),
         OP_MEASURE => core::mem::size_of::<MeasureRequest>(),
+        OP_UPDATE => core::mem::size_of::<UpdateRequest>(),
         _ => return Err(RequestError::UnknownOperation { operation }),
     };
     if message.len() != expected {
@@ -484,6 +496,15 @@ pub fn parse_attestation_request(message: &[u8]) -> Result<AttestationCall<'_>, 
             let request = MeasureRequest::ref_from_bytes(message).map_err(|_| RequestError::Truncated { length: 0 })?;
             let name = crate::attestation::measurement_name(&request.name).ok_or(RequestError::BadName)?;
             Ok(AttestationCall::Measure { name, sha256: request.sha256 })
+        }
+        OP_UPDATE => {
+            let request = UpdateRequest::ref_from_bytes(message).map_err(|_| RequestError::Truncated { length: 0 })?;
+            match request.length {
+                length if length <= MANIFEST_BYTES as u64 => {
+                    Ok(AttestationCall::Update { manifest: &request.manifest[..length as usize] })
+                }
+                length => Err(RequestError::BadManifestLength { length }),
+            }
         }
         _ => Ok(AttestationCall::Query { operation }),
     }
@@ -548,6 +569,19 @@ mod tests {
         }
         measure.name = *b"ab\0cdefghijklmno";
         assert_eq!(parse_attestation_request(measure.as_bytes()), Err(RequestError::BadName), "bytes after the NUL");
+        let mut update = crate::update::UpdateRequest {
+            operation: crate::attestation::OP_UPDATE,
+            length: 672,
+            manifest: [9; crate::update::MANIFEST_BYTES],
+        };
+        assert_eq!(parse_attestation_request(update.as_bytes()), Ok(AttestationCall::Update { manifest: &[9; 672] }));
+        update.length = 10;
+        assert_eq!(parse_attestation_request(update.as_bytes()), Ok(AttestationCall::Update { manifest: &[9; 10] }));
+        for length in [673, u64::MAX] {
+            update.length = length;
+            assert_eq!(parse_attestation_request(update.as_bytes()), Err(RequestError::BadManifestLength { length }));
+        }
+        assert!(matches!(parse_attestation_request(&update.as_bytes()[..100]), Err(RequestError::WrongSize { .. })));
         // An OP_VERSION with trailing bytes is no OP_VERSION.
         let mut long = [0u8; 16];
         long[0] = OP_VERSION as u8;

@@ -18,6 +18,12 @@ pub const NOTIFY_NORMAL: u32 = 0xc200_0002;
 /// Secure (attestation-pd) -> monitor: the normal-world kernel is verified; start Linux.
 pub const GO: u32 = 0xc200_0003;
 
+/// Secure (attestation-pd) -> monitor: replace the manifest in secure flash by the signed one in
+/// the `manifest_update` region (secure RAM) and raise the security-version counter to its
+/// security version (docs/trusted-boot.md, "Signed updates"). Answers in x0..x3 as
+/// `update::UpdateOutcome` decodes them; the normal world gets `DENIED`.
+pub const UPDATE_MANIFEST: u32 = 0xc200_0004;
+
 /// The UID the monitor answers to `SIP_CALL_UID` in x0..x3 (a random UUID, 7e2f1b58-...).
 pub const TZMK_UID: [u32; 4] = [0x7e2f_1b58, 0x4a3c_9d0e, 0x8b61_f2a4, 0x1c5e_d937];
 /// Revision of this SiP interface: major in x0, minor in x1.
@@ -74,7 +80,7 @@ mod tests {
 
     #[test]
     fn ids_are_fast_sip_calls() {
-        for id in [NOTIFY_SECURE, NOTIFY_NORMAL, GO] {
+        for id in [NOTIFY_SECURE, NOTIFY_NORMAL, GO, UPDATE_MANIFEST] {
             let f = FunctionId(id);
             assert!(f.is_fast() && f.is_smc64() && f.owner() == OWNER_SIP, "{id:#x}");
         }

@@ -283,7 +283,7 @@ impl fmt::Display for ManifestError {
             ManifestError::BadPublicKey => write!(f, "manifest: the platform public key is not a valid Ed25519 key"),
             ManifestError::BadSignature => write!(f, "manifest: signature does not verify"),
             ManifestError::Rollback { manifest, stored } => {
-                write!(f, "manifest: header.security_version {manifest} below the stored {stored}")
+                write!(f, "manifest: security version {manifest} is below the stored {stored}")
             }
             ManifestError::Full => write!(f, "manifest: more than {MAX_IMAGES} images"),
         }

@@ -227,6 +227,10 @@ pub struct Probe {
 /// The driver (linux-side/driver) and its test client, where build.mk's linux-initramfs puts them.
 pub const DRIVER_PATH: &str = "/tzmk.ko";
 pub const DRIVER_CHECK_PATH: &str = "/tzmk-check";
+/// The line /init prints when it waits for signed updates on the console (full system): the host
+/// answers with manifests in hex, one per line, and an empty line.
+pub const UPDATE_PROMPT: &str = "update: manifests? (hex, one per line; an empty line ends)";
+
 /// The nonce /init asks evidence for in the full-system run (32 bytes, hex); the host test checks
 /// the token carries it.
 pub const EVIDENCE_NONCE: &str = "74a7e6b1c0d2f3e4a5b6c7d8e9f00112233445566778899aabbccddeeff00112";

@@ -76,12 +76,17 @@ pub struct Partition {
     pub shared_window: Vec<PhysRange>,
     /// The regions of system.xml in the shared window (the tzmk device node's `reg`).
     pub shared_regions: Vec<PhysRange>,
-    /// Trusted boot's blocks in secure flash (`[trust]`): the provisioning block and the manifest.
+    /// Trusted boot's blocks in secure flash (`[trust]`): the provisioning block (4 KiB), the
+    /// manifest's and the counter's erase sectors.
     pub provisioning_block: PhysRange,
     pub manifest_block: PhysRange,
+    pub counter_block: PhysRange,
     /// system.xml's `boot_handoff` region (its physical address, in a secret range), where stage 1
     /// of trusted boot leaves its handoff; `None` if the system has none.
     pub boot_handoff: Option<PhysRange>,
+    /// system.xml's `manifest_update` region (its physical address, in a secret range), where
+    /// attestation-pd leaves a signed manifest for `UPDATE_MANIFEST`; `None` if the system has none.
+    pub manifest_update: Option<PhysRange>,
     /// Where each image of the manifest may lie, by kind (secure image, Linux kernel, DTB,
     /// initramfs): from its `[boot]` address to the next `[boot]` address above it or the end of
     /// its range, whichever comes first. The monitor maps them read-only to measure the images.
@@ -173,22 +178,21 @@ impl Partition {
         shared_regions.sort_by_key(|r| r.base);
 
         let (provisioning, manifest) = platform.trust_addresses();
-        let block =
-            |name: &str, base: u64| PhysRange { name: name.into(), base, size: crate::platform::TRUST_BLOCK_SIZE };
-        let boot_handoff = match system.memory_regions.iter().find(|mr| mr.name == "boot_handoff") {
-            None => None,
-            Some(mr) => {
-                let base =
-                    mr.phys_addr.ok_or("memory region 'boot_handoff' has no phys_addr: the monitor writes it")?;
-                if !platform.ranges.iter().any(|r| r.use_ == RangeUse::Secret && r.contains(base, mr.size)) {
-                    return Err(format!(
-                        "memory region 'boot_handoff' ({base:#x}, {:#x} bytes) lies in no secret range",
-                        mr.size
-                    ));
-                }
-                Some(PhysRange { name: mr.name.clone(), base, size: mr.size })
+        let sector = platform.trust.sector;
+        let block = |name: &str, base: u64, size: u64| PhysRange { name: name.into(), base, size };
+        let secret_region = |name: &str| -> Result<Option<PhysRange>, String> {
+            let Some(mr) = system.memory_regions.iter().find(|mr| mr.name == name) else { return Ok(None) };
+            let base = mr.phys_addr.ok_or(format!("memory region '{name}' has no phys_addr: the monitor maps it"))?;
+            if !platform.ranges.iter().any(|r| r.use_ == RangeUse::Secret && r.contains(base, mr.size)) {
+                return Err(format!(
+                    "memory region '{name}' ({base:#x}, {:#x} bytes) lies in no secret range",
+                    mr.size
+                ));
             }
+            Ok(Some(PhysRange { name: mr.name.clone(), base, size: mr.size }))
         };
+        let boot_handoff = secret_region("boot_handoff")?;
+        let manifest_update = secret_region("manifest_update")?;
         let boot = &platform.boot;
         let starts = [boot.secure_entry, boot.linux_kernel, boot.linux_dtb, boot.linux_initrd];
         let mut image_windows = Vec::new();
@@ -234,9 +238,11 @@ impl Partition {
             normal_ram,
             shared_window,
             shared_regions,
-            provisioning_block: block("provisioning", provisioning),
-            manifest_block: block("manifest", manifest),
+            provisioning_block: block("provisioning", provisioning, crate::platform::TRUST_BLOCK_SIZE),
+            manifest_block: block("manifest", manifest, sector),
+            counter_block: block("counter", platform.counter_address(), sector),
             boot_handoff,
+            manifest_update,
             image_windows,
         })
     }
@@ -269,14 +275,14 @@ impl Partition {
     /// The bytes of secure flash the monitor's image may take: up to the first of trusted boot's
     /// blocks.
     pub fn monitor_image_size(&self) -> u64 {
-        self.provisioning_block.base.min(self.manifest_block.base) - self.monitor_rom.base
+        self.provisioning_block.base.min(self.manifest_block.base).min(self.counter_block.base) - self.monitor_rom.base
     }
 
     /// The MEMORY block of the monitor's linker script. ROM ends where trusted boot's blocks
     /// begin, so a monitor image that would reach them does not link.
     pub fn linker_memory(&self) -> String {
         format!(
-            "/* Generated from platform '{}'. */\nMEMORY\n{{\n    ROM (rx) : ORIGIN = {:#x}, LENGTH = {:#x}\n    RAM (rw) : ORIGIN = {:#x}, LENGTH = {:#x}\n}}\n",
+            "/* Generated from platform '{}'. */\nMEMORY\n{{\n    ROM (rx) : ORIGIN = {:#x}, LENGTH = {:#x}\n    RAM (rwx) : ORIGIN = {:#x}, LENGTH = {:#x}\n}}\n",
             self.platform,
             self.monitor_rom.base,
             self.monitor_image_size(),
@@ -316,6 +322,7 @@ impl Partition {
             ("SECURE_IMAGE_RAM", &self.secure_image_ram),
             ("PROVISIONING_BLOCK", &self.provisioning_block),
             ("MANIFEST_BLOCK", &self.manifest_block),
+            ("COUNTER_BLOCK", &self.counter_block),
         ] {
             line(format!("pub const {name}: PhysRange = PhysRange {{ base: {:#x}, size: {:#x} }};", r.base, r.size));
         }
@@ -335,10 +342,12 @@ impl Partition {
         line(format!("pub const SECRET_RAM: &[PhysRange] = &[{}];", list(&self.secret_ram)));
         line(format!("pub const NORMAL_RAM: &[PhysRange] = &[{}];", list(&self.normal_ram)));
         line(format!("pub const IMAGE_WINDOWS: [PhysRange; 4] = [{}];", list(&self.image_windows)));
-        line(match &self.boot_handoff {
-            Some(r) => format!("pub const BOOT_HANDOFF: Option<PhysRange> = Some({});", list(std::slice::from_ref(r))),
-            None => "pub const BOOT_HANDOFF: Option<PhysRange> = None;".into(),
-        });
+        for (name, region) in [("BOOT_HANDOFF", &self.boot_handoff), ("MANIFEST_UPDATE", &self.manifest_update)] {
+            line(match region {
+                Some(r) => format!("pub const {name}: Option<PhysRange> = Some({});", list(std::slice::from_ref(r))),
+                None => format!("pub const {name}: Option<PhysRange> = None;"),
+            });
+        }
         let mut text = out;
         let _ = writeln!(text);
         text

@@ -123,16 +123,21 @@ pub struct Boot {
 }
 
 /// Where trusted boot's inputs lie in secure flash (docs/trusted-boot.md, "Flash image"): byte
-/// offsets into the range named `secure-flash`, each the start of a 4 KiB page of its own past
-/// the monitor's image (the monitor's linker script ends its ROM at the lower one, so a monitor
-/// that grows into them does not link).
+/// offsets into the range named `secure-flash` past the monitor's image (the monitor's linker
+/// script ends its ROM at the lowest one, so a monitor that grows into them does not link). The
+/// provisioning block takes a 4 KiB page of its own; the manifest and the counter, which the
+/// monitor writes at run time, each take a whole erase block (`sector`) of their own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trust {
+    /// The flash's erase block in bytes (a power of two, at least 4 KiB).
+    pub sector: u64,
     /// The provisioning block: the device's UDS and the platform public key.
     pub provisioning: u64,
     /// The signed image manifest.
     pub manifest: u64,
+    /// The security-version counter's log.
+    pub counter: u64,
 }
 
 /// Bytes the platform reserves for each of trusted boot's blocks in flash.
@@ -254,26 +259,57 @@ impl Platform {
 
     fn check_trust(&self) -> Result<(), String> {
         let flash = self.range_named("secure-flash").ok_or("no range named 'secure-flash' for [trust]")?;
-        for (what, offset) in [("provisioning", self.trust.provisioning), ("manifest", self.trust.manifest)] {
-            if offset == 0 || !offset.is_multiple_of(TRUST_BLOCK_SIZE) {
+        let sector = self.trust.sector;
+        if sector < TRUST_BLOCK_SIZE || !sector.is_power_of_two() {
+            return Err(format!("[trust] sector {sector:#x} must be a power of two of at least 4 KiB"));
+        }
+        let blocks = self.trust_blocks();
+        for (what, offset, size) in blocks {
+            let unit = if size == TRUST_BLOCK_SIZE { "4 KiB" } else { "the sector" };
+            if offset == 0 || !offset.is_multiple_of(size) {
                 return Err(format!(
-                    "[trust] {what} {offset:#x} must be a non-zero multiple of 4 KiB (the monitor's image starts at 0)"
+                    "[trust] {what} {offset:#x} must be a non-zero multiple of {unit} (the monitor's image starts at 0)"
                 ));
             }
-            if offset.checked_add(TRUST_BLOCK_SIZE).is_none_or(|end| end > flash.size) {
+            if offset.checked_add(size).is_none_or(|end| end > flash.size) {
                 return Err(format!("[trust] {what} {offset:#x} lies outside secure-flash ({:#x} bytes)", flash.size));
             }
         }
-        if self.trust.provisioning.abs_diff(self.trust.manifest) < TRUST_BLOCK_SIZE {
-            return Err("[trust] provisioning and manifest overlap (each takes 4 KiB)".into());
+        // The blocks the monitor erases own their sector: nothing else may lie in it.
+        for (i, (what, offset, size)) in blocks.iter().enumerate() {
+            for (other, other_offset, other_size) in &blocks[..i] {
+                let (start, other_start) = (offset / sector * sector, other_offset / sector * sector);
+                let shares = if *size == sector || *other_size == sector {
+                    start == other_start
+                } else {
+                    offset.abs_diff(*other_offset) < TRUST_BLOCK_SIZE
+                };
+                if shares {
+                    return Err(format!("[trust] {other} and {what} overlap or share an erase sector"));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Trusted boot's blocks in secure flash: name, offset and the bytes each owns.
+    pub fn trust_blocks(&self) -> [(&'static str, u64, u64); 3] {
+        [
+            ("provisioning", self.trust.provisioning, TRUST_BLOCK_SIZE),
+            ("manifest", self.trust.manifest, self.trust.sector),
+            ("counter", self.trust.counter, self.trust.sector),
+        ]
     }
 
     /// The physical address of the provisioning block and of the manifest in secure flash.
     pub fn trust_addresses(&self) -> (u64, u64) {
         let base = self.range_named("secure-flash").map_or(0, |flash| flash.base);
         (base + self.trust.provisioning, base + self.trust.manifest)
+    }
+
+    /// The physical address of the counter's sector in secure flash.
+    pub fn counter_address(&self) -> u64 {
+        self.range_named("secure-flash").map_or(0, |flash| flash.base) + self.trust.counter
     }
 
     pub fn range_containing(&self, base: u64, size: u64) -> Option<&Range> {
@@ -327,15 +363,23 @@ mod tests {
     fn trust_blocks_are_checked() {
         for (from, to, message) in [
             ("provisioning = 0x0010_0000", "provisioning = 0", "non-zero multiple of 4 KiB"),
-            ("manifest = 0x0010_1000", "manifest = 0x0010_1800", "non-zero multiple of 4 KiB"),
-            ("manifest = 0x0010_1000", "manifest = 0x0400_0000", "lies outside secure-flash"),
-            ("manifest = 0x0010_1000", "manifest = 0x0010_0000", "overlap"),
+            ("manifest = 0x0014_0000", "manifest = 0x0014_1000", "non-zero multiple of the sector"),
+            ("counter = 0x0018_0000", "counter = 0x0018_1000", "non-zero multiple of the sector"),
+            ("manifest = 0x0014_0000", "manifest = 0x0400_0000", "lies outside secure-flash"),
+            ("counter = 0x0018_0000", "counter = 0x03fc_0000", ""),
+            ("counter = 0x0018_0000", "counter = 0x0014_0000", "manifest and counter overlap or share an erase sector"),
+            ("provisioning = 0x0010_0000", "provisioning = 0x0014_1000", "provisioning and manifest overlap or share"),
+            ("sector = 0x0004_0000", "sector = 0x0003_0000", "power of two"),
         ] {
             let text = QEMU_VIRT.replace(from, to);
-            let err = Platform::parse("p.toml", &text).unwrap_err();
-            assert!(err.to_string().contains(message), "{from} -> {to}: {err}");
+            match Platform::parse("p.toml", &text) {
+                Err(err) => assert!(!message.is_empty() && err.to_string().contains(message), "{from} -> {to}: {err}"),
+                Ok(_) => assert!(message.is_empty(), "{from} -> {to} was accepted"),
+            }
         }
-        assert_eq!(Platform::qemu_virt().trust_addresses(), (0x10_0000, 0x10_1000));
+        let qemu = Platform::qemu_virt();
+        assert_eq!(qemu.trust_addresses(), (0x10_0000, 0x14_0000));
+        assert_eq!(qemu.counter_address(), 0x18_0000);
     }
 
     #[test]

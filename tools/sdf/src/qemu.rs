@@ -1,4 +1,4 @@
-//! The QEMU command line of the real system: the EL3 monitor in secure flash (`-bios`), the
+//! The QEMU command line of the real system: the EL3 monitor in secure flash (flash0 as a pflash drive), the
 //! images where the platform description says, the secure UART to a file. One definition for
 //! `tzmk run` and the whole-system tests.
 
@@ -9,9 +9,11 @@ use crate::Platform;
 /// What one boot of the whole system loads.
 #[derive(Debug, Clone)]
 pub struct Images {
-    /// The secure flash image (`-bios`): the monitor, the provisioning block and the signed
-    /// manifest of exactly these images (`tzmk flash`; build.mk's `flash-*.bin`). A bare
-    /// monitor.bin stops at trusted boot: no manifest.
+    /// The secure flash image: the monitor, the provisioning block, the signed manifest of exactly
+    /// these images and the security-version counter (`tzmk flash`; build.mk's `flash-*.bin`).
+    /// QEMU gets it as flash0's pflash drive and **writes it** (signed updates raise the counter and
+    /// replace the manifest), so it must be exactly the flash's size, and a test boots its own copy
+    /// ([`private_flash`]). A bare monitor.bin is refused by QEMU (wrong size).
     pub monitor: PathBuf,
     /// Linux's arm64 Image, DTB and initramfs.
     pub kernel: PathBuf,
@@ -50,8 +52,10 @@ pub fn arguments(platform: &Platform, images: &Images, console: &str) -> Vec<Str
     .collect();
     args.push("-serial".into());
     args.push(format!("file:{}", images.secure_log.display()));
-    args.push("-bios".into());
-    args.push(images.monitor.display().to_string());
+    // flash0 (secure-only with secure=on): a pflash drive, so that the monitor's CFI writes reach
+    // the file. `-bios` would load the same bytes but keep every write in QEMU's memory.
+    args.push("-drive".into());
+    args.push(format!("if=pflash,unit=0,format=raw,file={}", images.monitor.display()));
     let mut load = |file: &PathBuf, addr: u64| {
         args.push("-device".into());
         // No cpu-num: the images are data; the monitor decides where each core goes.
@@ -64,4 +68,15 @@ pub fn arguments(platform: &Platform, images: &Images, console: &str) -> Vec<Str
         load(loader, platform.boot.secure_entry);
     }
     args
+}
+
+/// Copies the flash image `source` to `copy` for one run to write (QEMU takes the file as flash0's
+/// drive): the build's image stays as built. Returns `copy`.
+pub fn private_flash(source: &std::path::Path, copy: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(copy);
+    std::fs::copy(source, copy)?;
+    // It holds the UDS.
+    std::fs::set_permissions(copy, std::fs::Permissions::from_mode(0o600))?;
+    Ok(copy.to_owned())
 }

@@ -38,7 +38,7 @@ impl Monitor for SimMonitor {
                 [a.into(), b.into(), c.into(), d.into(), 0, 0, 0, 0]
             }
             smc::SIP_REVISION => [smc::REVISION.0.into(), smc::REVISION.1.into(), 0, 0, 0, 0, 0, 0],
-            smc::SIP_CALL_COUNT => status(3),
+            smc::SIP_CALL_COUNT => status(4),
             smc::NOTIFY_NORMAL => {
                 self.doorbells.ring();
                 status(smc::SUCCESS)
@@ -49,6 +49,9 @@ impl Monitor for SimMonitor {
                 }
                 status(smc::SUCCESS)
             }
+            // The model has no secure flash: nothing to update (the QEMU monitor's UPDATE_MANIFEST
+            // is tested on QEMU, its decisions on the host: monitor/src/update.rs).
+            smc::UPDATE_MANIFEST => status(tzmk_interface::update::UNAVAILABLE),
             // The normal world's call; a PD has no business making it.
             smc::NOTIFY_SECURE => status(smc::DENIED),
             _ => status(smc::NOT_SUPPORTED),

@@ -1,6 +1,6 @@
 //! `tzmk flash`: the secure flash image QEMU's `-bios` loads (docs/trusted-boot.md, "Flash
 //! image"): the monitor at 0, the provisioning block and the signed manifest at the offsets the
-//! platform description's `[trust]` table names, zeros between.
+//! platform description's `[trust]` table names, erased (0xff) everywhere else, the whole flash (64 MiB on QEMU virt).
 //!
 //! `tzmk flash --monitor monitor.bin --uds UDS --platform-key KEY.pub --manifest manifest.bin
 //! [--security-floor N] [--platform FILE] -o flash.bin`
@@ -80,7 +80,7 @@ fn compose(args: &Args) -> Result<String, Failure> {
     let platform = tzmk_sdf::load_platform(args.platform.as_deref()).map_err(|d| Failure(UNREADABLE, d.to_string()))?;
     let flash_size = platform.range_named("secure-flash").map_or(0, |flash| flash.size);
     let (provisioning_at, manifest_at) = (platform.trust.provisioning, platform.trust.manifest);
-    let first_block = provisioning_at.min(manifest_at);
+    let first_block = provisioning_at.min(manifest_at).min(platform.trust.counter);
 
     let monitor = read(&args.monitor)?;
     let uds = zeroize::Zeroizing::new(read_32(&args.uds, "a 32-byte UDS")?);
@@ -113,9 +113,9 @@ fn compose(args: &Args) -> Result<String, Failure> {
     })?;
 
     let provisioning = Provisioning::new(*uds, key, args.security_floor);
-    let end = (provisioning_at + PROVISIONING_SIZE as u64).max(manifest_at + manifest_bytes.len() as u64);
-    debug_assert!(end <= flash_size, "the platform's [trust] check keeps both blocks inside secure-flash");
-    let mut image = zeroize::Zeroizing::new(vec![0u8; end as usize]);
+    // The whole flash, erased (0xff) where nothing is written: QEMU's pflash drive must be exactly
+    // the flash's size, and the counter's sector starts erased (counter 0: the floor rules).
+    let mut image = zeroize::Zeroizing::new(vec![0xffu8; flash_size as usize]);
     image[..monitor.len()].copy_from_slice(&monitor);
     image[provisioning_at as usize..][..PROVISIONING_SIZE].copy_from_slice(provisioning.as_bytes());
     image[manifest_at as usize..][..manifest_bytes.len()].copy_from_slice(&manifest_bytes);

@@ -10,8 +10,9 @@ use tzmk_sdf::qemu::{arguments, Images};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The secure flash image (QEMU -bios): the monitor with the provisioning block and the
-    /// manifest signing these images (`tzmk flash`).
+    /// The secure flash image (QEMU's flash0 drive, 64 MiB): the monitor with the provisioning
+    /// block and the manifest signing these images (`tzmk flash`). The run writes it (signed
+    /// updates, the security-version counter), as a device keeps its flash across boots.
     #[arg(long)]
     monitor: PathBuf,
     /// The Microkit loader image (without it the monitor runs Linux alone).

@@ -8,7 +8,7 @@ use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
 use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
 
 const PROVISIONING_AT: usize = 0x10_0000;
-const MANIFEST_AT: usize = 0x10_1000;
+const MANIFEST_AT: usize = 0x14_0000;
 
 fn tzmk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tzmk")).args(args).output().expect("tzmk runs")
@@ -90,16 +90,17 @@ fn the_image_holds_the_monitor_the_provisioning_block_and_the_manifest() {
     let (out, output) = inputs.flash(&[], &["--security-floor", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let image = std::fs::read(&output).unwrap();
-    assert_eq!(image.len(), MANIFEST_AT + MANIFEST_SIZE);
+    assert_eq!(image.len(), 64 << 20, "the whole flash: QEMU's pflash drive must be exactly its size");
     assert!(image[..5000].iter().all(|&b| b == 0xaa));
-    assert!(image[5000..PROVISIONING_AT].iter().all(|&b| b == 0), "zeros between");
+    assert!(image[5000..PROVISIONING_AT].iter().all(|&b| b == 0xff), "erased between");
+    assert!(image[MANIFEST_AT + MANIFEST_SIZE..].iter().all(|&b| b == 0xff), "the counter's sector erased: counter 0");
     let block = Provisioning::parse(&image[PROVISIONING_AT..][..PROVISIONING_SIZE]).unwrap();
     let public = std::fs::read(format!("{}.pub", inputs.key)).unwrap();
     assert_eq!((block.uds, &block.platform_public_key[..]), ([0x11; 32], &public[..]));
     assert_eq!(block.security_version_floor.get(), 3);
-    let manifest = Manifest::parse(&image[MANIFEST_AT..]).unwrap();
+    let manifest = Manifest::parse(&image[MANIFEST_AT..][..MANIFEST_SIZE]).unwrap();
     manifest.verify(&public.try_into().unwrap()).unwrap();
-    assert_eq!(image[MANIFEST_AT..], std::fs::read(&inputs.manifest).unwrap()[..]);
+    assert_eq!(image[MANIFEST_AT..][..MANIFEST_SIZE], std::fs::read(&inputs.manifest).unwrap()[..]);
     let mode = std::fs::metadata(&output).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the image holds the UDS");
     // Made again over the old one.
@@ -176,7 +177,7 @@ fn bad_inputs_get_one_line_and_no_image() {
             vec!["--security-floor", "5"],
             1,
             format!(
-                "error: {}: manifest: header.security_version 4 below the stored 5 (--security-floor 5)",
+                "error: {}: manifest: security version 4 is below the stored 5 (--security-floor 5)",
                 inputs.manifest
             ),
         ),

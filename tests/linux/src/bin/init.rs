@@ -30,6 +30,10 @@ const TIMER_SLEEP: Duration = Duration::from_secs(1);
 /// Where `tzctl attest -o` writes the token (and `.chain`) in the initramfs's root.
 const EVIDENCE_PATH: &str = "/evidence.cbor";
 
+/// What /init asks on the console for signed updates, and where it writes each (tmpfs root).
+const UPDATE_PROMPT: &str = tzmk_linux_guest::UPDATE_PROMPT;
+const UPDATE_PATH: &str = "/update.bin";
+
 /// The step running now, for the watchdog's FAIL line.
 static STEP: Mutex<&str> = Mutex::new("starting");
 /// Set by whoever prints the verdict line first (the main thread or the watchdog).
@@ -153,6 +157,8 @@ fn check_driver(expect: Expect) -> Result<(), String> {
             }
             check_driver_test(&text, output.status.success()).map_err(|reason| format!("tzmk-check: {reason}"))?;
             say("tzmk-check passed");
+            step("signed updates from the console (tzctl update)");
+            updates()?;
             step("tzctl through the driver: list, three pinned echoes at once, attest, rt stats");
             check_tzctl()?;
             step("a hostile normal world against rt-task: GIC registers, SGIs, notify_secure and PSCI storms, a port flood, secure RAM");
@@ -191,6 +197,38 @@ fn check_driver(expect: Expect) -> Result<(), String> {
         }
         Expect::Absent | Expect::Report => {}
     }
+    Ok(())
+}
+
+/// Signed updates of the reference values (docs/trusted-boot.md, "Signed updates"): the manifests
+/// cannot be in this initramfs (it is measured, and they name its digest), so the host test
+/// (tests/qemu_linux.rs) types them on the console when asked: one manifest per line in hex, an
+/// empty line to end. Each goes to `tzctl update`, whose one-line answer is printed as
+/// `tzctl update: ...`, accepted or refused alike (the host judges).
+fn updates() -> Result<(), String> {
+    use std::io::BufRead;
+    say(UPDATE_PROMPT);
+    let mut lines = std::io::stdin().lock();
+    loop {
+        let mut line = String::new();
+        let n = lines.read_line(&mut line).map_err(|e| format!("reading the console: {e}"))?;
+        let hex = line.trim();
+        if n == 0 || hex.is_empty() {
+            break;
+        }
+        let bytes = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| format!("the console's update line is not hex: {:?}..", &hex[..hex.len().min(16)]))?;
+        fs::write(UPDATE_PATH, &bytes).map_err(|e| format!("{UPDATE_PATH}: {e}"))?;
+        let started = Instant::now();
+        let output = tzctl(&["update", UPDATE_PATH], None)?
+            .wait_with_output()
+            .map_err(|error| format!("tzctl update: {error}"))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        say(&format!("tzctl update: {} ({} ms)", text.trim(), started.elapsed().as_millis()));
+    }
+    say("update: done");
     Ok(())
 }
 
