@@ -243,7 +243,7 @@ fn every_image_and_the_monitor_are_hashed_through_the_memorys_block_function() {
     for boot in [Boot::full(), Boot::standalone()] {
         BLOCKS.set(0);
         let mut handoff = Box::new(BootHandoff::new_zeroed());
-        let verdict = stage1(&WithBlocks(boot.memory(), counting_blocks), &LAYOUT, &mut handoff).unwrap();
+        let verdict = stage1(&WithBlocks(boot.memory(), counting_blocks), &LAYOUT, 0, &mut handoff).unwrap();
         assert!(verdict.images.iter().flatten().all(|m| m.matches));
         let images: u64 = [boot.secure.as_deref().unwrap_or_default(), &boot.kernel, &boot.dtb, &boot.initrd]
             .iter()
@@ -258,7 +258,7 @@ fn every_image_and_the_monitor_are_hashed_through_the_memorys_block_function() {
 fn the_memorys_block_function_decides_the_digests() {
     // Wrong block function, right images: the standalone boot sees every image differ.
     let mut handoff = Box::new(BootHandoff::new_zeroed());
-    let error = stage1(&WithBlocks(Boot::standalone().memory(), broken_blocks), &LAYOUT, &mut handoff).unwrap_err();
+    let error = stage1(&WithBlocks(Boot::standalone().memory(), broken_blocks), &LAYOUT, 0, &mut handoff).unwrap_err();
     assert!(matches!(error, Stage1Error::DigestMismatch { kind: ImageKind::LinuxKernel, .. }), "{error:?}");
 }
 
