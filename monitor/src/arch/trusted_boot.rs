@@ -163,14 +163,14 @@ fn stage1() -> Result<(Verdict, u32, u32, u32), Stop> {
     let manifest = unsafe { &mut *MANIFEST_COPY.0.get() };
     let counter = super::flash::counter().map_err(Stop::Counter)?;
     super::flash::read_manifest(manifest).map_err(Stop::Counter)?;
-    let result =
-        trusted_boot::stage1(&Mapped { manifest, blocks: sha256::block_function() }, &layout(), counter.value, handoff);
+    let memory = Mapped { manifest, blocks: sha256::block_function() };
+    let result = trusted_boot::stage1(&memory, &layout(), counter.value, handoff);
     // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
     // point of coherency whatever happened (a failure leaves it zeroed).
     super::mmu::clean_range_to_poc(HANDOFF.base as usize, size_of::<BootHandoff>());
     let verdict = result.map_err(Stop::Stage1)?;
     // Parsed by stage 1 already: the provisioning block is good.
-    let provisioning = Mapped { manifest }
+    let provisioning = memory
         .read(config::PROVISIONING_BLOCK.base, PROVISIONING_SIZE as u64)
         .and_then(|bytes| Provisioning::parse(bytes).ok())
         .map(|p| (p.platform_public_key, p.security_version_floor.get()));
