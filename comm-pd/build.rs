@@ -27,11 +27,14 @@ struct Port {
     tx_capacity: Option<u64>,
 }
 
-const SERVICES: [(&str, &str, &str); 4] = [
-    ("echo", "Echo", "comm-pd"),
-    ("sink", "Sink", "comm-pd"),
-    ("attestation", "Attestation", "attestation-pd"),
-    ("rt", "RealTime", "rt-task"),
+/// (service, `Service` variant, the PD that answers it; `None`: any PD but comm-pd, which
+/// ports.toml names as the owner).
+const SERVICES: [(&str, &str, Option<&str>); 5] = [
+    ("echo", "Echo", Some("comm-pd")),
+    ("sink", "Sink", Some("comm-pd")),
+    ("attestation", "Attestation", Some("attestation-pd")),
+    ("rt", "RealTime", Some("rt-task")),
+    ("forward", "Forward", None),
 ];
 /// tzmk_interface::port::MAX_PORTS and NAME_LEN.
 const MAX_PORTS: usize = 16;
@@ -73,6 +76,9 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
         "/// Generated from comm-pd/ports.toml by build.rs.\npub static PORTS: [PortConfig; {}] = [\n",
         file.port.len()
     );
+    // The forwarded ports' bindings: their regions and channel in comm-pd, by symbol.
+    let mut owners = String::new();
+    let mut forwarded = 0;
     for port in &file.port {
         let name = &port.name;
         if !(1..=u64::from(u16::MAX)).contains(&port.id) || !ids.insert(port.id) {
@@ -89,11 +95,32 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
             let known: Vec<_> = SERVICES.iter().map(|s| s.0).collect();
             return Err(format!("port '{name}': unknown service '{}' (known: {})", port.service, known.join(", ")));
         };
-        if port.owner != *owner {
-            return Err(format!(
-                "port '{name}': service '{}' is answered by {owner}, not by '{}'",
-                port.service, port.owner
-            ));
+        match owner {
+            Some(owner) if port.owner != *owner => {
+                return Err(format!(
+                    "port '{name}': service '{}' is answered by {owner}, not by '{}'",
+                    port.service, port.owner
+                ));
+            }
+            Some(_) => {}
+            None => {
+                let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+                if port.owner == "comm-pd" || port.owner.is_empty() || !port.owner.chars().all(valid) {
+                    return Err(format!(
+                        "port '{name}': a forwarded port's owner is a PD of system.xml other than comm-pd, not '{}'",
+                        port.owner
+                    ));
+                }
+                let symbol = name.replace('-', "_");
+                writeln!(
+                    owners,
+                    "        Owner {{ id: {}, owner: {:?}, requests: microkit::memory_region!({symbol}_requests_vaddr, {symbol}_requests_size), \
+                     replies: microkit::memory_region!({symbol}_replies_vaddr, {symbol}_replies_size), channel: microkit::channel!({symbol}_channel) }},",
+                    port.id, port.owner
+                )
+                .unwrap();
+                forwarded += 1;
+            }
         }
         let rx = capacity(port, "rx_capacity", port.rx_capacity)?;
         let tx = capacity(port, "tx_capacity", port.tx_capacity)?;
@@ -105,5 +132,13 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
         .unwrap();
     }
     code.push_str("];\n");
+    writeln!(
+        code,
+        "/// The forwarded ports' owners, bound through the setvar symbols system.xml gives comm-pd\n\
+         /// (`<port>_requests_vaddr`/`_size`, `<port>_replies_vaddr`/`_size`, `<port>_channel`, with the\n\
+         /// port's name's '-' as '_'). Called once, at start.\n\
+         pub fn owners() -> [Owner; {forwarded}] {{\n    [\n{owners}    ]\n}}"
+    )
+    .unwrap();
     Ok(code)
 }

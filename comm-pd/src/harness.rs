@@ -1,13 +1,16 @@
 //! A host harness for the port engine: the three port regions, the scratch region and a secure
-//! feed (rt-task's event ring, with the harness as its producer) in process memory, and local
-//! services (echo, sink, canned attestation and rt answers). For the engine's tests, its property
-//! tests and its fuzz target (comm-pd/fuzz); not part of the PD.
+//! feed (rt-task's event ring, with the harness as its producer) in process memory, local
+//! services (echo, sink, canned attestation and rt answers) and, for a table with a `forward`
+//! port, its owner: the runtime's `PortServer` over the two secure rings, answering each request
+//! with its bytes reversed. For the engine's tests, its property tests and its fuzz target
+//! (comm-pd/fuzz); not part of the PD.
 
 extern crate std;
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 
+use microkit::port_server::{PortServer, PortService, Replies as OwnerReplies};
 use microkit::MemoryRegion;
 use tzmk_interface::port::ring::{Producer, RingLayout};
 use tzmk_interface::port::{
@@ -64,6 +67,55 @@ impl Drop for Memory {
 pub const CTRL_SIZE: usize = 0x1000;
 /// rt_events's size as system.xml maps it.
 pub const FEED_SIZE: usize = 0x1000;
+/// Each of a forwarded port's two secure regions, as `tzmk new-pd` maps them for a 4 KiB port.
+pub const OWNER_RING_SIZE: usize = 0x2000;
+
+/// The harness's owner of a forwarded port: each request answered with its bytes reversed; call
+/// command [`Reverser::REQUESTS`] answers the requests served so far (u64).
+#[derive(Debug, Default)]
+pub struct Reverser {
+    pub requests: u64,
+}
+
+impl Reverser {
+    pub const REQUESTS: u32 = 1;
+}
+
+impl PortService for Reverser {
+    fn message(&mut self, request: &[u8], replies: &mut OwnerReplies<'_>) {
+        self.requests += 1;
+        let mut reversed = [0u8; 1016];
+        let reversed = &mut reversed[..request.len()];
+        reversed.copy_from_slice(request);
+        reversed.reverse();
+        let _ = replies.send(reversed);
+    }
+
+    fn reply_room(&self, length: usize, _largest: usize) -> usize {
+        length
+    }
+
+    fn call(&mut self, command: u32, input: &[u8], output: &mut [u8]) -> Result<usize, ControlError> {
+        match (command, input.is_empty()) {
+            (Self::REQUESTS, true) => {
+                output[..8].copy_from_slice(&self.requests.to_le_bytes());
+                Ok(8)
+            }
+            (Self::REQUESTS, false) => Err(ControlError::BadArgument),
+            _ => Err(ControlError::UnknownCommand),
+        }
+    }
+}
+
+/// A forwarded port's owner in the harness: its two regions and its end of them.
+#[derive(Debug)]
+pub struct Owner {
+    pub id: u16,
+    pub server: PortServer,
+    pub logic: Reverser,
+    pub requests: Memory,
+    pub replies: Memory,
+}
 
 /// The port engine over host memory.
 #[derive(Debug)]
@@ -103,13 +155,41 @@ impl Harness {
         let feed = unsafe { Producer::new(feed_memory.base(), FEED_SIZE, layout) }.expect("an aligned page");
         // SAFETY: as above.
         unsafe { ports.attach_feed(feed_memory.region(), Service::RealTime) }.expect("a fresh ring");
-        Ok(Harness { ports, services: LocalServices::default(), ctrl, rx, tx, feed, feed_memory, _scratch: scratch })
+        let owner = match table.iter().find(|p| p.service == Service::Forward) {
+            Some(port) => {
+                let (requests, replies) = (Memory::new(OWNER_RING_SIZE), Memory::new(OWNER_RING_SIZE));
+                // SAFETY: both regions live as long as the harness, and only the engine and the
+                // owner's server use them.
+                unsafe { ports.attach_owner(port.id, requests.region(), replies.region()) }
+                    .expect("the harness's owner regions carry a 4 KiB port's messages");
+                // SAFETY: as above.
+                let server = unsafe { PortServer::new(requests.region(), replies.region(), microkit::Channel::new(0)) }
+                    .expect("the harness's owner regions hold rings");
+                Some(Owner { id: port.id, server, logic: Reverser::default(), requests, replies })
+            }
+            None => None,
+        };
+        let services = LocalServices { owner, ..LocalServices::default() };
+        Ok(Harness { ports, services, ctrl, rx, tx, feed, feed_memory, _scratch: scratch })
     }
 
-    /// One run of comm-pd's handler: a poll, then the announcement of what it found.
+    /// One run of comm-pd's handler: a poll, then the announcement of what it found; with an
+    /// owner, the owner serves what the poll forwarded and comm-pd runs again while it has news
+    /// (as its notification would make it).
     pub fn poll(&mut self) -> crate::ports::Poll {
-        let poll = self.ports.poll(&mut self.services);
+        let mut poll = self.ports.poll(&mut self.services);
         self.ports.announce(poll.pending, &mut self.services);
+        while let Some(owner) = self.services.owner.as_mut() {
+            if !owner.server.serve(&mut owner.logic).notify {
+                break;
+            }
+            let again = self.ports.poll(&mut self.services);
+            self.ports.announce(again.pending, &mut self.services);
+            poll.doorbell |= again.doorbell;
+            poll.pending |= again.pending;
+            poll.messages += again.messages;
+            poll.faults += again.faults;
+        }
         poll
     }
 
@@ -119,6 +199,8 @@ impl Harness {
             Area::Rx => &self.rx,
             Area::Tx => &self.tx,
             Area::Feed => &self.feed_memory,
+            Area::OwnerRequests => &self.services.owner.as_ref().expect("a table with a forward port").requests,
+            Area::OwnerReplies => &self.services.owner.as_ref().expect("a table with a forward port").replies,
         }
     }
 
@@ -186,6 +268,9 @@ pub enum Area {
     Rx,
     Tx,
     Feed,
+    /// A forwarded port's owner's rings (the owner can write both).
+    OwnerRequests,
+    OwnerReplies,
 }
 
 /// Echo and sink as comm-pd has them; attestation and rt answer canned values (the real ones
@@ -197,6 +282,8 @@ pub struct LocalServices {
     pub rung: std::vec::Vec<(u32, u16)>,
     /// A core the monitor refuses (not a running Linux core).
     pub refused_core: Option<u32>,
+    /// The owner of the table's first `forward` port, if it has one.
+    pub owner: Option<Owner>,
 }
 
 impl Services for LocalServices {
@@ -212,6 +299,7 @@ impl Services for LocalServices {
             Service::Sink => Ok(()),
             Service::Attestation => replies.send(AttestationReply::default().as_bytes()),
             Service::RealTime => replies.send(RtStats::default().as_bytes()),
+            Service::Forward => Ok(()),
         };
     }
 
@@ -220,7 +308,7 @@ impl Services for LocalServices {
         port: &PortConfig,
         status: &PortStatus,
         command: u32,
-        _input: &[u8],
+        input: &[u8],
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
         match (port.service, command) {
@@ -228,6 +316,14 @@ impl Services for LocalServices {
                 let totals = SinkTotals { messages: status.messages_in, bytes: status.bytes_in };
                 output[..16].copy_from_slice(totals.as_bytes());
                 Ok(16)
+            }
+            // The owner's protected procedure, without the message registers.
+            (Service::Forward, command) => {
+                let owner = self.owner.as_mut().ok_or(ControlError::ServiceUnavailable)?;
+                let mut out = [0u8; tzmk_interface::port::MAX_CONTROL_PAYLOAD];
+                let length = owner.server.call(&mut owner.logic, command, input, &mut out)?;
+                output[..length].copy_from_slice(&out[..length]);
+                Ok(length)
             }
             _ => Err(ControlError::UnknownCommand),
         }

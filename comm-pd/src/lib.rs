@@ -20,6 +20,7 @@ use tzmk_interface::attestation::{
     ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_UPDATE, OP_VERSION,
 };
 use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
+use tzmk_interface::forward;
 use tzmk_interface::port::{
     command, parse_attestation_request, AttestationCall, AttestationReply, ControlError, PortStatus, Service,
     SinkTotals,
@@ -40,6 +41,17 @@ pub use ports::{PortConfig, Ports, Replies, Services};
 mod config {
     use crate::ports::PortConfig;
     use tzmk_interface::port::Service;
+
+    /// A forwarded port's owner as system.xml binds it into comm-pd.
+    #[derive(Debug)]
+    pub struct Owner {
+        pub id: u16,
+        pub owner: &'static str,
+        pub requests: microkit::MemoryRegion,
+        pub replies: microkit::MemoryRegion,
+        pub channel: microkit::Channel,
+    }
+
     include!(concat!(env!("OUT_DIR"), "/ports.rs"));
 }
 
@@ -118,6 +130,35 @@ pub struct SecureServices {
     /// The last statistics read whole: answered when rt-task keeps rewriting the block for as
     /// long as a snapshot tries (it preempts comm-pd, so a read can straddle its updates).
     rt_last: Option<RtStats>,
+    /// By port table index: the channel to a forwarded port's owner, and the owner's name.
+    owners: [Option<(Channel, &'static str)>; tzmk_interface::port::MAX_PORTS],
+}
+
+impl SecureServices {
+    /// A control call on a forwarded port: a protected procedure call to its owner
+    /// (tzmk_interface::forward), whose reply is checked like anything another PD writes.
+    fn forward_call(
+        &self,
+        port: &PortConfig,
+        command: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, ControlError> {
+        let index = PORTS.iter().position(|p| p.id == port.id);
+        let (channel, owner) = index.and_then(|i| self.owners[i]).ok_or(ControlError::ServiceUnavailable)?;
+        let words =
+            microkit::with_msg_regs_mut(|registers| forward::pack_call(input, &mut registers[..forward::CALL_WORDS]));
+        let reply = channel.pp_call(MessageInfo::new(u64::from(command), words));
+        let unpacked = match forward::reply_label(reply.label()) {
+            Ok(Ok(())) => microkit::with_msg_regs(|registers| forward::unpack_call(registers, reply.count(), output)),
+            Ok(Err(refused)) => return Err(refused),
+            Err(e) => Err(e),
+        };
+        unpacked.map_err(|e| {
+            log::warn!("port '{}': {owner} answered a call wrongly ({e}): refused", port.name);
+            ControlError::ServiceUnavailable
+        })
+    }
 }
 
 impl SecureServices {
@@ -253,9 +294,17 @@ impl Services for SecureServices {
                 Ok(())
             }
             Service::RealTime => replies.send(read_rt_stats(&self.rt_shared).unwrap_or_default().as_bytes()),
+            // The engine copies a forwarded port's messages to its owner itself.
+            Service::Forward => Ok(()),
         };
         if let Err(e) = sent {
             log::warn!("port '{}': reply not sent: {}", port.name, ports::describe(e));
+        }
+    }
+
+    fn notify_owner(&mut self, port: &PortConfig) {
+        if let Some((channel, _)) = PORTS.iter().position(|p| p.id == port.id).and_then(|i| self.owners[i]) {
+            channel.notify();
         }
     }
 
@@ -290,6 +339,7 @@ impl Services for SecureServices {
     ) -> Result<usize, ControlError> {
         let totals = SinkTotals { messages: status.messages_in, bytes: status.bytes_in };
         match (port.service, command) {
+            (Service::Forward, command) => self.forward_call(port, command, input, output),
             (Service::Sink, command::SINK_TOTALS) | (Service::Echo, command::ECHO_TOTALS) => {
                 put(output, totals.as_bytes())
             }
@@ -377,9 +427,20 @@ pub fn init() -> CommPd {
     if let Err(e) = unsafe { ports.attach_feed(rt_events, Service::RealTime) } {
         log::warn!("rt_events: {e}; rt-task's events will not reach the rt port");
     }
+    let mut owners = [None; tzmk_interface::port::MAX_PORTS];
+    for owner in config::owners() {
+        // SAFETY: system.xml maps both regions read-write into comm-pd and the owner only (`tzmk
+        // audit`'s forwarded-port rule checks it) for the PDs' life.
+        if let Err(e) = unsafe { ports.attach_owner(owner.id, owner.requests, owner.replies) } {
+            panic!("{e}");
+        }
+        if let Some(index) = PORTS.iter().position(|p| p.id == owner.id) {
+            owners[index] = Some((owner.channel, owner.owner));
+        }
+    }
     let evidence = memory_region!(evidence_vaddr, evidence_size);
     let update = memory_region!(update_vaddr, update_size);
-    let services = SecureServices { attestation, rt, rt_shared, evidence, update, rt_last: None };
+    let services = SecureServices { attestation, rt, rt_shared, evidence, update, rt_last: None, owners };
     let version = services.attestation_call(OP_VERSION);
     let attestation_version = if version.label == OK { version.words[0] } else { 0 };
     let status = StatusPage { magic: STATUS_MAGIC, version: STATUS_VERSION, attestation_version, ..Default::default() };
@@ -397,7 +458,8 @@ pub fn init() -> CommPd {
 
 impl CommPd {
     fn publish(&mut self) -> Result<(), Error> {
-        if let Some(feed) = self.ports.feed_status() {
+        let rt_port = PORTS.iter().find(|p| p.service == Service::RealTime).map(|p| p.id);
+        if let Some(feed) = rt_port.and_then(|id| self.ports.feed_status(id)) {
             self.status.rt_events_forwarded = feed.forwarded;
             self.status.rt_events_unheard = feed.unheard;
         }
@@ -434,6 +496,12 @@ impl Handler for CommPd {
                 let poll = self.ports.poll(&mut self.services);
                 self.ports.announce(poll.pending, &mut self.services);
             }
+        }
+        // A forwarded port's owner answered, or made room for more requests.
+        let owners = self.services.owners.iter().flatten().any(|(channel, _)| channels.contains(*channel));
+        if owners && !channels.contains(self.kick) && !channels.contains(self.services.rt) {
+            let poll = self.ports.poll(&mut self.services);
+            self.ports.announce(poll.pending, &mut self.services);
         }
         if channels.contains(self.kick) {
             self.ports.stamp(KICK_SEEN_OFFSET, now);

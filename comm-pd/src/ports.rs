@@ -206,6 +206,11 @@ pub trait Services {
     /// A message arrived on `port`: its bytes (copied out of shared memory, so stable), or an
     /// empty slice when the service does not [`read`](Self::reads) them.
     fn message(&mut self, port: &PortConfig, message: &[u8], replies: &mut Replies<'_>);
+    /// comm-pd put messages on the request ring of forwarded `port`, or made room on its reply
+    /// ring, and its owner asked to be told: notify it (by default, nothing).
+    fn notify_owner(&mut self, port: &PortConfig) {
+        let _ = port;
+    }
     /// An ioctl-style call on `port`: writes its output into `output` and returns its length.
     fn call(
         &mut self,
@@ -254,17 +259,57 @@ pub struct Poll {
     pub messages: u64,
 }
 
-/// A ring from another secure PD (rt-task's `rt_events`) whose messages comm-pd forwards to one
-/// port's tx ring: secure PD to secure PD traffic through the same ring API and the same checks
-/// as the normal world's. The producer is a secure PD, but its ring is read like any other: copied
-/// once, then validated, a broken protocol a typed [`PeerMisbehaviour`], never a panic.
+/// A ring from another secure PD whose messages comm-pd forwards to one port's tx ring: a
+/// forwarded port's replies, or rt-task's `rt_events`. Secure PD to secure PD traffic through the
+/// same ring API and the same checks as the normal world's. The producer is a secure PD, but its
+/// ring is read like any other: copied once, then validated, a broken protocol a typed
+/// [`PeerMisbehaviour`], never a panic.
 #[derive(Debug)]
 struct Feed {
     /// `None` once the producer broke the protocol: comm-pd stops reading it.
     ring: Option<Consumer>,
-    /// The port (table index) that receives the messages.
-    port: Option<usize>,
     status: FeedStatus,
+}
+
+/// What ties one port to a secure PD other than comm-pd: the feed of its messages to the port's
+/// tx ring and, for a [`Service::Forward`] port, the ring comm-pd copies the normal world's
+/// messages into for that PD (its owner).
+#[derive(Debug, Default)]
+struct Link {
+    /// comm-pd's producing end of the owner's request ring; `None` without an owner, or once the
+    /// owner broke the protocol (then the port is faulted and refuses to open).
+    requests: Option<Producer>,
+    feed: Option<Feed>,
+    /// The owner broke a ring: cut off for good.
+    cut_off: bool,
+}
+
+/// Why a forwarded port's owner cannot be attached (comm-pd refuses to start, naming the port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkError {
+    /// No port of the table has this id, or it is not a `forward` port.
+    NotForwarded { id: u16 },
+    /// A region cannot hold a ring (too small, misaligned).
+    Layout { port: &'static str, ring: &'static str, error: tzmk_interface::port::ring::LayoutError },
+    /// The ring carries smaller messages than the port's: `needed` bytes of ring data, `capacity`
+    /// in the region.
+    RingTooSmall { port: &'static str, ring: &'static str, needed: usize, capacity: usize },
+    /// The owner's ring is not an empty or consistent ring (`attach` refused it).
+    Peer { port: &'static str, misbehaviour: PeerMisbehaviour },
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::NotForwarded { id } => write!(f, "port {id} is no `forward` port of ports.toml"),
+            LinkError::Layout { port, ring, error } => write!(f, "port '{port}': its {ring} region: {error}"),
+            LinkError::RingTooSmall { port, ring, needed, capacity } => write!(
+                f,
+                "port '{port}': its {ring} region holds a ring of {capacity:#x} bytes, the port's messages need {needed:#x} (system.xml maps too little)"
+            ),
+            LinkError::Peer { port, misbehaviour } => write!(f, "port '{port}': the owner's reply ring: {misbehaviour}"),
+        }
+    }
 }
 
 /// What a feed did so far.
@@ -291,7 +336,8 @@ pub struct Ports {
     slots: [Slot; MAX_PORTS],
     directory: Directory,
     last_request: u32,
-    feed: Option<Feed>,
+    /// By table index: the secure PDs behind the port other than comm-pd.
+    links: [Link; MAX_PORTS],
     /// Counter ticks to keep looking for more messages once the rings run dry, after a turn that
     /// took some, before asking for a kick (0: never; see [`set_spin`](Self::set_spin)).
     spin_ticks: u64,
@@ -338,7 +384,8 @@ impl Ports {
                 ..Default::default()
             },
         });
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, feed: None, spin_ticks: 0 };
+        let links = core::array::from_fn(|_| Link::default());
+        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, links, spin_ticks: 0 };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -366,6 +413,7 @@ impl Ports {
     /// secure PD, which resets it) to the first port of `service`: on each [`poll`](Self::poll),
     /// while that port is open and its tx ring has room; while it is not open they are taken and
     /// counted as unheard. A message longer than the port's tx ring carries breaks the feed.
+    /// Without a port of `service` nothing is read (the producer's ring fills; it refuses).
     ///
     /// # Safety
     /// `region` must stay mapped read-write while `Ports` lives, and be touched by no one but the
@@ -380,8 +428,69 @@ impl Ports {
         let layout = RingLayout::largest_within(region.size())?;
         // SAFETY: forwarded contract; the layout fits in the region.
         let ring = unsafe { Consumer::attach(base, region.size(), layout) }?;
-        let port = self.table.iter().position(|p| p.service == service);
-        self.feed = Some(Feed { ring: Some(ring), port, status: FeedStatus::default() });
+        if let Some(index) = self.table.iter().position(|p| p.service == service) {
+            self.links[index].feed = Some(Feed { ring: Some(ring), status: FeedStatus::default() });
+        }
+        Ok(())
+    }
+
+    /// Attaches the owner of the `forward` port `id`: `requests` is the ring comm-pd copies each
+    /// of the normal world's messages into (comm-pd produces and resets it), `replies` the ring
+    /// the owner answers on (it produces and resets it; zeroed memory is an empty ring), whose
+    /// messages go to the port's tx ring as a feed's do. Each ring must carry the port's largest
+    /// message. Until it is attached, the port refuses to open.
+    ///
+    /// # Safety
+    /// Both regions must stay mapped read-write while `Ports` lives, and be touched by no one but
+    /// the owner (through the ring protocol or as arbitrary bytes: both are survived).
+    pub unsafe fn attach_owner(
+        &mut self,
+        id: u16,
+        requests: MemoryRegion,
+        replies: MemoryRegion,
+    ) -> Result<(), LinkError> {
+        let index = self
+            .index_of(id)
+            .filter(|&i| self.table[i].service == Service::Forward)
+            .ok_or(LinkError::NotForwarded { id })?;
+        let port = &self.table[index];
+        let (rx, tx) = layouts(port).map_err(|_| LinkError::NotForwarded { id })?;
+        let ring = |region: &MemoryRegion, name: &'static str, carries: RingLayout| {
+            let layout = RingLayout::largest_within(region.size()).map_err(|error| LinkError::Layout {
+                port: port.name,
+                ring: name,
+                error,
+            })?;
+            if layout.max_message() < carries.max_message() {
+                return Err(LinkError::RingTooSmall {
+                    port: port.name,
+                    ring: name,
+                    needed: carries.capacity(),
+                    capacity: layout.capacity(),
+                });
+            }
+            let base = NonNull::new(region.as_ptr()).ok_or(LinkError::Layout {
+                port: port.name,
+                ring: name,
+                error: tzmk_interface::port::ring::LayoutError::Misaligned,
+            })?;
+            Ok((base, layout))
+        };
+        let (request_base, request_layout) = ring(&requests, "requests", rx)?;
+        let (reply_base, reply_layout) = ring(&replies, "replies", tx)?;
+        // SAFETY: forwarded contract; each layout fits in its region.
+        let producer = unsafe { Producer::new(request_base, requests.size(), request_layout) }
+            .map_err(|error| LinkError::Layout { port: port.name, ring: "requests", error })?;
+        // SAFETY: as above.
+        let consumer = unsafe { Consumer::attach(reply_base, replies.size(), reply_layout) }.map_err(|e| match e {
+            PeerMisbehaviourOrLayout::Layout(error) => LinkError::Layout { port: port.name, ring: "replies", error },
+            PeerMisbehaviourOrLayout::Peer(misbehaviour) => LinkError::Peer { port: port.name, misbehaviour },
+        })?;
+        self.links[index] = Link {
+            requests: Some(producer),
+            feed: Some(Feed { ring: Some(consumer), status: FeedStatus::default() }),
+            cut_off: false,
+        };
         Ok(())
     }
 
@@ -395,9 +504,14 @@ impl Ports {
         self.spin_ticks = ticks;
     }
 
-    /// The feed's counters (`None` without a feed).
-    pub fn feed_status(&self) -> Option<FeedStatus> {
-        self.feed.as_ref().map(|f| f.status)
+    /// The counters of the feed to port `id` (`None` without one).
+    pub fn feed_status(&self, id: u16) -> Option<FeedStatus> {
+        self.links[self.index_of(id)?].feed.as_ref().map(|f| f.status)
+    }
+
+    /// Whether the owner of port `id` was cut off for breaking a ring.
+    pub fn is_cut_off(&self, id: u16) -> bool {
+        self.index_of(id).is_some_and(|i| self.links[i].cut_off)
     }
 
     /// A port's counters.
@@ -459,12 +573,12 @@ impl Ports {
                     }
                 }
             }
-            if let Some(forwarded) = self.forward() {
-                poll.doorbell |= forwarded.doorbell;
-                if let Some(index) = self.feed.as_ref().and_then(|f| f.port) {
+            for index in 0..self.table.len() {
+                if let Some(forwarded) = self.forward(index, services) {
+                    poll.doorbell |= forwarded.doorbell;
                     poll.pending |= u64::from(forwarded.doorbell) << index;
+                    more |= forwarded.more;
                 }
-                more |= forwarded.more;
             }
             if !more && poll.messages > 0 && self.spin_ticks > 0 {
                 // The client may be waiting for what this round sent: tell it before spinning.
@@ -607,10 +721,10 @@ impl Ports {
         }
     }
 
-    /// One turn of the feed: move what fits to its port's tx ring. `None` without a feed.
-    fn forward(&mut self) -> Option<Turn> {
-        let Self { feed, slots, scratch, .. } = self;
-        let feed = feed.as_mut()?;
+    /// One turn of port `index`'s feed: move what fits to its tx ring. `None` without a feed.
+    fn forward(&mut self, index: usize, services: &mut impl Services) -> Option<Turn> {
+        let Self { links, slots, scratch, table, .. } = self;
+        let feed = links[index].feed.as_mut()?;
         let ring = feed.ring.as_mut()?;
         // SAFETY: as in `serve`: the scratch region is this PD's alone; the slice lives until the
         // end of this turn, and no other turn runs meanwhile.
@@ -620,6 +734,7 @@ impl Ports {
         let mut tx_broken = None;
         let mut blocked = false;
         let mut taken = 0;
+        let slot = &mut slots[index];
         let outcome = loop {
             if taken == MESSAGES_PER_TURN {
                 break Ok(());
@@ -631,11 +746,7 @@ impl Ports {
                 // `check_table` made scratch hold any message of a ring up to the largest port's.
                 Err(RecvError::BufferTooSmall(_)) => break Err(PeerMisbehaviour::BadLength),
             };
-            let open = feed.port.and_then(|index| {
-                let slot = &mut slots[index];
-                slot.tx.as_mut().map(|tx| (index, tx, &mut slot.status))
-            });
-            if let Some((index, tx, status)) = open {
+            if let Some(tx) = slot.tx.as_mut() {
                 if length > tx.layout().max_message() {
                     break Err(PeerMisbehaviour::BadLength);
                 }
@@ -649,17 +760,17 @@ impl Ports {
                             break Ok(());
                         }
                         Err(m) => {
-                            tx_broken = Some((index, m));
+                            tx_broken = Some(m);
                             break Ok(());
                         }
                     },
                     Err(m) => {
-                        tx_broken = Some((index, m));
+                        tx_broken = Some(m);
                         break Ok(());
                     }
                 }
                 // Room was checked just above: within it a send cannot be refused.
-                if (Replies { producer: tx, status }).send(&scratch[..length]).is_ok() {
+                if (Replies { producer: tx, status: &mut slot.status }).send(&scratch[..length]).is_ok() {
                     feed.status.forwarded += 1;
                 }
             } else {
@@ -669,9 +780,13 @@ impl Ports {
             taken += 1;
         };
         turn.messages = taken as u64;
-        // The producer never waits for space (a real-time task refuses instead): nobody to notify.
-        let _ = ring.release();
-        if let Some(tx) = feed.port.and_then(|index| slots[index].tx.as_mut()) {
+        // An owner that waits for room to answer in is told there is some (rt-task never waits:
+        // it refuses instead). Only when some was made: a release of nothing would wake an owner
+        // that finds no room and asks again, a notification ping-pong without progress.
+        if taken > 0 && ring.release() {
+            services.notify_owner(&table[index]);
+        }
+        if let Some(tx) = slot.tx.as_mut() {
             turn.doorbell |= tx.publish();
         }
         let outcome = match outcome {
@@ -685,13 +800,41 @@ impl Ports {
         if let Err(m) = outcome {
             feed.ring = None;
             feed.status.fault = Some(m);
-            log::warn!("the secure feed broke the ring protocol ({m}): no longer read");
+            if table[index].service == Service::Forward {
+                self.cut_off(index, m);
+            } else {
+                log::warn!(
+                    "the secure feed of port '{}' broke the ring protocol ({m}): no longer read",
+                    table[index].name
+                );
+            }
+            turn.doorbell = true;
         }
-        if let Some((index, m)) = tx_broken {
+        if let Some(m) = tx_broken {
             self.fault(index, PortFault::new(PortFault::TX, m));
             turn.doorbell = true;
         }
         Some(turn)
+    }
+
+    /// The owner of forwarded port `index` broke one of its rings: it gets nothing more, the
+    /// port's session ends as a faulted one and the port refuses to open again; every other
+    /// port goes on.
+    fn cut_off(&mut self, index: usize, misbehaviour: PeerMisbehaviour) {
+        let link = &mut self.links[index];
+        link.cut_off = true;
+        link.requests = None;
+        if let Some(feed) = link.feed.as_mut() {
+            feed.ring = None;
+            feed.status.fault.get_or_insert(misbehaviour);
+        }
+        let slot = &mut self.slots[index];
+        slot.end_session();
+        slot.status.state = PortState::Faulted as u8;
+        slot.status.faults += 1;
+        slot.status.last_fault = PortFault::new(PortFault::OWNER, misbehaviour).0;
+        log::warn!("port '{}': its owner broke a ring ({misbehaviour}): cut off", self.table[index].name);
+        self.publish_directory();
     }
 
     fn fault(&mut self, index: usize, fault: PortFault) {
@@ -706,8 +849,19 @@ impl Ports {
 
     /// One turn of one port: take up to [`MESSAGES_PER_TURN`] messages whose replies fit.
     fn serve(&mut self, index: usize, services: &mut impl Services) -> Result<Turn, PortFault> {
-        let port = &self.table[index];
+        let table = self.table;
+        let port = &table[index];
         let slot = &mut self.slots[index];
+        // A forwarded port's messages go to its owner's request ring, not to a local service.
+        let mut requests = match port.service {
+            Service::Forward => match self.links[index].requests.as_mut() {
+                Some(requests) => Some(requests),
+                // Cut off (the session ended with it): nothing to serve.
+                None => return Ok(Turn::default()),
+            },
+            _ => None,
+        };
+        let mut owner_broken = None;
         let (Some(rx), Some(tx)) = (slot.rx.as_mut(), slot.tx.as_mut()) else { return Ok(Turn::default()) };
         let rx_fault = |m: PeerMisbehaviour| PortFault::new(PortFault::RX, m);
         let tx_fault = |m: PeerMisbehaviour| PortFault::new(PortFault::TX, m);
@@ -727,6 +881,38 @@ impl Ports {
                 // `check_table` made the scratch region hold the largest message of every ring.
                 Err(RecvError::BufferTooSmall(_)) => return Err(rx_fault(PeerMisbehaviour::BadLength)),
             };
+            if let Some(requests) = requests.as_deref_mut() {
+                // Room in the owner's ring, else the message waits (the owner's release notifies).
+                match requests.fits(length) {
+                    Ok(true) => {}
+                    Ok(false) => match requests.request_space_signal(length) {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            slot.status.stalls += 1;
+                            blocked = true;
+                            break;
+                        }
+                        Err(m) => {
+                            owner_broken = Some(m);
+                            break;
+                        }
+                    },
+                    Err(m) => {
+                        owner_broken = Some(m);
+                        break;
+                    }
+                }
+                rx.consume();
+                taken += 1;
+                slot.status.messages_in += 1;
+                slot.status.bytes_in += length as u64;
+                // Within the room just checked, and `attach_owner` made the ring carry any message
+                // of the port's rx ring: a send cannot be refused.
+                if let Err(e) = requests.try_send(&scratch[..length]) {
+                    log::warn!("port '{}': a message not forwarded: {e}", port.name);
+                }
+                continue;
+            }
             let room = services.reply_room(port.service, length);
             if room > 0 && !tx.fits(room).map_err(tx_fault)? {
                 if tx.request_space_signal(room).map_err(tx_fault)? {
@@ -746,11 +932,20 @@ impl Ports {
         turn.messages = taken as u64;
         turn.doorbell |= rx.release();
         turn.doorbell |= tx.publish();
+        if let Some(requests) = requests {
+            if requests.publish() {
+                services.notify_owner(port);
+            }
+        }
         if taken == MESSAGES_PER_TURN {
             turn.more = true;
         } else {
-            turn.drained = !blocked;
+            turn.drained = !blocked && owner_broken.is_none();
             turn.stalled = blocked;
+        }
+        if let Some(m) = owner_broken {
+            self.cut_off(index, m);
+            turn.doorbell = true;
         }
         Ok(turn)
     }
@@ -856,6 +1051,10 @@ impl Ports {
 
     /// A new session of port `index`: both rings reset to empty, counters to zero.
     fn open(&mut self, index: usize) -> Result<(), ControlError> {
+        // A forwarded port without its owner (none attached, or cut off) has nobody to answer.
+        if self.table[index].service == Service::Forward && self.links[index].requests.is_none() {
+            return Err(ControlError::ServiceUnavailable);
+        }
         let place = place(self.table, index).ok().and_then(|(_, _, place)| place);
         let Place { rx_offset, rx: rx_layout, tx_offset, tx: tx_layout } = place.ok_or(ControlError::NoSuchPort)?;
         let ring = |region: &MemoryRegion, offset: usize| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use comm_pd::harness::{Area, Harness};
 use comm_pd::ports::FeedStatus;
-use comm_pd::PORTS;
+use comm_pd::{PortConfig, PORTS};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use proptest::prelude::*;
@@ -18,7 +18,8 @@ use tzcomm::pattern::{checksum, pattern};
 use tzcomm::{Backend, Error, Mapping, Region, Transport, Tz};
 use tzmk_interface::port::ring::{PeerMisbehaviour, SendError};
 use tzmk_interface::port::{
-    command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, SinkTotals, DIRECTORY_OFFSET,
+    command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, Service, SinkTotals,
+    DIRECTORY_OFFSET,
 };
 use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
@@ -124,7 +125,11 @@ impl Transport for Attachment {
 }
 
 fn local() -> (Arc<Shared>, Tz) {
-    let harness = Harness::new(&PORTS).expect("comm-pd's own table fits the regions");
+    local_with(&PORTS)
+}
+
+fn local_with(table: &'static [PortConfig]) -> (Arc<Shared>, Tz) {
+    let harness = Harness::new(table).expect("the table fits the regions");
     let shared = Arc::new(Shared { harness: Mutex::new(harness), bells: Mutex::new(Vec::new()) });
     let tz = Tz::new(Arc::new(Local(shared.clone()))).unwrap();
     (shared, tz)
@@ -367,7 +372,8 @@ fn produce(shared: &Shared, period: u64) -> bool {
 }
 
 fn feed_status(shared: &Shared) -> FeedStatus {
-    shared.harness().ports.feed_status().expect("the harness has a feed")
+    let rt = PORTS.iter().find(|p| p.service == Service::RealTime).expect("comm-pd has an rt port");
+    shared.harness().ports.feed_status(rt.id).expect("the harness has a feed")
 }
 
 fn read_event(port: &mut tzcomm::Port) -> Option<RtEvent> {
@@ -639,4 +645,116 @@ fn the_spin_hint_only_shortens_the_window() {
     assert_eq!(harness.ports.spin_window(), own, "never longer than comm-pd's own");
     hint(&harness, SPIN_DEFAULT);
     assert_eq!(harness.ports.spin_window(), own);
+}
+
+// ---- Forwarded ports: the owner is another PD (the harness's `Reverser` over `PortServer`) ----
+
+/// An echo port and a port forwarded to the harness's owner (4 KiB rings, as `tzmk new-pd` makes).
+static FORWARDED: [PortConfig; 2] = [
+    PortConfig { id: 1, name: "echo", service: Service::Echo, rx_capacity: 0x1000, tx_capacity: 0x1000 },
+    PortConfig { id: 9, name: "hello", service: Service::Forward, rx_capacity: 0x1000, tx_capacity: 0x1000 },
+];
+
+fn reversed(message: &[u8]) -> Vec<u8> {
+    message.iter().rev().copied().collect()
+}
+
+#[test]
+fn a_forwarded_port_reaches_its_owner_and_its_replies_come_back_across_wraps() {
+    let (shared, tz) = local_with(&FORWARDED);
+    let mut port = tz.open("hello").unwrap();
+    let max = port.max_message();
+    let (mut message, mut buf) = (Vec::new(), vec![0u8; max]);
+    for i in 0..2000u64 {
+        // Every size up to the largest: records wrap at every offset of all four rings.
+        let size = (i as usize * 37) % (max + 1);
+        pattern(i, size, &mut message);
+        port.write(&message).unwrap();
+        let n = port.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &reversed(&message)[..], "reply {i}");
+    }
+    let owner = shared.harness().services.owner.as_ref().unwrap().server.status();
+    assert_eq!((owner.requests, owner.replies, owner.fault), (2000, 2000, None));
+    // comm-pd's own services saw none of it.
+    assert_eq!(shared.harness().services.messages, 0);
+    // A control call reaches the owner's logic, and its refusals come back typed.
+    let requests = port.call(comm_pd::harness::Reverser::REQUESTS, &[]).unwrap();
+    assert_eq!(u64::from_le_bytes(requests[..].try_into().unwrap()), 2000);
+    assert!(matches!(port.call(77, &[]), Err(Error::Control(ControlError::UnknownCommand))));
+    assert!(matches!(port.call(1, b"x"), Err(Error::Control(ControlError::BadArgument))));
+}
+
+#[test]
+fn a_forwarded_port_pushes_back_and_loses_nothing() {
+    let (_shared, tz) = local_with(&FORWARDED);
+    let mut port = tz.open("hello").unwrap();
+    let mut message = Vec::new();
+    // Write without reading: the port's tx ring fills, then the owner's reply ring, then the
+    // owner stops taking requests, then the request ring, the rx ring, and writes refuse.
+    let mut written = 0u64;
+    loop {
+        pattern(written, 300, &mut message);
+        if !port.try_write(&message).unwrap() {
+            break;
+        }
+        written += 1;
+        assert!(written < 1000, "the port never pushed back");
+    }
+    assert!(port.status().unwrap().stalls > 0, "comm-pd never waited for the owner's request ring");
+    let mut buf = vec![0u8; port.max_message()];
+    for i in 0..written {
+        let n = port.read(&mut buf).unwrap();
+        pattern(i, 300, &mut message);
+        assert_eq!(&buf[..n], &reversed(&message)[..], "reply {i}");
+    }
+    assert_eq!(port.try_read(&mut buf).unwrap(), None);
+}
+
+/// Where a ring's producer index is (word 0) and its consumer index (cache line 1).
+const PRODUCER_INDEX: usize = 0;
+const CONSUMER_INDEX: usize = 64;
+
+#[test]
+fn an_owner_that_breaks_a_ring_is_cut_off_and_every_other_port_goes_on() {
+    for (area, offset) in [(Area::OwnerReplies, PRODUCER_INDEX), (Area::OwnerRequests, CONSUMER_INDEX)] {
+        let (shared, tz) = local_with(&FORWARDED);
+        let mut port = tz.open("hello").unwrap();
+        port.write(b"ping").unwrap();
+        let mut buf = vec![0u8; 64];
+        assert_eq!(port.read(&mut buf).unwrap(), 4);
+        // The owner writes an index no ring can have, and comm-pd next looks at it.
+        shared.scribble(area, offset, &100_000u32.to_ne_bytes());
+        let _ = port.try_write(b"ping");
+        shared.run();
+        let status = tz.status("hello").unwrap();
+        assert_eq!(status.state, PortState::Faulted as u8, "{area:?}");
+        assert_eq!(PortFault(status.last_fault).ring(), "owner's", "{area:?}: {status:?}");
+        assert!(shared.harness().ports.is_cut_off(9));
+        // The port stays closed to the normal world: nobody answers it any more.
+        assert!(matches!(tz.open("hello"), Err(Error::Control(ControlError::ServiceUnavailable))), "{area:?}");
+        let mut echo = tz.open("echo").unwrap();
+        let (mut message, mut buf) = (Vec::new(), vec![0u8; 4096]);
+        echo_once(&mut echo, 0, 1000, &mut message, &mut buf);
+    }
+}
+
+#[test]
+fn an_owner_region_too_small_for_the_port_is_refused_by_name() {
+    use comm_pd::harness::Memory;
+    static BIG: [PortConfig; 1] =
+        [PortConfig { id: 3, name: "big", service: Service::Forward, rx_capacity: 0x10000, tx_capacity: 0x1000 }];
+    let (ctrl, rx, tx, scratch) = (Memory::new(0x1000), Memory::new(0x11000), Memory::new(0x2000), Memory::new(0x4000));
+    // SAFETY: every region outlives `ports`; the scratch is this test's alone.
+    let mut ports =
+        unsafe { comm_pd::Ports::new(&BIG, ctrl.region(), rx.region(), tx.region(), scratch.region()) }.unwrap();
+    let (requests, replies) = (Memory::new(0x2000), Memory::new(0x2000));
+    // SAFETY: as above.
+    let refused = unsafe { ports.attach_owner(3, requests.region(), replies.region()) }.unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "port 'big': its requests region holds a ring of 0x1000 bytes, the port's messages need 0x10000 (system.xml maps too little)"
+    );
+    // SAFETY: as above.
+    let refused = unsafe { ports.attach_owner(4, requests.region(), replies.region()) }.unwrap_err();
+    assert_eq!(refused.to_string(), "port 4 is no `forward` port of ports.toml");
 }

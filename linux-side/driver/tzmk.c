@@ -1089,6 +1089,8 @@ static const char *tzmk_service_name(u8 service)
 		return "attestation";
 	case TZMK_SERVICE_RT:
 		return "rt";
+	case TZMK_SERVICE_FORWARD:
+		return "forward";
 	default:
 		return "unknown";
 	}

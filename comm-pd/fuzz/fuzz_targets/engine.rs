@@ -15,12 +15,15 @@ use zerocopy::FromBytes;
 
 /// Every service, with small rings so that wraps, full rings and pads come within a few actions
 /// (comm-pd's own table has rings of up to 1 MiB; the code paths are the same).
-static PORTS: [PortConfig; 5] = [
+static PORTS: [PortConfig; 6] = [
     PortConfig { id: 1, name: "echo", service: Service::Echo, rx_capacity: 256, tx_capacity: 256 },
     PortConfig { id: 2, name: "echo-page", service: Service::Echo, rx_capacity: 4096, tx_capacity: 1024 },
     PortConfig { id: 3, name: "sink", service: Service::Sink, rx_capacity: 1024, tx_capacity: 64 },
     PortConfig { id: 7, name: "attestation", service: Service::Attestation, rx_capacity: 256, tx_capacity: 256 },
     PortConfig { id: 9, name: "rt", service: Service::RealTime, rx_capacity: 128, tx_capacity: 512 },
+    // Forwarded to the harness's owner (a PortServer), whose rings the fuzzer scribbles on too:
+    // a hostile owner must be cut off without harm to the rest.
+    PortConfig { id: 11, name: "forward", service: Service::Forward, rx_capacity: 512, tx_capacity: 256 },
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -75,7 +78,8 @@ fuzz_target!(|actions: Vec<Action>| {
     for action in actions.into_iter().take(64) {
         match action {
             Action::Scribble { area, offset, bytes } => {
-                let area = [Area::Ctrl, Area::Rx, Area::Tx, Area::Feed][usize::from(area % 4)];
+                let areas = [Area::Ctrl, Area::Rx, Area::Tx, Area::Feed, Area::OwnerRequests, Area::OwnerReplies];
+                let area = areas[usize::from(area) % areas.len()];
                 harness.scribble_anywhere(area, offset as usize, &bytes);
             }
             Action::Request { bytes, claimed_length } => {

@@ -320,7 +320,7 @@ fn list(tz: &Tz) -> Result<()> {
             Some(PortState::Faulted) => "faulted",
             None => "?",
         };
-        let (service, owner) = port.service.map_or(("?", "?"), |s| (s.name(), s.owner()));
+        let (service, owner) = port.service.map_or(("?", "?"), |s| (s.name(), s.owner().unwrap_or("a secure PD")));
         let fault = port.last_fault.map(|f| format!(" (last: {f})")).unwrap_or_default();
         println!(
             "{:>5}  {:<24} {:<12} {:<15} {:>8} {:>10} {:>10} {:>7}{fault}",
@@ -332,8 +332,9 @@ fn list(tz: &Tz) -> Result<()> {
 
 fn echo(tz: &Tz, port: &str, count: u64, size: usize) -> Result<()> {
     let mut port = tz.open(port)?;
-    if port.service() != Some(PortService::Echo) {
-        return Err(format!("port '{}' is not an echo port", port.name()).into());
+    // A forwarded port answers whatever its PD answers; an echoing one (pds/template's) passes.
+    if !matches!(port.service(), Some(PortService::Echo | PortService::Forward)) {
+        return Err(format!("port '{}' is neither an echo port nor a forwarded one", port.name()).into());
     }
     if size > port.max_message() {
         return Err(

@@ -6,6 +6,7 @@
 
 pub mod attestation;
 pub mod driver;
+pub mod forward;
 pub mod port;
 pub mod rt;
 pub mod smc;

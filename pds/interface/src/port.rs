@@ -119,6 +119,10 @@ pub enum Service {
     Attestation = 3,
     /// rt-task: its statistics on request, and control.
     RealTime = 4,
+    /// Any other secure PD (ports.toml's `owner`): comm-pd copies each message into a secure ring
+    /// pair it shares with that PD and forwards the PD's replies; control calls reach it by
+    /// protected procedure call (docs/adding-a-pd.md). The PD never maps normal-world memory.
+    Forward = 5,
 }
 
 impl Service {
@@ -131,6 +135,9 @@ impl Service {
             // An evidence reply is the largest an attestation request gets.
             Service::Attestation => crate::attestation::MAX_EVIDENCE,
             Service::RealTime => core::mem::size_of::<crate::rt::RtStats>(),
+            // comm-pd itself answers nothing: the owner's replies come back on a ring of their
+            // own, and wait there while the port's tx ring is full.
+            Service::Forward => 0,
         }
     }
 
@@ -139,7 +146,8 @@ impl Service {
         !matches!(self, Service::Sink)
     }
 
-    pub const ALL: [Service; 4] = [Service::Echo, Service::Sink, Service::Attestation, Service::RealTime];
+    pub const ALL: [Service; 5] =
+        [Service::Echo, Service::Sink, Service::Attestation, Service::RealTime, Service::Forward];
 
     pub fn from_u8(value: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|s| *s as u8 == value)
@@ -152,6 +160,7 @@ impl Service {
             Service::Sink => "sink",
             Service::Attestation => "attestation",
             Service::RealTime => "rt",
+            Service::Forward => "forward",
         }
     }
 
@@ -159,25 +168,30 @@ impl Service {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The secure PD that serves it.
-    pub fn owner(self) -> &'static str {
+    /// The secure PD that serves it; `None` for [`Service::Forward`], whose owner ports.toml names.
+    pub fn owner(self) -> Option<&'static str> {
         match self {
-            Service::Echo | Service::Sink => "comm-pd",
-            Service::Attestation => "attestation-pd",
-            Service::RealTime => "rt-task",
+            Service::Echo | Service::Sink => Some("comm-pd"),
+            Service::Attestation => Some("attestation-pd"),
+            Service::RealTime => Some("rt-task"),
+            Service::Forward => None,
         }
     }
 }
 
 /// Why the secure side reset a port (`PortEntry::last_fault`): the ring the normal world broke
-/// (1: its producer side of the rx ring, 2: its consumer side of the tx ring) times 256, plus the
-/// ring's [`ring::PeerMisbehaviour`] code.
+/// (1: its producer side of the rx ring, 2: its consumer side of the tx ring; 3: a ring between
+/// comm-pd and a forwarded port's owner, which the owner broke) times 256, plus the ring's
+/// [`ring::PeerMisbehaviour`] code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortFault(pub u32);
 
 impl PortFault {
     pub const RX: u32 = 1;
     pub const TX: u32 = 2;
+    /// Not the normal world's fault: the secure PD that owns a forwarded port broke one of the
+    /// rings it shares with comm-pd, and comm-pd cut it off (the port stays faulted).
+    pub const OWNER: u32 = 3;
 
     pub fn new(ring: u32, misbehaviour: ring::PeerMisbehaviour) -> Self {
         Self(ring << 8 | misbehaviour as u32)
@@ -187,6 +201,7 @@ impl PortFault {
         match self.0 >> 8 {
             Self::RX => "rx",
             Self::TX => "tx",
+            Self::OWNER => "owner's",
             _ => "?",
         }
     }

@@ -27,6 +27,7 @@ mod backend;
 pub use backend::sim;
 
 pub mod logger;
+pub mod port_server;
 
 /// The counter and the EL1 physical timer (Arm ARM D11, "The Generic Timer"), which seL4 exports
 /// to PDs on the qemu_virt boards. A PD that claims `<irq irq="30">` gets the timer's interrupt
