@@ -184,7 +184,8 @@ bench-sim:
 # prints, and its invocation labels differ: docs/sel4-abi.md).
 space := $() $()
 comma := ,
-PD_CRATES := comm-pd attestation-pd rt-task
+# Every PD of system.xml: its program_image NAME.elf is the crate NAME (`tzmk new-pd` keeps it so).
+PD_CRATES := $(patsubst %.elf,%,$(shell sed -n 's/.*<program_image path="\([^"]*\)".*/\1/p' system.xml))
 PD_DIR := $(BUILD_DIR)/pds/$(MICROKIT_CONFIG)
 PD_FEATURES := $(if $(filter debug,$(MICROKIT_CONFIG)),--features $(subst $(space),$(comma),$(addsuffix /debug,$(PD_CRATES))))
 

@@ -31,9 +31,13 @@ fn images() -> (PathBuf, bool) {
     // A target directory of the test's own inside cargo's (CARGO_TARGET_DIR honoured): the PD
     // build's features must not disturb the workspace's host build.
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pd-images");
+    // Every PD crate system.xml names (`program_image` NAME.elf is crate NAME).
+    let text = std::fs::read_to_string(root.join("system.xml")).unwrap();
+    let system = tzmk_sdf::parse_system("system.xml", &text).expect("system.xml parses");
+    let crates = system.protection_domains.iter().flat_map(|pd| ["-p", pd.program_image.trim_end_matches(".elf")]);
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--locked", "--target", "aarch64-unknown-none"])
-        .args(["-p", "comm-pd", "-p", "attestation-pd", "-p", "rt-task"])
+        .args(crates)
         .env("CARGO_TARGET_DIR", &target_dir)
         .current_dir(&root)
         .status()

@@ -10,6 +10,7 @@ pub mod model;
 pub mod parse;
 pub mod partition;
 pub mod platform;
+pub mod ports;
 pub mod qemu;
 pub mod realtime;
 pub mod report;

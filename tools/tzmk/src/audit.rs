@@ -23,6 +23,10 @@ pub struct Args {
     /// the system description, if there is one; without it, deadlines are the periods).
     #[arg(long, value_name = "FILE")]
     pub realtime: Option<PathBuf>,
+    /// comm-pd's port table, for the forwarded-port rule (default: comm-pd/ports.toml beside the
+    /// system description, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub ports: Option<PathBuf>,
     /// Print the authority report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -65,13 +69,24 @@ pub fn run(args: &Args) -> ExitCode {
             }
         },
     };
-    let violations = match tzmk_sdf::audit_with(&system, &platform, &sidecar, &sidecar_name) {
+    let mut violations = match tzmk_sdf::audit_with(&system, &platform, &sidecar, &sidecar_name) {
         Ok(violations) => violations,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(VIOLATIONS);
         }
     };
+    let beside = args.system.parent().unwrap_or(std::path::Path::new(".")).join(tzmk_sdf::ports::PORTS_PATH);
+    if let Some(path) = args.ports.clone().or_else(|| beside.exists().then_some(beside)) {
+        match tzmk_sdf::ports::load(&path) {
+            Ok(ports) => violations.extend(tzmk_sdf::ports::audit(&system, &ports)),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(VIOLATIONS);
+            }
+        }
+        violations.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.rule.cmp(b.rule)));
+    }
     let file = args.system.display().to_string();
     for v in &violations {
         eprintln!("{}", tzmk_sdf::format_violation(&file, v));
