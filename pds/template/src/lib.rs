@@ -13,8 +13,9 @@ use microkit::port_server::{PortServer, PortService, Replies};
 use microkit::{channel, memory_region, Channel, ChannelSet, Handler, MessageInfo};
 use tzmk_interface::port::ControlError;
 
-/// Control call: the requests and bytes taken so far, two little-endian u64.
-pub const TOTALS: u32 = 1;
+/// Control call: the requests and bytes taken so far, two little-endian u64: an echo port's
+/// totals (`command::ECHO_TOTALS`, `SinkTotals`' layout), so `tzctl echo` checks them too.
+pub const TOTALS: u32 = tzmk_interface::port::command::ECHO_TOTALS;
 
 /// The PD's logic: what it does with a request.
 #[derive(Debug, Default)]

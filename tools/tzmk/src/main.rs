@@ -9,6 +9,7 @@
 //!   values (docs/trusted-boot.md, "Tools").
 //! - `tzmk sign`: the platform key pair and the signed image manifest (docs/trusted-boot.md).
 //! - `tzmk flash`: the secure flash image: the monitor, the provisioning block, the manifest.
+//! - `tzmk new-pd`: a new PD serving a port, from pds/template (docs/adding-a-pd.md).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ mod audit;
 mod demo;
 mod dtb;
 mod flash;
+mod new_pd;
 mod run;
 mod sign;
 mod sim;
@@ -57,6 +59,11 @@ enum Command {
     /// platform public key) and the signed manifest at the platform's [trust] offsets. Exit codes:
     /// 0 done, 1 invalid input, 2 bad arguments or unreadable files.
     Flash(flash::Args),
+    /// Add a PD that serves a communication port: copies pds/template to pds/NAME and adds the
+    /// crate, the PD with its regions and channel (system.xml), and the port (ports.toml), after
+    /// the audit accepts them. Exit codes: 0 added, 1 refused (nothing written), 2 unreadable
+    /// files or bad arguments.
+    NewPd(new_pd::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,5 +77,6 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Sign(args) => sign::run(args),
         Command::Flash(args) => flash::run(&args),
+        Command::NewPd(args) => new_pd::run(args),
     }
 }
