@@ -58,6 +58,7 @@ help:
 	@echo "  make -f build.mk keys       the development platform key and UDS under $(BUILD_DIR)/keys (made once; every boot target makes them)"
 	@echo "  make -f build.mk run        with the SDK: the same, interactive: a shell with tzctl and tzmk.ko (poweroff quits)"
 	@echo "  make -f build.mk run-test   make run as a user uses it: boot, tzctl list, tzctl echo, poweroff"
+	@echo "  make -f build.mk scaffold   tzmk new-pd on a copy of the repository: builds, audits, answers in the simulator (and on QEMU with the SDK)"
 	@echo
 	@echo "With the Microkit SDK:"
 	@echo "  make -f build.mk image     run the microkit tool: $(BUILD_DIR)/loader.img and report.txt"
@@ -83,7 +84,7 @@ setup:
 	@python3 -c 'import pycose, cbor2' 2>/dev/null || { echo "setup: installing pycose and cbor2 (PyPI)"; \
 	    python3 -m pip install -q --disable-pip-version-check pycose cbor2 || echo "setup: pip could not install pycose (the token cross-check will say SKIPPED)"; }
 
-test: setup lint unit audit check-picture pds monitor monitor-sha256 demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu qemu-boot run-test system-bench
+test: setup lint unit audit check-picture pds monitor monitor-sha256 demo fresh fuzz-smoke miri qemu-linux qemu-sel4 qemu qemu-boot run-test scaffold system-bench
 	@echo "== make -f build.mk test: every layer passed"
 
 lint:
@@ -402,6 +403,31 @@ run-test:
 	else $(MAKE) -f build.mk --no-print-directory run-images && \
 	    TZMK_RUN="$(MAKE) -f build.mk --no-print-directory -s run-qemu MICROKIT_SDK=$(MICROKIT_SDK)" \
 	    $(CARGO) test --locked -q -p tzmk-tests --test qemu_run -- --ignored --nocapture; fi
+
+# ---- Extending tzmk: `tzmk new-pd` end to end (tests/scaffold.rs, docs/adding-a-pd.md) --------
+# On a copy of the repository in $(SCAFFOLD_DIR)/repo (its cargo products in $(SCAFFOLD_DIR)/target):
+# refusals, then `tzmk new-pd hello`, its host tests, every PD for seL4 with the image checks, the
+# audit, tzctl in the copy's simulator. With the SDK, the copy's loader.img then boots beside this
+# repository's Linux, monitor and run initramfs (new-pd changes none of them), signed like make
+# run's, and a user types `tzctl echo hello` on the console (tests/qemu_run.rs).
+.PHONY: scaffold
+SCAFFOLD_DIR := $(BUILD_DIR)/scaffold
+SCAFFOLD_LOADER = $(SCAFFOLD_DIR)/repo/build/loader.img
+scaffold:
+	TZMK_SCAFFOLD_DIR=$(abspath $(SCAFFOLD_DIR)) $(CARGO) test --locked -q -p tzmk-tests --test scaffold -- --ignored --nocapture
+	@if [ -z "$(HAVE_SDK)" ]; then echo "SKIPPED: no Microkit SDK at MICROKIT_SDK=$(MICROKIT_SDK): the scaffolded PD is not booted on QEMU"; \
+	else CARGO_TARGET_DIR=$(abspath $(SCAFFOLD_DIR))/target $(MAKE) -C $(SCAFFOLD_DIR)/repo -f build.mk --no-print-directory \
+	        image MICROKIT_CONFIG=debug MICROKIT_SDK=$(MICROKIT_SDK) BUILD_DIR=build && \
+	    $(MAKE) -f build.mk --no-print-directory monitor run-initramfs keys && \
+	    $(MAKE) -f build.mk --no-print-directory scaffold-flash && \
+	    TZMK_RUN="$(TZMK_TOOL) run --monitor $(abspath $(BUILD_DIR))/flash-scaffold.bin --loader $(abspath $(SCAFFOLD_LOADER)) \
+	        --kernel $(abspath $(LINUX_DIR))/Image --dtb $(abspath $(LINUX_DIR))/tzmk-run.dtb --initramfs $(abspath $(RUN_INITRAMFS)) \
+	        --secure-log $(abspath $(BUILD_DIR))/scaffold-secure-uart.log" TZMK_RUN_PORT=hello \
+	    $(CARGO) test --locked -q -p tzmk-tests --test qemu_run -- --ignored --nocapture; fi
+
+.PHONY: scaffold-flash
+scaffold-flash:
+	$(call flash-image,scaffold,$(SCAFFOLD_LOADER),$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-run.dtb,$(RUN_INITRAMFS))
 
 # ---- The EL3 monitor's bench (docs/monitor-bench.md) -------------------------------------------
 # A bare-metal normal-world payload times SMCs on the virtual counter under QEMU -icount; the

@@ -1,6 +1,7 @@
 //! `make -f build.mk run` as a user uses it: the real system boots to a shell on the console, the
 //! user types `tzctl list` and `tzctl echo --count 100`, reads the answers, and quits with
-//! `poweroff`.
+//! `poweroff`. With `TZMK_RUN_PORT` (make -f build.mk scaffold), also `tzctl echo PORT` on the
+//! port a PD made by `tzmk new-pd` serves.
 //!
 //! Ignored by plain `cargo test`: `make -f build.mk run-test` builds the images and runs it, with
 //! `TZMK_RUN` naming the command that boots them (the same `make ... run-qemu` that `make run`
@@ -90,6 +91,17 @@ fn a_user_boots_to_a_shell_runs_tzctl_and_quits() {
         let echo = type_line(&mut console, "tzctl echo --count 100")?;
         if !echo.contains("100 messages of 64 B, 0 checksum mismatches") {
             return Err(format!("tzctl echo did not check out:\n{echo}"));
+        }
+        // A port a scaffolded PD serves (make -f build.mk scaffold boots that secure image).
+        if let Ok(port) = std::env::var("TZMK_RUN_PORT") {
+            if !list.lines().any(|l| l.split_whitespace().nth(1) == Some(&port) && l.contains("forward")) {
+                return Err(format!("tzctl list shows no forwarded port {port}:\n{list}"));
+            }
+            let echo = type_line(&mut console, &format!("tzctl echo {port} --count 100 --size 1000"))?;
+            let want = "100 messages of 1000 B, 0 checksum mismatches; the secure side counted 100 messages, 100000 B";
+            if !echo.contains(want) {
+                return Err(format!("tzctl echo {port} did not check out:\n{echo}"));
+            }
         }
         let from = console.text.len();
         stdin.write_all(b"poweroff\n").map_err(|e| e.to_string())?;
