@@ -5,8 +5,10 @@
 //! monitor pends it when Linux calls `notify_secure`), keeps the status page at the start of
 //! `port_ctrl`, and rings Linux's doorbell by SMC (`notify_normal`). Behind the ports are the
 //! secure services: echo and sink here, attestation-pd by protected procedure call, rt-task
-//! through its statistics block and channel, and rt-task's event ring (`rt_events`), which the
-//! engine forwards to the `rt` port.
+//! through its statistics block and channel, rt-task's event ring (`rt_events`), which the
+//! engine forwards to the `rt` port, and any PD that owns a `forward` port of ports.toml: the
+//! engine copies the port's messages to it over a secure ring pair and forwards its replies
+//! (docs/ports.md, "Forwarded ports"); its control calls are pp calls here.
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(feature = "harness")]

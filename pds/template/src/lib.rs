@@ -1,7 +1,7 @@
 //! pd-template: a PD that serves one communication port (ports.toml `service = "forward"`).
 //!
 //! The logic is [`Logic`]: it answers each request with the request itself (so `tzctl echo
-//! --port <port>` checks the whole path), and control call [`TOTALS`] with the requests and bytes
+//! <port>` checks the whole path), and control call [`TOTALS`] with the requests and bytes
 //! taken so far. Replace it with yours; everything else (the rings, back-pressure, notifications)
 //! is the runtime's `PortServer`. The host tests below drive the logic through real rings, with
 //! the test as comm-pd.

@@ -116,7 +116,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     println!(
         "tzmk new-pd: PD '{}' serves port '{}'; audit clean. Next: cargo test -p {0}, make -f build.mk pds, \
-         then `tzctl echo --port {1}` in `tzmk sim` (docs/adding-a-pd.md)",
+         then `tzctl echo {1}` in `tzmk sim` (docs/adding-a-pd.md)",
         plan.name, plan.port
     );
     ExitCode::from(WRITTEN)
