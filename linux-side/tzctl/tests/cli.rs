@@ -147,7 +147,7 @@ fn tzctl_lists_echoes_calls_and_refuses_precisely() {
 
     // Refusals name the problem.
     assert!(refused(&dir, &["echo", "nope"]).contains("no port 'nope'"));
-    assert!(refused(&dir, &["echo", "sink"]).contains("port 'sink' is not an echo port"));
+    assert!(refused(&dir, &["echo", "sink"]).contains("port 'sink' is neither an echo port nor a forwarded one"));
     assert!(refused(&dir, &["echo", "echo-small", "--size", "5000"])
         .contains("--size 5000 is larger than port 'echo-small' carries"));
     assert!(refused(&dir, &["call", "echo", "launch"]).contains("port 'echo' has no command 'launch'"));
