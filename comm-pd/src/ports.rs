@@ -750,20 +750,13 @@ impl Ports {
                 if length > tx.layout().max_message() {
                     break Err(PeerMisbehaviour::BadLength);
                 }
-                match tx.fits(length) {
+                match tx.fits_or_ask(length) {
                     Ok(true) => {}
-                    Ok(false) => match tx.request_space_signal(length) {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            feed.status.stalls += 1;
-                            blocked = true;
-                            break Ok(());
-                        }
-                        Err(m) => {
-                            tx_broken = Some(m);
-                            break Ok(());
-                        }
-                    },
+                    Ok(false) => {
+                        feed.status.stalls += 1;
+                        blocked = true;
+                        break Ok(());
+                    }
                     Err(m) => {
                         tx_broken = Some(m);
                         break Ok(());
@@ -828,22 +821,22 @@ impl Ports {
             feed.ring = None;
             feed.status.fault.get_or_insert(misbehaviour);
         }
-        let slot = &mut self.slots[index];
-        slot.end_session();
-        slot.status.state = PortState::Faulted as u8;
-        slot.status.faults += 1;
-        slot.status.last_fault = PortFault::new(PortFault::OWNER, misbehaviour).0;
         log::warn!("port '{}': its owner broke a ring ({misbehaviour}): cut off", self.table[index].name);
-        self.publish_directory();
+        self.end_faulted(index, PortFault::new(PortFault::OWNER, misbehaviour));
     }
 
     fn fault(&mut self, index: usize, fault: PortFault) {
+        log::warn!("port '{}' reset: the normal world broke the {fault}", self.table[index].name);
+        self.end_faulted(index, fault);
+    }
+
+    /// Ends port `index`'s session as faulted by `fault`, and says so in the directory.
+    fn end_faulted(&mut self, index: usize, fault: PortFault) {
         let slot = &mut self.slots[index];
         slot.end_session();
         slot.status.state = PortState::Faulted as u8;
         slot.status.faults += 1;
         slot.status.last_fault = fault.0;
-        log::warn!("port '{}' reset: the normal world broke the {fault}", self.table[index].name);
         self.publish_directory();
     }
 
@@ -883,20 +876,13 @@ impl Ports {
             };
             if let Some(requests) = requests.as_deref_mut() {
                 // Room in the owner's ring, else the message waits (the owner's release notifies).
-                match requests.fits(length) {
+                match requests.fits_or_ask(length) {
                     Ok(true) => {}
-                    Ok(false) => match requests.request_space_signal(length) {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            slot.status.stalls += 1;
-                            blocked = true;
-                            break;
-                        }
-                        Err(m) => {
-                            owner_broken = Some(m);
-                            break;
-                        }
-                    },
+                    Ok(false) => {
+                        slot.status.stalls += 1;
+                        blocked = true;
+                        break;
+                    }
                     Err(m) => {
                         owner_broken = Some(m);
                         break;
@@ -914,10 +900,7 @@ impl Ports {
                 continue;
             }
             let room = services.reply_room(port.service, length);
-            if room > 0 && !tx.fits(room).map_err(tx_fault)? {
-                if tx.request_space_signal(room).map_err(tx_fault)? {
-                    continue;
-                }
+            if room > 0 && !tx.fits_or_ask(room).map_err(tx_fault)? {
                 slot.status.stalls += 1;
                 blocked = true;
                 break;

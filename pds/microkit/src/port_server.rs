@@ -272,17 +272,13 @@ impl<const MAX_REQUEST: usize> PortServer<MAX_REQUEST> {
             let largest = self.replies.layout().max_message();
             let room = service.reply_room(length, largest).min(largest);
             if room > 0 {
-                match self.replies.fits(room) {
+                match self.replies.fits_or_ask(room) {
                     Ok(true) => {}
-                    Ok(false) => match self.replies.request_space_signal(room) {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            // comm-pd's release of reply room notifies this PD.
-                            self.status.stalls += 1;
-                            break Ok(());
-                        }
-                        Err(m) => break Err(m),
-                    },
+                    Ok(false) => {
+                        // comm-pd's release of reply room notifies this PD.
+                        self.status.stalls += 1;
+                        break Ok(());
+                    }
                     Err(m) => break Err(m),
                 }
             }

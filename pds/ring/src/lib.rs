@@ -441,6 +441,13 @@ impl Producer {
         Ok(false)
     }
 
+    /// Whether a message of `length` bytes fits now; when it does not, asks the consumer to
+    /// notify on its next release ([`request_space_signal`](Self::request_space_signal), which
+    /// also says whether room appeared meanwhile). `false`: wait for that notification.
+    pub fn fits_or_ask(&mut self, length: usize) -> Result<bool, PeerMisbehaviour> {
+        Ok(self.fits(length)? || self.request_space_signal(length)?)
+    }
+
     /// Ends the ring for the consumer (the secure side closing or resetting a session): the
     /// producer index jumps half the index space ahead, which no consumer can accept, so the
     /// peer's next receive reports [`PeerMisbehaviour`] instead of waiting on a ring nobody
