@@ -42,7 +42,8 @@ fn succeeds(dir: &Path, target: &Path, program: &str, args: &[&str]) -> String {
     text(&output)
 }
 
-/// The repository's files (tracked, and new ones not ignored) copied to `copy`.
+/// The repository's files copied to `copy`: git's (tracked, and new ones not ignored), or,
+/// outside a git checkout, every file but the build products' directories.
 fn copy_repository(root: &Path, copy: &Path) {
     if copy.exists() {
         std::fs::remove_dir_all(copy).expect("the old copy can be removed");
@@ -51,17 +52,42 @@ fn copy_repository(root: &Path, copy: &Path) {
         .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
         .current_dir(root)
         .output()
-        .expect("git runs");
-    assert!(listed.status.success(), "git ls-files failed");
-    for file in listed.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
-        let file = Path::new(std::str::from_utf8(file).expect("UTF-8 paths"));
-        let (from, to) = (root.join(file), copy.join(file));
+        .ok()
+        .filter(|o| o.status.success());
+    let files: Vec<PathBuf> = match listed {
+        Some(listed) => listed
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| PathBuf::from(std::str::from_utf8(f).expect("UTF-8 paths")))
+            .collect(),
+        None => walk(root, Path::new("")),
+    };
+    for file in files {
+        let (from, to) = (root.join(&file), copy.join(&file));
         if !from.is_file() {
             continue; // deleted in the work tree
         }
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
+}
+
+/// Every file under `root/dir`, but build products and version control.
+fn walk(root: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+        let name = entry.file_name();
+        let path = dir.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            if !matches!(name.to_str(), Some("target" | "build" | ".git" | "artifacts" | "corpus")) {
+                files.extend(walk(root, &path));
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The files `new-pd` may touch, to check a refusal wrote none of them.
