@@ -15,7 +15,9 @@
 //!   absorbed: no catch-up burst, no renumbering of the grid.
 //!
 //! Parameters change only between releases ([`Framework::change`]): the change takes effect at
-//! the next release, whose expiry is the last programmed expiry plus the *new* period.
+//! the next release, whose expiry is the last programmed expiry plus the *new* period. The
+//! statistics restart there: they always describe one parameter set (so `tzctl rt set` with the
+//! current parameters starts a fresh measurement, which the cyclictest bench relies on).
 //!
 //! Time is the timer's counter in ticks (`frequency` ticks per second); parameters are
 //! microseconds, as in system.xml. The framework never reads a clock itself: the PD passes the
@@ -237,7 +239,8 @@ impl Framework {
         self.skipped
     }
 
-    /// New parameters from the next release on (the caller ran the admission test first).
+    /// New parameters from the next release on (the caller ran the admission test first). The
+    /// release statistics restart with them: the release running is the last one they count.
     pub fn change(&mut self, params: Params) -> Result<(), ParamsError> {
         params.check()?;
         self.pending = Some(params);
@@ -283,8 +286,15 @@ impl Framework {
         }
         self.next_expiry = next;
         self.next_index = index;
-        self.skipped += skipped;
         self.releases.record(release.lateness_ns, missed, overran);
+        if changed {
+            // New parameters start a new measurement: the statistics cover the releases of one
+            // parameter set (this release ran under the old ones). The skipped releases below
+            // are of the new grid.
+            self.releases.reset();
+            self.skipped = 0;
+        }
+        self.skipped += skipped;
         self.releases.misses += skipped;
         Outcome::Ran(Completion {
             release,
@@ -403,6 +413,25 @@ mod tests {
         let c = ran(f.on_timer(&mut Script(vec![1500, 1650]), &mut task));
         assert!(c.overran && !c.changed, "150 us is above the new 100 us budget");
         assert_eq!(task.0[1].period_us, 500);
+    }
+
+    #[test]
+    fn a_change_restarts_the_statistics() {
+        let mut f = Framework::new(Params::implicit(1000, 200), MHZ, 0).unwrap();
+        let mut task = Recorder::default();
+        ran(f.on_timer(&mut Script(vec![1000, 1100]), &mut task));
+        // 2.5 periods late: two releases skipped, counted as misses.
+        ran(f.on_timer(&mut Script(vec![4500, 4600]), &mut task));
+        assert_eq!((f.releases().summary().releases, f.releases().summary().misses, f.skipped()), (2, 3, 2));
+        // The same parameters again: a fresh measurement from the next release on.
+        f.change(Params::implicit(1000, 200)).unwrap();
+        let c = ran(f.on_timer(&mut Script(vec![5010, 5020]), &mut task));
+        assert!(c.changed);
+        let s = f.releases().summary();
+        assert_eq!((s.releases, s.misses, s.overruns, s.max_ns, f.skipped()), (0, 0, 0, 0, 0));
+        ran(f.on_timer(&mut Script(vec![6003, 6010]), &mut task));
+        let s = f.releases().summary();
+        assert_eq!((s.releases, s.min_ns, s.max_ns), (1, 3_000, 3_000), "only the release after the change");
     }
 
     #[test]

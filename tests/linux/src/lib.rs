@@ -6,6 +6,7 @@
 use std::path::Path;
 
 pub mod bench;
+pub mod rtbench;
 
 use tzmk_interface::smc;
 
@@ -108,6 +109,9 @@ pub enum Expect {
     /// `tzmk.expect=bench`: as `full` for the module's checks, then the system bench
     /// (`/bin/tzmk-bench`, docs/system-bench.md) instead of the functional tests.
     Bench,
+    /// `tzmk.expect=rtbench`: as `full` for the module's checks, then the in-seL4 cyclictest
+    /// (`/bin/tzmk-rtbench`, docs/realtime.md) instead of the functional tests.
+    RtBench,
 }
 
 impl Expect {
@@ -124,9 +128,10 @@ impl Expect {
                 "standalone" => Expect::Standalone,
                 "full" => Expect::Full,
                 "bench" => Expect::Bench,
+                "rtbench" => Expect::RtBench,
                 other => {
                     return Err(format!(
-                    "{EXPECT_PARAMETER}={other} on the kernel command line: expected absent, standalone, full or bench"
+                    "{EXPECT_PARAMETER}={other} on the kernel command line: expected absent, standalone, full, bench or rtbench"
                 ))
                 }
             };
@@ -141,6 +146,7 @@ impl Expect {
             Expect::Standalone => "standalone",
             Expect::Full => "full",
             Expect::Bench => "bench",
+            Expect::RtBench => "rtbench",
         }
     }
 }
@@ -245,6 +251,10 @@ pub const HOSTILE_HOLD_MS: u64 = 300;
 
 /// The system bench in the initramfs (tzmk.expect=bench).
 pub const BENCH_PATH: &str = "/bin/tzmk-bench";
+/// The in-seL4 cyclictest's guest side (build.mk's linux-initramfs).
+pub const RTBENCH_PATH: &str = "/bin/tzmk-rtbench";
+/// The kernel command line's releases per scenario of the cyclictest (`tzmk.rt_releases=N`).
+pub const RT_RELEASES_PARAMETER: &str = "tzmk.rt_releases";
 /// The one line tzmk.ko's probe logs when the monitor runs no secure world.
 pub const DRIVER_NO_SECURE_WORLD: &str = "tzmk: the secure world answers \"no secure world\": no ports";
 /// Where devtmpfs puts the driver's port devices (`tzmk!<port>` names).
@@ -457,11 +467,13 @@ impl Probe {
             _ => {}
         }
         match expect {
-            Expect::Full | Expect::Bench if self.doorbell_wait_us < 0 && self.doorbells == 0 => Err(format!(
-                "no doorbell within {} s after notify_secure: the secure world never answered",
-                DOORBELL_WAIT_MS / 1000
-            )),
-            Expect::Full | Expect::Bench if self.doorbell_wait_us < 0 => Err(format!(
+            Expect::Full | Expect::Bench | Expect::RtBench if self.doorbell_wait_us < 0 && self.doorbells == 0 => {
+                Err(format!(
+                    "no doorbell within {} s after notify_secure: the secure world never answered",
+                    DOORBELL_WAIT_MS / 1000
+                ))
+            }
+            Expect::Full | Expect::Bench | Expect::RtBench if self.doorbell_wait_us < 0 => Err(format!(
                 "{} doorbells, but none within {} s after notify_secure: the secure world never answered the kick",
                 self.doorbells,
                 DOORBELL_WAIT_MS / 1000
@@ -483,7 +495,7 @@ impl Probe {
             }
             Expect::Absent => return Ok(()),
             Expect::Standalone => smc::NO_SECURE_WORLD,
-            Expect::Full | Expect::Bench => smc::SUCCESS,
+            Expect::Full | Expect::Bench | Expect::RtBench => smc::SUCCESS,
         };
         if self.conduit != "smc" {
             return Err(format!(
@@ -610,11 +622,13 @@ mod tests {
         assert_eq!(Expect::from_cmdline("tzmk.expect=standalone console=ttyAMA0"), Ok(Expect::Standalone));
         assert_eq!(Expect::from_cmdline("tzmk.expect=full"), Ok(Expect::Full));
         assert_eq!(Expect::from_cmdline("tzmk.expect=bench"), Ok(Expect::Bench));
+        assert_eq!(Expect::from_cmdline("tzmk.expect=rtbench tzmk.rt_releases=500"), Ok(Expect::RtBench));
         assert_eq!(Expect::from_cmdline("tzmk.expect=absent tzmk.expect=full"), Ok(Expect::Full));
         assert_eq!(Expect::from_cmdline("tzmk.expected=full"), Ok(Expect::Report));
         assert_eq!(
             Expect::from_cmdline("tzmk.expect=ful"),
-            Err("tzmk.expect=ful on the kernel command line: expected absent, standalone, full or bench".to_owned())
+            Err("tzmk.expect=ful on the kernel command line: expected absent, standalone, full, bench or rtbench"
+                .to_owned())
         );
     }
 

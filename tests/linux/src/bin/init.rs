@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 use tzmk_linux_guest::{
     check_cpus_online, check_doorbells, check_driver_test, check_echo_report, check_hotplug_offline, check_port_list,
     counter_delta, kmsg_message, Expect, Probe, BENCH_PATH, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD,
-    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_HOLD_MS, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, TZCTL_PATH,
+    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_HOLD_MS, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, RTBENCH_PATH,
+    RT_RELEASES_PARAMETER, TZCTL_PATH,
 };
 
 /// Where build.mk's linux-initramfs puts the module.
@@ -38,6 +39,11 @@ const UPDATE_PATH: &str = "/update.bin";
 static STEP: Mutex<&str> = Mutex::new("starting");
 /// Set by whoever prints the verdict line first (the main thread or the watchdog).
 static VERDICT: AtomicBool = AtomicBool::new(false);
+/// Seconds the watchdog waits beyond [`WATCHDOG`]: the cyclictest runs for as long as its
+/// releases take.
+static WATCHDOG_EXTRA: AtomicU64 = AtomicU64::new(0);
+/// The cyclictest's releases per scenario when the command line names none: issue 13's figure.
+const RT_RELEASES_DEFAULT: u64 = 100_000;
 
 fn say(line: &str) {
     println!("tzmk-init: {line}");
@@ -193,6 +199,44 @@ fn check_driver(expect: Expect) -> Result<(), String> {
                 .map_err(|error| format!("running {BENCH_PATH}: {error}"))?;
             if !status.success() {
                 return Err(format!("{BENCH_PATH} failed ({status}): its last line says why"));
+            }
+        }
+        Expect::RtBench => {
+            if !ports.iter().any(|p| p == "rt") || !ports.iter().any(|p| p == "sink") {
+                return Err(format!("tzmk.ko made no {DRIVER_DEV_DIR}/rt or sink for the cyclictest"));
+            }
+            let cmdline = read_trimmed("/proc/cmdline")?;
+            // The last `key=value` of the command line wins, as for kernel parameters.
+            // tzmk.rt_releases=N per scenario; tzmk.rt_cpus=N: the load on Linux's cores 0..N
+            // only; tzmk.rt_scenarios=a,b: a subset.
+            let value = |key: &str| {
+                cmdline
+                    .split_ascii_whitespace()
+                    .filter_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                    .next_back()
+            };
+            let releases = match value(RT_RELEASES_PARAMETER) {
+                None => RT_RELEASES_DEFAULT,
+                Some(n) => n.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    format!("{RT_RELEASES_PARAMETER}={n} on the kernel command line: expected a number of releases > 0")
+                })?,
+            };
+            // Eight scenarios of `releases` milliseconds of rt-task's grid, with room for a slow
+            // emulation (TCG on a loaded host runs the guest's clock ahead of its cores).
+            let scenarios = tzmk_linux_guest::rtbench::SCENARIOS.len() as u64;
+            WATCHDOG_EXTRA.store(scenarios * (releases / 1000 + 60) * 4, Ordering::SeqCst);
+            step("the in-seL4 cyclictest (/bin/tzmk-rtbench)");
+            let mut command = std::process::Command::new(RTBENCH_PATH);
+            command.arg(releases.to_string());
+            if let Some(cpus) = value("tzmk.rt_cpus") {
+                command.args(["--cpus", cpus]);
+            }
+            if let Some(names) = value("tzmk.rt_scenarios") {
+                command.args(names.split(',').filter(|n| !n.is_empty()));
+            }
+            let status = command.status().map_err(|error| format!("running {RTBENCH_PATH}: {error}"))?;
+            if !status.success() {
+                return Err(format!("{RTBENCH_PATH} failed ({status}): its last line says why"));
             }
         }
         Expect::Absent | Expect::Report => {}
@@ -476,7 +520,7 @@ fn run() -> Result<(), String> {
 
     step("loading tzmk.ko (and in full mode running /tzmk-check on /dev/tzmk/echo)");
     check_driver(expect)?;
-    if expect == Expect::Bench {
+    if matches!(expect, Expect::Bench | Expect::RtBench) {
         return Ok(());
     }
 
@@ -510,6 +554,12 @@ fn main() {
     }
     let watchdog = std::thread::Builder::new().name("watchdog".to_owned()).spawn(|| {
         std::thread::sleep(WATCHDOG);
+        loop {
+            match WATCHDOG_EXTRA.swap(0, Ordering::SeqCst) {
+                0 => break,
+                extra => std::thread::sleep(Duration::from_secs(extra)),
+            }
+        }
         let step = *STEP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         finish(Err(format!("watchdog: {step} did not finish within {} s", WATCHDOG.as_secs())));
     });
