@@ -6,6 +6,7 @@
 use std::path::Path;
 
 pub mod bench;
+pub mod mmio;
 pub mod rtbench;
 
 use tzmk_interface::smc;

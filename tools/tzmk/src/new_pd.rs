@@ -85,6 +85,9 @@ pub fn run(args: Args) -> ExitCode {
             for message in &messages {
                 eprintln!("{message}");
             }
+            if messages.iter().any(|m| m.starts_with("system.xml:") && m.ends_with(']')) {
+                eprintln!("(the audit's positions are in system.xml as new-pd would have written it: `--dry-run` lists the edits)");
+            }
             eprintln!("tzmk new-pd: '{}' not added; nothing was written", args.name);
             return ExitCode::from(REFUSED);
         }

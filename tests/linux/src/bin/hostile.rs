@@ -27,6 +27,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use tzmk_linux_guest::mmio::{Mmio, GICD_BASE, KICK, RT_TIMER, SECURE_RAM};
 
 fn fail(message: String) -> ! {
     println!("tzmk-hostile: FAIL: {message}");
@@ -250,69 +251,6 @@ fn unprivileged(port: &str) {
             println!("tzmk-hostile: unprivileged: uid 1000 refused {port} (EACCES)")
         }
         other => fail(format!("uid 1000 opened {port}: {other:?}")),
-    }
-}
-
-/// QEMU virt's GIC distributor (monitor/platform/qemu-virt.toml, `gic-distributor`).
-const GICD_BASE: u64 = 0x0800_0000;
-/// The kick (Group 0, the secure core's) and rt-task's timer (the EL1 physical timer's PPI).
-const KICK: usize = 144;
-const RT_TIMER: usize = 30;
-/// Secure RAM (`secure-ram`: aborts non-secure accesses).
-const SECURE_RAM: u64 = 0x0e00_0000;
-
-/// A /dev/mem mapping of one page.
-struct Mmio(*mut u32);
-
-impl Mmio {
-    fn map(address: u64) -> std::io::Result<Mmio> {
-        let file = OpenOptions::new().read(true).write(true).custom_flags_sync().open("/dev/mem")?;
-        // SAFETY: a fresh shared mapping of one page of /dev/mem; nothing else refers to it.
-        let pointer = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                address as libc::off_t,
-            )
-        };
-        if pointer == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Mmio(pointer.cast()))
-    }
-
-    fn read(&self, offset: usize) -> u32 {
-        // SAFETY: offset < 4096 and aligned: inside the mapped page (device memory, O_SYNC).
-        unsafe { self.0.add(offset / 4).read_volatile() }
-    }
-
-    fn write(&self, offset: usize, value: u32) {
-        // SAFETY: as `read`.
-        unsafe { self.0.add(offset / 4).write_volatile(value) }
-    }
-
-    fn read_byte(&self, offset: usize) -> u8 {
-        // SAFETY: as `read`; the GIC's byte-accessible registers (priority, targets).
-        unsafe { self.0.cast::<u8>().add(offset).read_volatile() }
-    }
-
-    fn write_byte(&self, offset: usize, value: u8) {
-        // SAFETY: as `read_byte`.
-        unsafe { self.0.cast::<u8>().add(offset).write_volatile(value) }
-    }
-}
-
-trait SyncOpen {
-    fn custom_flags_sync(&mut self) -> &mut Self;
-}
-
-impl SyncOpen for OpenOptions {
-    fn custom_flags_sync(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_SYNC)
     }
 }
 

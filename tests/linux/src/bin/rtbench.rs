@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::libc;
 use tzmk_interface::port::command;
 use tzmk_interface::rt::{name_field, RtLatency, RtSetReply, RtSetRequest, RtSetStatus};
+use tzmk_linux_guest::mmio::{Mmio, GICD_BASE, KICK, RT_TIMER};
 use tzmk_linux_guest::rtbench::{Scenario, DONE, PREFIX, SCENARIOS};
 use tzmk_linux_guest::{EXPECTED_CPUS, HOTPLUG_CPU};
 use zerocopy::{FromBytes, IntoBytes};
@@ -223,59 +224,6 @@ fn port_flood(load: &mut Load, tz: &tzcomm::Tz) {
     }
 }
 
-/// QEMU virt's GIC distributor, the kick (SPI 144, Group 0) and rt-task's timer (PPI 30), as
-/// tzmk-hostile names them.
-const GICD_BASE: u64 = 0x0800_0000;
-const KICK: usize = 144;
-const RT_TIMER: usize = 30;
-
-struct Mmio(*mut u32);
-
-// SAFETY: a device mapping; every access is one volatile MMIO access, safe from any thread.
-unsafe impl Send for Mmio {}
-
-impl Mmio {
-    fn map(address: u64) -> Mmio {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_SYNC)
-            .open("/dev/mem")
-            .unwrap_or_else(|e| fail(format!("/dev/mem: {e}")));
-        // SAFETY: a fresh shared mapping of one page of /dev/mem; nothing else refers to it.
-        let pointer = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                address as libc::off_t,
-            )
-        };
-        if pointer == libc::MAP_FAILED {
-            fail(format!("mmap /dev/mem at {address:#x}: {}", std::io::Error::last_os_error()));
-        }
-        Mmio(pointer.cast())
-    }
-
-    fn write(&self, offset: usize, value: u32) {
-        // SAFETY: offset < 4096 and aligned: inside the mapped page (device memory).
-        unsafe { self.0.add(offset / 4).write_volatile(value) }
-    }
-
-    fn read(&self, offset: usize) -> u32 {
-        // SAFETY: as `write`.
-        unsafe { self.0.add(offset / 4).read_volatile() }
-    }
-
-    fn write_byte(&self, offset: usize, value: u8) {
-        // SAFETY: as `write`; the GIC's byte-accessible registers (priority).
-        unsafe { self.0.cast::<u8>().add(offset).write_volatile(value) }
-    }
-}
-
 /// Every core writes the kick's enable, pending, active, group, priority and configuration
 /// registers (Group 0: ignored for a non-secure access) and its own bank of PPI 30's priority,
 /// as fast as it can. Not GICD_CTLR (it would switch Linux's own interrupts off for the whole
@@ -285,7 +233,7 @@ impl Mmio {
 fn gic_storm(load: &mut Load) {
     let (word, bit) = (4 * (KICK / 32), 1u32 << (KICK % 32));
     for cpu in load_cpus() {
-        let gicd = Mmio::map(GICD_BASE);
+        let gicd = Mmio::map(GICD_BASE).unwrap_or_else(|e| fail(format!("/dev/mem at {GICD_BASE:#x}: {e}")));
         let config = 0xc00 + 4 * (KICK / 16);
         let field = 3u32 << (2 * (KICK % 16));
         load.add("gicd-writes", cpu, move || {
