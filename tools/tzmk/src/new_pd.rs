@@ -85,7 +85,7 @@ pub fn run(args: Args) -> ExitCode {
             for message in &messages {
                 eprintln!("{message}");
             }
-            if messages.iter().any(|m| m.starts_with("system.xml:") && m.ends_with(']')) {
+            if messages.iter().any(|m| m.starts_with("system.xml:")) {
                 eprintln!("(the audit's positions are in system.xml as new-pd would have written it: `--dry-run` lists the edits)");
             }
             eprintln!("tzmk new-pd: '{}' not added; nothing was written", args.name);
