@@ -25,6 +25,7 @@
 mod batch;
 pub mod driver;
 pub mod pattern;
+pub mod process;
 pub mod sim;
 
 pub use batch::PUBLISH_BYTES;

@@ -201,6 +201,7 @@ fn message_size(text: &str) -> std::result::Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    tzcomm::process::default_sigpipe();
     let cli = Cli::parse();
     let tz = match &cli.sim {
         Some(dir) => Tz::sim(dir),

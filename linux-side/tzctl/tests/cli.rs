@@ -46,6 +46,26 @@ fn refused(run_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `tzctl list | head -1`: a closed standard output ends tzctl by SIGPIPE, as it would end `cat`,
+/// with nothing on standard error (no "failed printing to stdout" panic).
+#[test]
+fn a_closed_pipe_ends_it_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let sim = simulator("pipe");
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let out = Command::new(env!("CARGO_BIN_EXE_tzctl"))
+        .arg("--sim")
+        .arg(sim.run_dir())
+        .arg("list")
+        .env_remove("TZMK_SIM")
+        .stdout(write_end)
+        .output()
+        .expect("tzctl runs");
+    assert_eq!(out.status.signal(), Some(nix::libc::SIGPIPE), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
 #[test]
 fn tzctl_lists_echoes_calls_and_refuses_precisely() {
     let sim = simulator("cli");

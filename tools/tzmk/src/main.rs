@@ -67,6 +67,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tzcomm::process::default_sigpipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Audit(args) => audit::run(&args),

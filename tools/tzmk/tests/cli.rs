@@ -110,3 +110,20 @@ fn the_real_time_report_and_its_sidecar() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tzmk audit system.xml | head -1`: a closed standard output ends tzmk by SIGPIPE, as it would
+/// end `cat`, with nothing on standard error (no "failed printing to stdout" panic).
+#[test]
+fn a_closed_pipe_ends_it_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let out = Command::new(env!("CARGO_BIN_EXE_tzmk"))
+        .args(["audit", "system.xml"])
+        .current_dir(root())
+        .stdout(write_end)
+        .output()
+        .expect("tzmk runs");
+    assert_eq!(out.status.signal(), Some(nix::libc::SIGPIPE), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

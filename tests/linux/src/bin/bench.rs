@@ -329,6 +329,7 @@ mod guest {
 
 #[cfg(target_arch = "aarch64")]
 fn main() {
+    tzcomm::process::default_sigpipe();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize| args.get(i).and_then(|a| a.parse::<usize>().ok());
     let result = match args.first().map(String::as_str) {

@@ -526,6 +526,7 @@ fn gic(hold_ms: u64) {
 }
 
 fn main() {
+    tzcomm::process::default_sigpipe();
     let args: Vec<String> = std::env::args().collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[1..] {
         ["rings", port, millis] => rings(port, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?")))),

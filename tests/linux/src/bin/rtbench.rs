@@ -407,6 +407,7 @@ fn scenario(name: &str, releases: u64, tz: &tzcomm::Tz, rt: &tzcomm::Port) -> Sc
 }
 
 fn main() {
+    tzcomm::process::default_sigpipe();
     let usage =
         || -> ! { fail("usage: tzmk-rtbench RELEASES [--cpus N] [SCENARIO...] (RELEASES > 0, N in 1..=3)".into()) };
     let mut args: Vec<String> = std::env::args().skip(1).collect();
