@@ -194,8 +194,8 @@ fn full_system() {
     assert!(updates[1].starts_with("refused: security version 1 is below the stored 2"), "{updates:?}");
     assert!(monitor_log.contains("update: accepted: security version 2 stored (was 1)"), "{monitor_log}");
     assert_eq!(manifest_in(&flash), v2, "F holds the update");
-    // The token reports the updated reference values (security version 2), checked against F's.
-    check_evidence(&run.console, &flash);
+    // The token reports what booted (v1's versions and digests) and v2 as the pending update.
+    check_evidence(&run.console, &flash, &v1, Some(&v2));
     check_hostile_gic(&run.console);
 
     // Boot again with the same F: stage 1 verifies v2 against the counter 2; v1 is refused again.
@@ -290,9 +290,12 @@ fn check_hostile_gic(console: &str) {
 /// against reference values computed from the flash image the run booted (its manifest, its
 /// provisioning block): by `tzmk verify --chain` and by tools/verify-psa-token.py (pycose), a
 /// verifier outside this project.
-fn check_evidence(console: &str, flash_image: &std::path::Path) {
+/// Checks the evidence /init printed against the reference values of a device booted from
+/// `flash_image` with the manifest `booted`, with `pending` accepted as an update before the
+/// evidence was taken.
+fn check_evidence(console: &str, flash_image: &std::path::Path, booted: &[u8], pending: Option<&[u8]>) {
     use sha2::{Digest, Sha256};
-    use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
+    use tzmk_trust::manifest::Manifest;
     use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
     let hex_line = |what: &str| -> Vec<u8> {
         let prefix = format!("tzmk-init: evidence {what} ");
@@ -315,9 +318,9 @@ fn check_evidence(console: &str, flash_image: &std::path::Path) {
     let monitor = std::fs::read(env_path("TZMK_MONITOR_BIN").with_file_name("monitor.bin")).unwrap();
     assert_eq!(flash[..monitor.len()], monitor[..], "the flash image starts with monitor.bin");
     let layout = tzmk_sdf::Platform::qemu_virt();
-    let (provisioning_at, manifest_at) = (layout.trust.provisioning as usize, layout.trust.manifest as usize);
+    let provisioning_at = layout.trust.provisioning as usize;
     let provisioning = Provisioning::parse(&flash[provisioning_at..provisioning_at + PROVISIONING_SIZE]).unwrap();
-    let manifest = Manifest::parse(&flash[manifest_at..manifest_at + MANIFEST_SIZE]).unwrap();
+    let manifest = Manifest::parse(booted).unwrap();
     let refs = tzmk_trust::refs::ReferenceValues::derive(
         &monitor,
         provisioning,
@@ -325,6 +328,9 @@ fn check_evidence(console: &str, flash_image: &std::path::Path) {
         attestation_pd::evidence::IMPLEMENTATION,
     );
     let mut refs = refs;
+    if let Some(pending) = pending {
+        refs.expect_pending_update(Manifest::parse(pending).unwrap());
+    }
     // /init measured a workload before it asked for evidence.
     refs.expect_runtime(
         tzmk_linux_guest::RUNTIME_MEASUREMENT_NAME,

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tzmk_interface::attestation::{BootHandoff, EvidenceHeader, EVIDENCE_MAGIC, EVIDENCE_VERSION, MAX_NONCE};
 use tzmk_trust::dice::{self, Config, Inputs, Mode, SubjectKey, INLINE_CONFIG_SIZE};
 use tzmk_trust::eventlog::{EventLog, EV_POST_CODE, PCR_BOOT};
-use tzmk_trust::manifest::{ImageKind, Manifest};
+use tzmk_trust::manifest::Manifest;
 use zerocopy::IntoBytes;
 
 use crate::runtime::Measurement;
@@ -32,6 +32,8 @@ pub const IMPLEMENTATION: &[u8] = b"tzmk secure world on qemu-virt";
 pub const NORMAL_WORLD_CLIENT: i32 = -1;
 /// The version runtime measurements are reported with (the normal world gives none).
 pub const RUNTIME_VERSION: &str = "runtime";
+/// The measurement type of a pending update's component.
+pub use tzmk_interface::attestation::PENDING_MEASUREMENT_TYPE;
 /// Room for the chain: three CBOR byte strings (a key and two ~450-byte certificates).
 pub const CHAIN_MAX: usize = 1280;
 
@@ -59,8 +61,6 @@ impl From<TokenError> for EvidenceError {
 /// One software component's facts, kept for every token.
 #[derive(Debug, Clone)]
 struct Component {
-    /// The manifest kind it reports (`None`: the monitor itself).
-    kind: Option<ImageKind>,
     measurement_type: &'static str,
     measurement_value: [u8; 32],
     version: String<12>,
@@ -74,6 +74,8 @@ pub struct Attester {
     implementation_id: [u8; 32],
     signer_id: [u8; 32],
     components: Vec<Component, MAX_COMPONENTS>,
+    /// The update the monitor accepted this boot, which the next boot runs (`take_pending_update`).
+    pending: Option<Component>,
 }
 
 fn decimal(value: u32) -> String<12> {
@@ -122,7 +124,6 @@ impl Attester {
 
         let mut components = Vec::new();
         let monitor = Component {
-            kind: None,
             measurement_type: "BL",
             measurement_value: handoff.monitor_sha256,
             version: decimal(manifest.header.security_version.get()),
@@ -137,7 +138,6 @@ impl Attester {
             // An image the monitor did not measure is not reported: there is nothing to vouch for.
             if let Some(measurement_value) = measured {
                 let component = Component {
-                    kind: Some(kind),
                     measurement_type: kind.measurement_type(),
                     measurement_value,
                     version: decimal(entry.security_version.get()),
@@ -153,24 +153,25 @@ impl Attester {
             implementation_id: Sha256::digest(IMPLEMENTATION).into(),
             signer_id: Sha256::digest(handoff.platform_public_key).into(),
             components,
+            pending: None,
         })
     }
 
-    /// Takes the reference values of a manifest the monitor accepted as an update (it verified it):
-    /// each component's version becomes the new manifest's (the monitor's, its security version).
-    /// The measurements stay what the monitor measured at boot. A manifest that does not parse
-    /// changes nothing.
-    pub fn take_reference_values(&mut self, manifest: &[u8]) {
-        let Ok(manifest) = Manifest::parse(manifest) else { return };
-        for component in self.components.iter_mut() {
-            let version = match component.kind {
-                None => Some(manifest.header.security_version.get()),
-                Some(kind) => manifest.image(kind).map(|entry| entry.security_version.get()),
-            };
-            if let Some(version) = version {
-                component.version = decimal(version);
-            }
-        }
+    /// Records a manifest the monitor accepted as an update (it verified it) as the *pending*
+    /// update: every later token reports it as one more software component,
+    /// [`PENDING_MEASUREMENT_TYPE`] with the SHA-256 of the manifest's bytes, its security version
+    /// and the platform key as signer. The boot's components stay exactly as measured and as
+    /// versioned at boot: the running images are the booted manifest's, whatever flash holds
+    /// now, so reporting the new version against the old images would vouch for a pairing that
+    /// never booted. A later accepted update replaces the pending one (flash holds the last); a
+    /// manifest that does not parse changes nothing.
+    pub fn take_pending_update(&mut self, manifest: &[u8]) {
+        let Ok(parsed) = Manifest::parse(manifest) else { return };
+        self.pending = Some(Component {
+            measurement_type: PENDING_MEASUREMENT_TYPE,
+            measurement_value: Sha256::digest(manifest).into(),
+            version: decimal(parsed.header.security_version.get()),
+        });
     }
 
     /// The attestation public key (SEC1 uncompressed).
@@ -189,6 +190,7 @@ impl Attester {
         let components: Vec<SoftwareComponent<'_>, MAX_COMPONENTS> = self
             .components
             .iter()
+            .chain(self.pending.as_ref())
             .map(|c| SoftwareComponent {
                 measurement_type: c.measurement_type,
                 measurement_value: c.measurement_value,
@@ -362,34 +364,27 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_update_changes_the_reported_versions_not_the_measurements() {
+    fn an_accepted_update_is_reported_as_pending_and_the_boot_stays_as_booted() {
         let h = handoff();
         let mut attester = Attester::new(&h).unwrap();
         let report = |attester: &Attester| {
             let mut out = [0u8; MAX_EVIDENCE];
             let n = attester.evidence(&[9; 32], &[], &mut out).unwrap();
-            let (header, rest) = EvidenceHeader::read_from_prefix(&out[..n]).unwrap();
-            let sign1 = coset::CoseSign1::from_tagged_slice(&rest[..header.token_length as usize]).unwrap();
-            let claims: ciborium::Value = ciborium::from_reader(&sign1.payload.unwrap()[..]).unwrap();
-            let components =
-                claims.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(2399.into())).unwrap().1.clone();
-            let field = |c: &ciborium::Value, key: i64| {
-                c.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(key.into())).unwrap().1.clone()
-            };
-            components
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| (field(c, 4).as_text().unwrap().to_owned(), field(c, 2).as_bytes().unwrap().clone()))
-                .collect::<std::vec::Vec<_>>()
+            components_of(&out[..n])
         };
         let before = report(&attester);
-        let versions = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
-            r.iter().map(|(v, _)| v.clone()).collect::<std::vec::Vec<_>>()
+        let types = |r: &[(std::string::String, std::vec::Vec<u8>, std::vec::Vec<u8>)]| {
+            r.iter().map(|(t, _, _)| t.clone()).collect::<std::vec::Vec<_>>()
         };
-        assert_eq!(versions(&before), ["4", "0", "1", "2", "3"]);
+        assert_eq!(types(&before), ["BL", "PRoT", "kernel", "dtb", "initramfs"]);
+        let versions = |attester: &Attester| {
+            let mut out = [0u8; MAX_EVIDENCE];
+            let n = attester.evidence(&[9; 32], &[], &mut out).unwrap();
+            versions_of(&out[..n])
+        };
+        assert_eq!(versions(&attester), ["4", "0", "1", "2", "3"]);
         // Garbage changes nothing.
-        attester.take_reference_values(&[0u8; 10]);
+        attester.take_pending_update(&[0u8; 10]);
         assert_eq!(report(&attester), before);
         // The same images at security version 9 (what the monitor accepted).
         let platform = SigningKey::from_bytes(&[7; 32]);
@@ -403,13 +398,41 @@ mod tests {
         for (i, (kind, name, bytes)) in images.iter().enumerate() {
             builder.image(*kind, name, 9, 0x4000_0000 + (i as u64) * 0x100_0000, bytes).unwrap();
         }
-        attester.take_reference_values(builder.sign(&platform).unwrap().as_bytes());
+        let update = builder.sign(&platform).unwrap();
+        attester.take_pending_update(update.as_bytes());
         let after = report(&attester);
-        assert_eq!(versions(&after), ["9", "9", "9", "9", "9"]);
-        let values = |r: &[(std::string::String, std::vec::Vec<u8>)]| {
-            r.iter().map(|(_, m)| m.clone()).collect::<std::vec::Vec<_>>()
-        };
-        assert_eq!(values(&after), values(&before), "the measurements stay the boot's");
+        assert_eq!(after[..5], before[..], "the boot's components stay as booted: measurements and versions");
+        assert_eq!(versions(&attester), ["4", "0", "1", "2", "3", "9"]);
+        let signer: std::vec::Vec<u8> = Sha256::digest(h.platform_public_key).to_vec();
+        assert_eq!(
+            after[5],
+            (PENDING_MEASUREMENT_TYPE.into(), Sha256::digest(update.as_bytes()).to_vec(), signer),
+            "the pending update: the manifest's digest, signed by the platform key"
+        );
+        // A second update replaces the pending one.
+        let mut builder = ManifestBuilder::new(10);
+        builder.image(ImageKind::LinuxKernel, "image", 10, 0x4000_0000, b"Image").unwrap();
+        let second = builder.sign(&platform).unwrap();
+        attester.take_pending_update(second.as_bytes());
+        assert_eq!(versions(&attester), ["4", "0", "1", "2", "3", "10"]);
+        assert_eq!(report(&attester)[5].1, Sha256::digest(second.as_bytes()).to_vec());
+    }
+
+    fn versions_of(evidence: &[u8]) -> std::vec::Vec<std::string::String> {
+        let (header, rest) = EvidenceHeader::read_from_prefix(evidence).unwrap();
+        let sign1 = coset::CoseSign1::from_tagged_slice(&rest[..header.token_length as usize]).unwrap();
+        let claims: ciborium::Value = ciborium::from_reader(&sign1.payload.unwrap()[..]).unwrap();
+        let components =
+            claims.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(2399.into())).unwrap().1.clone();
+        components
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let version = c.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(4.into())).unwrap();
+                version.1.as_text().unwrap().to_owned()
+            })
+            .collect()
     }
 
     #[test]
@@ -432,8 +455,13 @@ mod tests {
                 .measure(&std::format!("measurement-{i:04}").as_bytes().try_into().unwrap(), &[i as u8; 32])
                 .unwrap();
         }
+        // And a pending update.
+        let mut attester = attester;
+        let mut builder = ManifestBuilder::new(u32::MAX);
+        builder.image(ImageKind::LinuxKernel, "image", u32::MAX, 0x4000_0000, b"Image").unwrap();
+        attester.take_pending_update(builder.sign(&SigningKey::from_bytes(&[7; 32])).unwrap().as_bytes());
         let n = attester.evidence(&[1; 64], runtime.measurements(), &mut out).unwrap();
-        assert_eq!(components_of(&out[..n]).len(), 5 + MAX_RUNTIME_MEASUREMENTS);
+        assert_eq!(components_of(&out[..n]).len(), 5 + 1 + MAX_RUNTIME_MEASUREMENTS);
         assert!(n <= MAX_EVIDENCE, "{n}");
     }
 

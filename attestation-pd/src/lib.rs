@@ -19,13 +19,13 @@ use tzmk_interface::attestation::{
 };
 use tzmk_interface::smc;
 use tzmk_interface::update::UpdateOutcome;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 use zeroize::Zeroize;
 
 /// The handoff as read once at boot: `None` when the monitor left none, or a corrupt one.
 pub fn read_handoff(bytes: &[u8]) -> Option<BootHandoff> {
     let (handoff, _) = BootHandoff::read_from_prefix(bytes).ok()?;
-    (handoff.magic == HANDOFF_MAGIC && handoff.version == HANDOFF_VERSION).then_some(handoff)
+    valid_handoff_header(&handoff).then_some(handoff)
 }
 
 /// Whether the EL3 monitor that answers SMCs is tzmk's (its SiP UID), judged from the registers
@@ -109,30 +109,27 @@ pub fn init() -> AttestationPd {
     let mut runtime = None;
     match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
-            let mut bytes = [0u8; core::mem::size_of::<BootHandoff>()];
-            match handoff_region.read_bytes(0, &mut bytes).ok().and_then(|()| read_handoff(&bytes)) {
-                Some(handoff) => {
-                    log::info!("ready: boot handoff from the monitor is valid");
-                    wipe_cdis(&handoff_region);
-                    verdict = boot::check_linux(&handoff);
-                    attester = match evidence::Attester::new(&handoff) {
-                        Ok(attester) => Some(attester),
-                        Err(e) => {
-                            log::warn!("no attestation key from the handoff ({e:?}): evidence unavailable");
-                            None
-                        }
-                    };
-                    measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
-                    runtime =
-                        handoff.event_log.get(..handoff.event_log_length as usize).and_then(runtime::RuntimeLog::new);
-                    if runtime.is_none() {
-                        log::warn!("the handoff's event log does not parse: runtime measurements unavailable");
+            // The one copy of the handoff (CDIs included), wiped below whatever happens.
+            let mut handoff = BootHandoff::new_zeroed();
+            if take_handoff(&handoff_region, &mut handoff) {
+                log::info!("ready: boot handoff from the monitor is valid");
+                verdict = boot::check_linux(&handoff);
+                attester = match evidence::Attester::new(&handoff) {
+                    Ok(attester) => Some(attester),
+                    Err(e) => {
+                        log::warn!("no attestation key from the handoff ({e:?}): evidence unavailable");
+                        None
                     }
+                };
+                measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
+                runtime = handoff.event_log.get(..handoff.event_log_length as usize).and_then(runtime::RuntimeLog::new);
+                if runtime.is_none() {
+                    log::warn!("the handoff's event log does not parse: runtime measurements unavailable");
                 }
-                None => log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)"),
+            } else {
+                log::info!("ready: the monitor left no valid boot handoff (measurements unavailable)");
             }
-            // The copy on this stack held the CDIs too.
-            bytes.zeroize();
+            wipe_handoff(&mut handoff);
         }
         Ok(answer) => {
             log::info!("ready: no tzmk monitor (SiP UID call answered {:#x}): measurements unavailable", answer[0]);
@@ -163,15 +160,29 @@ pub fn init() -> AttestationPd {
     }
 }
 
-/// Zeroes the CDIs in the handoff page: after start-up only this PD's own memory holds what it
-/// derived from them.
-fn wipe_cdis(region: &MemoryRegion) {
+/// Reads the handoff page once into `copy` and zeroes the CDIs in the page, so that after
+/// start-up only `copy` (which the caller wipes with [`wipe_handoff`] once it has derived what it
+/// needs) and what this PD derived from it hold anything of them. Whether `copy` is a valid
+/// handoff; the page's CDIs are wiped either way.
+pub fn take_handoff(region: &MemoryRegion, copy: &mut BootHandoff) -> bool {
+    let read = region.read_bytes(0, copy.as_mut_bytes()).is_ok();
     let zeros = [0u8; 32];
     for offset in [core::mem::offset_of!(BootHandoff, cdi_attest), core::mem::offset_of!(BootHandoff, cdi_seal)] {
         if let Err(e) = region.write_bytes(offset, &zeros) {
             log::warn!("boot_handoff: the CDIs could not be wiped: {e}");
         }
     }
+    read && valid_handoff_header(copy)
+}
+
+/// Wipes the handoff's copy: its CDIs and everything else of it (`zeroize`: the writes are not
+/// optimised away). CDI_Seal has no use in this PD yet; it is wiped all the same.
+pub fn wipe_handoff(copy: &mut BootHandoff) {
+    copy.as_mut_bytes().zeroize();
+}
+
+fn valid_handoff_header(handoff: &BootHandoff) -> bool {
+    handoff.magic == HANDOFF_MAGIC && handoff.version == HANDOFF_VERSION
 }
 
 /// Sends the monitor `go`: seL4 has initialised the GIC and stage 2 found Linux's images to be
@@ -195,7 +206,7 @@ impl AttestationPd {
         };
         let (outcome, accepted) = update::relay(length, &self.update_region, &self.manifest_update, monitor);
         if let (Some(bytes), Some(attester)) = (accepted, self.attester.as_mut()) {
-            attester.take_reference_values(&bytes);
+            attester.take_pending_update(&bytes);
         }
         log::info!("update: {outcome}");
         let words = update::reply_words(&outcome);
@@ -321,6 +332,38 @@ mod tests {
         bad.version = 7;
         assert_eq!(read_handoff(bad.as_bytes()), None);
         assert_eq!(read_handoff(&good.as_bytes()[..10]), None, "short input");
+    }
+
+    #[test]
+    fn the_handoff_is_read_once_and_its_cdis_leave_no_copy() {
+        let mut page = handoff();
+        (page.cdi_attest, page.cdi_seal) = ([0xa5; 32], [0x5a; 32]);
+        let mut buffer = page.as_bytes().to_vec();
+        // SAFETY: `buffer` outlives the region, and nothing else touches it meanwhile.
+        let region = unsafe { MemoryRegion::new(core::ptr::NonNull::new(buffer.as_mut_ptr()).unwrap(), buffer.len()) };
+        let mut copy = BootHandoff::new_zeroed();
+        assert!(take_handoff(&region, &mut copy));
+        assert_eq!((copy.cdi_attest, copy.cdi_seal), ([0xa5; 32], [0x5a; 32]), "the copy has what the page had");
+        let in_page = BootHandoff::read_from_bytes(&buffer).unwrap();
+        assert_eq!((in_page.cdi_attest, in_page.cdi_seal), ([0; 32], [0; 32]), "the page's CDIs are wiped");
+        assert_eq!(in_page.secure_image_sha256, page.secure_image_sha256, "the rest of the page stays");
+        wipe_handoff(&mut copy);
+        assert!(copy.as_bytes().iter().all(|&b| b == 0), "nothing of the copy is left");
+        // A page that is no handoff: refused, and its CDI bytes are wiped all the same.
+        let mut junk = vec![0x33u8; core::mem::size_of::<BootHandoff>()];
+        // SAFETY: as above.
+        let region = unsafe { MemoryRegion::new(core::ptr::NonNull::new(junk.as_mut_ptr()).unwrap(), junk.len()) };
+        assert!(!take_handoff(&region, &mut copy));
+        assert_eq!(junk[core::mem::offset_of!(BootHandoff, cdi_attest)..][..32], [0; 32]);
+    }
+
+    /// HKDF's state (HMAC's two hash states, keyed with a CDI) and every hash state wipe
+    /// themselves on drop: sha2's `zeroize` feature, which this does not compile without.
+    #[test]
+    fn hash_states_wipe_themselves() {
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<sha2::Sha256>();
+        wipes_on_drop::<sha2::Sha512>();
     }
 
     #[test]

@@ -132,7 +132,7 @@ mod tests {
     fn refused_measurements_change_nothing() {
         let (buffer, length) = boot_log();
         let mut runtime = RuntimeLog::new(&buffer[..length]).unwrap();
-        for bad in ["", "Caps", "kernel", "initramfs", "a b"] {
+        for bad in ["", "Caps", "kernel", "initramfs", "pending-update", "a b"] {
             assert_eq!(runtime.measure(&name(bad), &[1; 32]), Err(MeasureError::BadName), "{bad:?}");
         }
         assert_eq!(runtime.log(), &buffer[..length]);

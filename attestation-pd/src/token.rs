@@ -75,7 +75,8 @@ pub const PROTECTED_HEADER: [u8; 3] = [0xa1, 0x01, 0x26];
 
 /// At most this many software components in one token.
 pub const MAX_COMPONENTS: usize = 16;
-const _: () = assert!(MAX_COMPONENTS >= 5 + tzmk_interface::attestation::MAX_RUNTIME_MEASUREMENTS);
+// The monitor, four images, a pending update and every runtime measurement.
+const _: () = assert!(MAX_COMPONENTS >= 5 + 1 + tzmk_interface::attestation::MAX_RUNTIME_MEASUREMENTS);
 
 /// Open DICE's `ID_SALT`, the salt of the attestation key's HKDF (docs/trusted-boot.md, "Keys"):
 /// tzmk-trust's, where the DICE derivations live.
@@ -193,16 +194,16 @@ pub fn instance_id(key: &VerifyingKey) -> [u8; 33] {
 /// c = 0, 1, ... for which the 32 bytes of `HKDF-SHA256(ikm = CDI_Attest, salt = ID_SALT,
 /// info = "tzmk attestation key P-256" || c)` are a scalar in [1, n-1]. The counter is one byte.
 pub fn derive_attestation_key(cdi_attest: &[u8; 32]) -> Result<AttestationKey, NoValidScalar> {
+    // The HKDF state is two SHA-256 states keyed with CDI_Attest: it wipes itself when dropped
+    // (sha2's `zeroize` feature); the output is wiped by `Zeroizing`.
     let hkdf = Hkdf::<Sha256>::new(Some(&ID_SALT), cdi_attest);
-    let mut okm = [0u8; 32];
+    let mut okm = zeroize::Zeroizing::new([0u8; 32]);
     for counter in 0..=u8::MAX {
         // 32 bytes is far below HKDF-SHA256's limit of 255 * 32: expand cannot fail.
-        if hkdf.expand_multi_info(&[ATTESTATION_KEY_INFO, &[counter]], &mut okm).is_err() {
+        if hkdf.expand_multi_info(&[ATTESTATION_KEY_INFO, &[counter]], &mut okm[..]).is_err() {
             break;
         }
         let key = AttestationKey::from_scalar_bytes(&okm);
-        okm.fill(0);
-        core::hint::black_box(&okm);
         if let Some(key) = key {
             return Ok(key);
         }

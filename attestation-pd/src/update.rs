@@ -5,8 +5,9 @@
 //! comm-pd leaves the candidate in `attestation_update` (comm-pd writes, this PD reads) and its
 //! length in MR0. This PD copies it once into `manifest_update` (secure RAM the monitor maps), calls
 //! `UPDATE_MANIFEST` and answers the monitor's outcome (`UpdateReply` in MR0..MR1). When the
-//! monitor accepted it, the manifest it wrote becomes this PD's reference values: the security
-//! versions the evidence reports (the measurements stay the boot's: nothing was re-measured).
+//! monitor accepted it, the manifest it wrote is reported as the pending update in every later
+//! token; the boot's components keep the measurements and versions they booted with (nothing
+//! was re-measured, and the running images are the booted manifest's).
 
 use microkit::MemoryRegion;
 use tzmk_interface::update::{UpdateOutcome, MANIFEST_LENGTH};

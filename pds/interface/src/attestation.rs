@@ -40,7 +40,14 @@ pub const MEASURE_NAME_SIZE: usize = 16;
 pub const MAX_RUNTIME_MEASUREMENTS: usize = 8;
 /// Names a runtime measurement may not take: the measurement types of the boot components, so
 /// that a verifier never mistakes what the normal world reported for what the monitor measured.
-pub const RESERVED_MEASUREMENT_NAMES: [&str; 5] = ["bl", "prot", "kernel", "dtb", "initramfs"];
+pub const RESERVED_MEASUREMENT_NAMES: [&str; 6] =
+    ["bl", "prot", "kernel", "dtb", "initramfs", PENDING_MEASUREMENT_TYPE];
+/// The measurement type of the software component that reports a pending update: a manifest the
+/// monitor accepted this boot (`OP_UPDATE`), which stage 1 boots from the next boot on. Its
+/// measurement value is the SHA-256 of the manifest's bytes, its version the manifest's security
+/// version, its signer the platform key. The boot's own components keep the booted manifest's
+/// versions until then (docs/trusted-boot.md, "Signed updates").
+pub const PENDING_MEASUREMENT_TYPE: &str = "pending-update";
 
 /// Reply labels.
 pub const OK: u64 = 0;

@@ -174,8 +174,8 @@ impl fmt::Debug for Cdis {
 }
 
 /// The profile's `KDF(length, ikm, salt, info)`: HKDF-SHA512. The output is the caller's to
-/// wipe; the HKDF state left on the stack is not (hkdf 0.12 has no zeroize support), so the
-/// monitor wipes its stack after stage 1.
+/// wipe; the HKDF state (HMAC's two SHA-512 states, keyed with the secret) wipes itself when it
+/// is dropped (sha2's `zeroize` feature, on for the workspace: `hash_states_wipe_themselves`).
 fn kdf<const N: usize>(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; N] {
     let mut okm = [0u8; N];
     // HKDF-SHA512 refuses only outputs above 255 * 64 bytes; N is at most 32 here.

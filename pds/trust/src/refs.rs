@@ -9,6 +9,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use sha2::{Digest, Sha256};
+use zerocopy::IntoBytes;
 
 use crate::manifest::Manifest;
 use crate::provisioning::Provisioning;
@@ -77,6 +78,20 @@ impl ReferenceValues {
             measurement_value: sha256,
             signer_id: [0; 32],
             version: "runtime".into(),
+        });
+    }
+
+    /// Adds the pending update a token reports after the monitor accepted `manifest` (its bytes)
+    /// this boot: a component of type "pending-update" with the manifest's SHA-256, its security
+    /// version and the platform key as signer (the same signer as the boot's components). The
+    /// boot's components stay those of the manifest the device booted.
+    pub fn expect_pending_update(&mut self, manifest: &Manifest) {
+        let signer_id = self.components.first().map_or([0; 32], |monitor| monitor.signer_id);
+        self.components.push(ReferenceComponent {
+            measurement_type: tzmk_interface::attestation::PENDING_MEASUREMENT_TYPE.into(),
+            measurement_value: Sha256::digest(manifest.as_bytes()).into(),
+            signer_id,
+            version: format!("{}", manifest.header.security_version.get()),
         });
     }
 
