@@ -266,24 +266,33 @@ fn update_answers(console: &str) -> Vec<String> {
     console.lines().filter_map(|l| l.strip_prefix("tzmk-init: tzctl update: ")).map(str::to_owned).collect()
 }
 
-/// The hostile normal world against rt-task (tests/linux's `tzmk-hostile gic`): every case ran,
-/// each said what its writes did and how rt-task fared during it (counts printed here), and the
-/// echo port still answered after them.
+/// The hostile normal world against rt-task (tests/linux's `tzmk-hostile gic`). What QEMU can
+/// decide is asserted: every case ran; every Group 0 register of the kick read back unchanged
+/// (the tool fails a case otherwise, and says "unchanged" for each); after each case rt-task
+/// published new releases and the echo port answered. rt-task's misses and overruns during a
+/// case are printed, not asserted: under TCG they measure QEMU's scheduling of the secure vCPU
+/// (docs/realtime.md, "What QEMU cannot show").
 fn check_hostile_gic(console: &str) {
     let cases: Vec<&str> = console.lines().filter(|l| l.starts_with("tzmk-hostile: gic: ")).collect();
     for line in &cases {
         println!("{line}");
     }
     assert!(
-        cases.iter().any(|l| l.contains("every case held; the echo port still answers")),
+        cases.iter().any(|l| l.contains("every case held; the echo port answered after each")),
         "the hostile GIC cases did not all hold: {cases:#?}"
     );
+    // The kick's bit registers, priority and configuration: a non-secure write is ignored.
+    let unchanged = cases.iter().filter(|l| l.contains("unchanged (") && l.contains("): ignored")).count();
+    assert_eq!(unchanged, 6, "each Group 0 register case of the kick reads back unchanged: {cases:#?}");
     // QEMU's deviation from GIC-400 (docs/realtime.md, "Linux cannot disturb them"): the SGIs
     // Linux aims at the secure core reach seL4, whose debug kernel logs each.
     let sgis = console.lines().filter(|l| l.starts_with("Received disabled IRQ: ")).count();
     println!("seL4 logged {sgis} interrupts it had not enabled: the normal world's SGIs (a QEMU deviation)");
-    let counted = cases.iter().filter(|l| l.contains(" releases, ") && l.contains(" misses, ")).count();
-    assert_eq!(counted, 14, "every hostile case reports rt-task's releases, misses and overruns: {cases:#?}");
+    let counted = cases
+        .iter()
+        .filter(|l| l.contains(" releases, ") && l.contains(" misses, ") && l.trim_end().ends_with("; echo answered"))
+        .count();
+    assert_eq!(counted, 14, "after every hostile case rt-task released again and echo answered: {cases:#?}");
 }
 
 /// The evidence `tzctl attest --nonce` got inside Linux (hex on the console), checked on the host

@@ -276,22 +276,47 @@ fn rt_counts(rt: &tzcomm::Port, after: Option<u64>) -> Option<(u64, u64, u64)> {
     None
 }
 
-/// One hostile case: `action` runs for `hold` (repeating its writes) and says what it saw.
+/// What each hostile case checks the secure world with: rt-task's figures (the rt port) and a
+/// round trip through comm-pd (the echo port).
+struct Probes {
+    rt: tzcomm::Port,
+    echo: tzcomm::Port,
+}
+
+impl Probes {
+    /// One echo round trip, with its bytes checked: comm-pd still moves records.
+    fn echo(&mut self, case: &str) -> Result<(), String> {
+        let message = format!("after {case}");
+        self.echo.write(message.as_bytes()).map_err(|e| format!("echo: {e}"))?;
+        let mut reply = [0u8; 128];
+        let n = self.echo.read(&mut reply).map_err(|e| format!("echo: comm-pd no longer answers: {e}"))?;
+        if &reply[..n] != message.as_bytes() {
+            return Err(format!("echo answered {:?}", String::from_utf8_lossy(&reply[..n])));
+        }
+        Ok(())
+    }
+}
+
+/// One hostile case: `action` runs for `hold` (repeating its writes) and says what it saw; then
+/// the secure world must answer: rt-task publishes new releases and the echo port answers. What
+/// QEMU cannot decide (rt-task's lateness under TCG's scheduling of the secure vCPU) is printed,
+/// not asserted (docs/realtime.md).
 fn hostile_case(
-    rt: &tzcomm::Port,
+    probes: &mut Probes,
     name: &str,
     hold: Duration,
     action: impl FnOnce(Duration) -> Result<String, String>,
 ) {
-    let before = rt_counts(rt, None).unwrap_or_else(|| fail("the rt port answered no latency figures".into()));
+    let before = rt_counts(&probes.rt, None).unwrap_or_else(|| fail("the rt port answered no latency figures".into()));
     let started = Instant::now();
     let effect = action(hold).unwrap_or_else(|reason| fail(format!("{name}: {reason}")));
-    let after = rt_counts(rt, Some(before.0))
+    let after = rt_counts(&probes.rt, Some(before.0))
         .unwrap_or_else(|| fail(format!("{name}: rt-task published nothing new for 10 s after the case: it stopped")));
+    probes.echo(name).unwrap_or_else(|reason| fail(format!("{name}: then {reason}")));
     let elapsed = started.elapsed();
     let (releases, misses, overruns) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     println!(
-        "tzmk-hostile: gic: {name}: {effect}; rt-task: {releases} releases, {misses} misses, {overruns} overruns in {} ms",
+        "tzmk-hostile: gic: {name}: {effect}; rt-task: {releases} releases, {misses} misses, {overruns} overruns in {} ms; echo answered",
         elapsed.as_millis()
     );
 }
@@ -344,6 +369,9 @@ fn gic(hold_ms: u64) {
     let hold = Duration::from_millis(hold_ms);
     let tz = tzcomm::Tz::driver().unwrap_or_else(|e| fail(format!("tzmk.ko: {e}")));
     let rt = tz.open("rt").unwrap_or_else(|e| fail(format!("open rt: {e}")));
+    let mut echo = tz.open("echo").unwrap_or_else(|e| fail(format!("open echo: {e}")));
+    echo.set_timeout(Some(Duration::from_secs(10)));
+    let mut probes = Probes { rt, echo };
     let kicker = Kicker::open("echo-small");
     let gicd = Mmio::map(GICD_BASE).unwrap_or_else(|e| fail(format!("/dev/mem at {GICD_BASE:#x}: {e}")));
     let (word, bit) = (4 * (KICK / 32), 1u32 << (KICK % 32));
@@ -354,7 +382,7 @@ fn gic(hold_ms: u64) {
         ("kick active (GICD_ISACTIVER/ICACTIVER)", 0x300, 0x380),
         ("kick group (GICD_IGROUPR)", 0x080, 0x080),
     ] {
-        hostile_case(&rt, name, hold, |hold| {
+        hostile_case(&mut probes, name, hold, |hold| {
             let before = (gicd.read(set + word), gicd.read(clear + word));
             let writes = storm(hold, || {
                 gicd.write(set + word, bit);
@@ -365,12 +393,12 @@ fn gic(hold_ms: u64) {
                 .and_then(|said| ignored("and its pair", before.1 & bit, after.1 & bit).map(|_| said))
         });
     }
-    hostile_case(&rt, "kick priority (GICD_IPRIORITYR)", hold, |hold| {
+    hostile_case(&mut probes, "kick priority (GICD_IPRIORITYR)", hold, |hold| {
         let before = gicd.read_byte(0x400 + KICK);
         let writes = storm(hold, || gicd.write_byte(0x400 + KICK, 0xf0));
         ignored(&format!("{writes} writes of 0xf0"), before.into(), gicd.read_byte(0x400 + KICK).into())
     });
-    hostile_case(&rt, "kick configuration (GICD_ICFGR)", hold, |hold| {
+    hostile_case(&mut probes, "kick configuration (GICD_ICFGR)", hold, |hold| {
         let offset = 0xc00 + 4 * (KICK / 16);
         let field = 3u32 << (2 * (KICK % 16));
         let before = gicd.read(offset);
@@ -379,7 +407,7 @@ fn gic(hold_ms: u64) {
     });
     // QEMU (unlike GIC-400) lets this one through: the monitor re-aims the kick at the secure
     // core on every notify_secure, before it pends it (docs/qemu-and-sel4-facts.md).
-    hostile_case(&rt, "kick target (GICD_ITARGETSR)", hold, |hold| {
+    hostile_case(&mut probes, "kick target (GICD_ITARGETSR)", hold, |hold| {
         let before = gicd.read_byte(0x800 + KICK);
         let writes = storm(hold, || gicd.write_byte(0x800 + KICK, 0x02));
         let hostile = gicd.read_byte(0x800 + KICK);
@@ -395,7 +423,7 @@ fn gic(hold_ms: u64) {
     });
     // rt-task's timer is a PPI: its registers are banked per CPU, so a Linux core reaches only
     // its own copy. This CPU's copy changes; the secure core's cannot be named from here.
-    hostile_case(&rt, "rt timer PPI 30 (this CPU's bank)", hold, |hold| {
+    hostile_case(&mut probes, "rt timer PPI 30 (this CPU's bank)", hold, |hold| {
         let priority = gicd.read_byte(0x400 + RT_TIMER);
         let enabled = gicd.read(0x100) & (1 << RT_TIMER);
         let writes = storm(hold, || {
@@ -411,7 +439,7 @@ fn gic(hold_ms: u64) {
         }
         Ok(format!("{writes} x 4 writes; this CPU's PPI 30 priority read {seen:#04x} (banked: Linux's own copy)"))
     });
-    hostile_case(&rt, "GICD_CTLR", hold, |hold| {
+    hostile_case(&mut probes, "GICD_CTLR", hold, |hold| {
         let before = gicd.read(0);
         // A non-secure write reaches EnableGrp1 alone: Linux switches off its own interrupts
         // (busy-wait meanwhile: no timer interrupt comes), never the secure world's Group 0.
@@ -424,7 +452,7 @@ fn gic(hold_ms: u64) {
     // may only raise Group 1 SGIs, and seL4's are Group 0. seL4's debug kernel logs each one it
     // takes ("Received disabled IRQ: N") on the secure console at 115200 baud, so the case sends a
     // trickle (one every 10 ms, every id, NSATT 0 and 1) to show the effect without drowning it.
-    hostile_case(&rt, "GICD_SGIR at the secure core", hold, |hold| {
+    hostile_case(&mut probes, "GICD_SGIR at the secure core", hold, |hold| {
         let mut id = 0u32;
         let started = Instant::now();
         while id == 0 || started.elapsed() < hold {
@@ -435,7 +463,7 @@ fn gic(hold_ms: u64) {
         }
         Ok(format!("{id} SGIs (every id, NSATT 0 and 1): see seL4's console for the ones it took"))
     });
-    hostile_case(&rt, "notify_secure storm", hold, |hold| {
+    hostile_case(&mut probes, "notify_secure storm", hold, |hold| {
         let mut refused = 0u64;
         let calls = storm(hold, || {
             if kicker.kick().is_err() {
@@ -448,7 +476,7 @@ fn gic(hold_ms: u64) {
         Ok(format!("{calls} notify_secure calls"))
     });
     let hotplug = format!("PSCI CPU_OFF/CPU_ON storm (Linux's cpu {})", tzmk_linux_guest::HOTPLUG_CPU);
-    hostile_case(&rt, &hotplug, hold, |hold| {
+    hostile_case(&mut probes, &hotplug, hold, |hold| {
         let path = format!("/sys/devices/system/cpu/cpu{}/online", tzmk_linux_guest::HOTPLUG_CPU);
         let path = path.as_str();
         let mut cycles = 0u64;
@@ -461,7 +489,7 @@ fn gic(hold_ms: u64) {
         }
         Ok(format!("{cycles} off/on cycles"))
     });
-    hostile_case(&rt, "port flood (sink)", hold, |hold| {
+    hostile_case(&mut probes, "port flood (sink)", hold, |hold| {
         let mut sink = tz.open("sink").map_err(|e| format!("open sink: {e}"))?;
         let message = vec![0x5au8; 4096];
         let mut sent = 0u64;
@@ -472,7 +500,7 @@ fn gic(hold_ms: u64) {
         }
         Ok(format!("{sent} messages of 4096 B"))
     });
-    hostile_case(&rt, "secure RAM read and write", hold, |_| {
+    hostile_case(&mut probes, "secure RAM read and write", hold, |_| {
         let mut said = Vec::new();
         for write in [false, true] {
             // In a child: the access must end it with SIGBUS (an external abort), and nothing
@@ -513,16 +541,7 @@ fn gic(hold_ms: u64) {
         }
         Ok(said.join(", "))
     });
-    // Whatever the normal world did to the kick's registers, comm-pd still hears it.
-    let mut echo = tz.open("echo").unwrap_or_else(|e| fail(format!("open echo: {e}")));
-    echo.set_timeout(Some(Duration::from_secs(10)));
-    echo.write(b"after the hostile cases").unwrap_or_else(|e| fail(format!("echo: {e}")));
-    let mut reply = [0u8; 64];
-    let n = echo.read(&mut reply).unwrap_or_else(|e| fail(format!("echo: comm-pd no longer answers: {e}")));
-    if &reply[..n] != b"after the hostile cases" {
-        fail(format!("echo answered {:?}", &reply[..n]));
-    }
-    println!("tzmk-hostile: gic: every case held; the echo port still answers");
+    println!("tzmk-hostile: gic: every case held; the echo port answered after each");
 }
 
 fn main() {

@@ -303,6 +303,46 @@ fn finished(child: std::process::Child, what: &str) -> Result<String, String> {
     Ok(stdout.into_owned())
 }
 
+/// The ring scribbler over a port whose records comm-pd parses and copies (echo-small: every
+/// record it takes is copied back into tx), while honest echoes run on echo and echo-bulk: they
+/// keep every checksum, the secure side resets echo-small at least once, and echo-small answers
+/// a clean session afterwards.
+fn scribbled_echo_port() -> Result<(), String> {
+    const SCRIBBLED: &str = "echo-small";
+    const COUNT: u64 = 2000;
+    let faults = || read_trimmed(&format!("/sys/class/tzmk/tzmk!{SCRIBBLED}/faults"));
+    let faults_before = faults()?;
+    let rings = std::process::Command::new(HOSTILE_PATH)
+        .args(["rings", SCRIBBLED, "8000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("{HOSTILE_PATH} rings {SCRIBBLED}: {error}"))?;
+    let honest = [("echo", 4096usize, 0usize), ("echo-bulk", 4096, 2)].map(|(port, size, cpu)| {
+        let (count, size) = (COUNT.to_string(), size.to_string());
+        (port, tzctl(&["echo", port, "--count", &count, "--size", &size], Some(cpu)))
+    });
+    for (port, child) in honest {
+        let report = finished(child?, &format!("tzctl echo {port} beside the scribbler"))?;
+        say(&format!("beside the {SCRIBBLED} scribbler: {}", report.trim()));
+        check_echo_report(&report, COUNT).map_err(|e| format!("{port} beside the {SCRIBBLED} scribbler: {e}"))?;
+    }
+    let output = rings.wait_with_output().map_err(|error| format!("tzmk-hostile rings {SCRIBBLED}: {error}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines().for_each(say);
+    if !output.status.success() {
+        return Err(format!("tzmk-hostile rings {SCRIBBLED}: {}", text.lines().last().unwrap_or("no output")));
+    }
+    let faults_after = faults()?;
+    say(&format!("{SCRIBBLED} faults: {faults_before} before the scribbler, {faults_after} after"));
+    if faults_after == faults_before {
+        return Err(format!("the scribbles over {SCRIBBLED}'s rings never made the secure side reset it"));
+    }
+    let clean = finished(tzctl(&["echo", SCRIBBLED, "--count", "100", "--size", "1000"], None)?, "tzctl echo")?;
+    check_echo_report(&clean, 100).map_err(|e| format!("{SCRIBBLED} after the scribbler: {e}"))?;
+    say(&format!("{SCRIBBLED} after the scribbler: {}", clean.trim()));
+    Ok(())
+}
+
 /// tzctl, unchanged from the simulator, through the kernel driver: every port listed; echoes on
 /// echo, echo-small and echo-bulk at once from processes pinned to Linux's three CPUs, every
 /// checksum matching, each port's doorbells mostly on its reader's CPU; attestation and rt calls.
@@ -364,6 +404,7 @@ fn check_tzctl() -> Result<(), String> {
     if faults == "0" {
         return Err("the hostile scribbles over sink's rings never made the secure side reset it".into());
     }
+    scribbled_echo_port()?;
     let unprivileged = finished(
         std::process::Command::new(HOSTILE_PATH)
             .args(["unprivileged", "echo"])
