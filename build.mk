@@ -611,7 +611,8 @@ qemu:
 	    $(MAKE) -f build.mk --no-print-directory flash-full && \
 	    TZMK_MONITOR_BIN=$(abspath $(BUILD_DIR))/flash-full.bin TZMK_DTB=tzmk-full.dtb \
 	    TZMK_UPDATE_MANIFEST=$(abspath $(BUILD_DIR))/manifest-full-update.bin \
-	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) full_system -- --ignored --nocapture; fi
+	    TZMK_LOADER_IMG=$(abspath $(BUILD_DIR))/loader.img $(QEMU_LINUX_RUN) -- --ignored --nocapture --test-threads=1 \
+	        --exact full_system reset_during_update; fi
 
 # Trusted boot refusing to boot (tests/qemu_boot.rs): a garbled and a blank manifest, a tampered
 # kernel with no secure image, and (with the SDK) a tampered loader.img: one stop line on the

@@ -236,6 +236,83 @@ fn full_system() {
     assert_eq!(stopped.console.trim(), "", "nothing ran on UART0");
 }
 
+/// Where the reset-during-update sweep resets the machine: ms after `tzctl update` started, over
+/// an update's duration from Linux (about 0.4 to 1 s on QEMU: docs/trusted-boot.md).
+const RESET_DELAYS_MS: [u64; 8] = [0, 150, 300, 450, 600, 750, 900, 1050];
+
+/// The last number on the first line of `log` that contains `prefix`.
+fn logged_number(log: &str, prefix: &str) -> Option<u32> {
+    let line = log.lines().find(|l| l.contains(prefix))?;
+    line.rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
+}
+
+/// A power cut during an update never bricks the device (docs/trusted-boot.md, "Signed
+/// updates"): for each point of [`RESET_DELAYS_MS`], a fresh copy F of the full system's flash
+/// (manifest v1) boots, /init starts `tzctl update` of v2 on one CPU and resets the machine from
+/// another (PSCI SYSTEM_RESET) that many ms later; then F boots again: stage 1 verifies v1 or v2,
+/// the counter is not above it, attestation-pd lets Linux run and /init reaches its update
+/// prompt. A table says, per point, whether the update had been accepted before the reset.
+#[test]
+#[ignore = "needs the full system's images: make -f build.mk qemu"]
+fn reset_during_update() {
+    let loader = env_path("TZMK_LOADER_IMG");
+    let v2 = std::fs::read(env_path("TZMK_UPDATE_MANIFEST")).unwrap();
+    let hex: String = v2.iter().map(|b| format!("{b:02x}")).collect();
+    let prompt = format!("tzmk-init: {}", tzmk_linux_guest::UPDATE_PROMPT);
+    let mut table = vec!["| reset after | update before the reset | boots again with | counter |".to_owned()];
+    table.push("| --- | --- | --- | --- |".into());
+    for delay in RESET_DELAYS_MS {
+        let log = secure_log(&format!("reset-{delay}"));
+        let flash =
+            tzmk_sdf::qemu::private_flash(&env_path("TZMK_MONITOR_BIN"), &log.with_extension("flash.bin")).unwrap();
+        let mut typed = false;
+        let line = format!("{}{delay}\n{hex}\n", tzmk_linux_guest::RESET_AFTER);
+        let run = tzmk_tests::run_qemu_answering(
+            qemu_with(flash.clone(), &log, Some(loader.clone())),
+            TIMEOUT,
+            |_| false,
+            |console| {
+                if typed || !console.contains(&prompt) {
+                    return None;
+                }
+                typed = true;
+                Some(line.clone().into_bytes())
+            },
+        );
+        let first = std::fs::read_to_string(&log).unwrap_or_default();
+        println!(
+            "---- UART0, reset after {delay} ms ----\n{}\n---- secure UART ----\n{first}---- end ----",
+            run.console
+        );
+        assert!(typed && run.exit.is_some(), "reset after {delay} ms: QEMU did not stop on the reset");
+        assert!(run.console.contains("tzmk-init: reset "), "reset after {delay} ms: /init never reset the machine");
+        let before = if first.contains("update: accepted") { "accepted" } else { "not finished" };
+
+        let log2 = secure_log(&format!("reset-{delay}-again"));
+        let again = tzmk_tests::run_qemu_answering(
+            qemu_with(flash.clone(), &log2, Some(loader.clone())),
+            TIMEOUT,
+            |console| console.contains("tzmk-init: update: done"),
+            answer_updates(vec![]),
+        );
+        let monitor_log = std::fs::read_to_string(&log2).unwrap_or_default();
+        let booted = logged_number(&monitor_log, "manifest verified with the platform key, security version");
+        let counter = logged_number(&monitor_log, "trusted boot: security-version counter");
+        if again.timed_out || booted.is_none() {
+            println!("---- UART0, boot after the reset at {delay} ms ----\n{}\n---- secure UART ----\n{monitor_log}---- end ----", again.console);
+        }
+        assert!(!again.timed_out, "after a reset {delay} ms into an update the device no longer boots to Linux");
+        let (booted, counter) = (booted.expect("a verified manifest"), counter.expect("the counter's line"));
+        assert!(booted == 1 || booted == 2, "after a reset at {delay} ms it booted security version {booted}");
+        assert!(
+            counter <= booted,
+            "after a reset at {delay} ms the counter {counter} is above the manifest's {booted}"
+        );
+        table.push(format!("| {delay} ms | {before} | v{booted} | {counter} |"));
+    }
+    println!("{}", table.join("\n"));
+}
+
 /// The manifest in a flash image's manifest sector.
 fn manifest_in(flash: &std::path::Path) -> Vec<u8> {
     let bytes = std::fs::read(flash).unwrap();

@@ -237,6 +237,9 @@ pub const DRIVER_CHECK_PATH: &str = "/tzmk-check";
 /// The line /init prints when it waits for signed updates on the console (full system): the host
 /// answers with manifests in hex, one per line, and an empty line.
 pub const UPDATE_PROMPT: &str = "update: manifests? (hex, one per line; an empty line ends)";
+/// A line `reset-after MS` at the update prompt: the next line's manifest goes to `tzctl update`
+/// and MS ms later /init resets the machine from another core (PSCI SYSTEM_RESET).
+pub const RESET_AFTER: &str = "reset-after ";
 
 /// The nonce /init asks evidence for in the full-system run (32 bytes, hex); the host test checks
 /// the token carries it.

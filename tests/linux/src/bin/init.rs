@@ -260,6 +260,10 @@ fn updates() -> Result<(), String> {
         if n == 0 || hex.is_empty() {
             break;
         }
+        if let Some(millis) = hex.strip_prefix(tzmk_linux_guest::RESET_AFTER) {
+            let millis: u64 = millis.trim().parse().map_err(|_| format!("{hex:?}: not a number of ms"))?;
+            return update_then_reset(&mut lines, millis);
+        }
         let bytes = (0..hex.len() / 2)
             .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
             .collect::<Result<Vec<u8>, _>>()
@@ -274,6 +278,30 @@ fn updates() -> Result<(), String> {
     }
     say("update: done");
     Ok(())
+}
+
+/// The reset-during-update sweep (tests/qemu_linux.rs `reset_during_update`): the next console
+/// line's manifest goes to `tzctl update` on CPU 0, and `millis` ms after it started this process,
+/// on CPU 1, resets the machine (reboot(RB_AUTOBOOT): PSCI SYSTEM_RESET from this core) whether
+/// the update finished or not. It does not return: QEMU (`-no-reboot`) exits on the reset.
+fn update_then_reset(lines: &mut impl std::io::BufRead, millis: u64) -> Result<(), String> {
+    let mut line = String::new();
+    lines.read_line(&mut line).map_err(|e| format!("reading the console: {e}"))?;
+    let hex = line.trim();
+    let bytes = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "the manifest line after reset-after is not hex".to_owned())?;
+    fs::write(UPDATE_PATH, &bytes).map_err(|e| format!("{UPDATE_PATH}: {e}"))?;
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).map_err(|e| format!("cpu set: {e}"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("affinity: {e}"))?;
+    let started = Instant::now();
+    let _update = tzctl(&["update", UPDATE_PATH], Some(0))?;
+    std::thread::sleep(Duration::from_millis(millis));
+    say(&format!("reset {} ms after tzctl update started", started.elapsed().as_millis()));
+    let Err(error) = reboot(RebootMode::RB_AUTOBOOT);
+    Err(format!("reboot(RB_AUTOBOOT): {error}"))
 }
 
 /// Runs `/bin/tzctl ARGS` (pinned to `cpu` if given) and returns its standard output.
