@@ -84,6 +84,8 @@ pub struct AttestationPd {
     update_region: MemoryRegion,
     /// Where this PD leaves it for the monitor (secure RAM the monitor maps).
     manifest_update: MemoryRegion,
+    /// What OP_UPDATE answers without the monitor (with a valid handoff: its platform key).
+    update_gate: Option<update::Gate>,
 }
 
 /// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
@@ -107,6 +109,7 @@ pub fn init() -> AttestationPd {
     let mut measurements = None;
     let mut attester = None;
     let mut runtime = None;
+    let mut update_gate = None;
     match uid {
         Ok(answer) if is_tzmk_monitor(&answer) => {
             // The one copy of the handoff (CDIs included), wiped below whatever happens.
@@ -122,6 +125,7 @@ pub fn init() -> AttestationPd {
                     }
                 };
                 measurements = Some(Measurements { secure_image_sha256: handoff.secure_image_sha256 });
+                update_gate = Some(update::Gate::new(handoff.platform_public_key));
                 runtime = handoff.event_log.get(..handoff.event_log_length as usize).and_then(runtime::RuntimeLog::new);
                 if runtime.is_none() {
                     log::warn!("the handoff's event log does not parse: runtime measurements unavailable");
@@ -157,6 +161,7 @@ pub fn init() -> AttestationPd {
         runtime,
         update_region,
         manifest_update,
+        update_gate,
     }
 }
 
@@ -204,7 +209,11 @@ impl AttestationPd {
             Ok(answer) => UpdateOutcome::from_registers([answer[0], answer[1], answer[2], answer[3]]),
             Err(_) => UpdateOutcome::Unavailable,
         };
-        let (outcome, accepted) = update::relay(length, &self.update_region, &self.manifest_update, monitor);
+        // Without a valid handoff there is no platform key to check against, and no tzmk monitor.
+        let (outcome, accepted) = match self.update_gate.as_mut() {
+            Some(gate) => update::relay(gate, length, &self.update_region, &self.manifest_update, monitor),
+            None => (UpdateOutcome::Unavailable, None),
+        };
         if let (Some(bytes), Some(attester)) = (accepted, self.attester.as_mut()) {
             attester.take_pending_update(&bytes);
         }

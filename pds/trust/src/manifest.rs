@@ -246,6 +246,21 @@ impl ManifestError {
     }
 }
 
+/// How an update refusal for a manifest error is reported (`tzmk_interface::update`): the
+/// monitor's and attestation-pd's checks answer alike.
+impl From<ManifestError> for tzmk_interface::update::UpdateOutcome {
+    fn from(e: ManifestError) -> Self {
+        use tzmk_interface::update::UpdateOutcome;
+        match e {
+            ManifestError::Rollback { manifest, stored } => UpdateOutcome::Rollback { found: manifest, stored },
+            ManifestError::WrongKeyId | ManifestError::BadSignature | ManifestError::BadPublicKey => {
+                UpdateOutcome::NotSigned { code: e.code() }
+            }
+            e => UpdateOutcome::Malformed { code: e.code() },
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
