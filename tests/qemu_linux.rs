@@ -218,11 +218,19 @@ fn full_system() {
     assert_eq!(manifest_in(&flash), v2, "a refused update changes nothing");
 
     // v1 written into F's manifest sector offline: stage 1 refuses it with the stored counter.
+    // Into both slots, committed (docs/trusted-boot.md, "Atomic updates"): stage 1 would boot the
+    // other slot's v2 otherwise.
     let mut bytes = std::fs::read(&flash).unwrap();
-    let at = tzmk_sdf::Platform::qemu_virt().trust.manifest as usize;
-    let sector = tzmk_sdf::Platform::qemu_virt().trust.sector as usize;
-    bytes[at..at + sector].fill(0xff);
-    bytes[at..at + v1.len()].copy_from_slice(&v1);
+    let platform = tzmk_sdf::Platform::qemu_virt();
+    let sector = platform.trust.sector as usize;
+    for (at, sequence) in platform.manifest_slots().into_iter().zip([7, 8]) {
+        let at = at as usize;
+        bytes[at..at + sector].fill(0xff);
+        bytes[at..at + v1.len()].copy_from_slice(&v1);
+        let record = at + tzmk_trust::slot::RECORD_OFFSET;
+        bytes[record..record + tzmk_trust::slot::RECORD_SIZE]
+            .copy_from_slice(&tzmk_trust::slot::record_bytes(sequence));
+    }
     std::fs::write(&flash, bytes).unwrap();
     let log3 = secure_log("full-rollback");
     let stop = "tzmk-monitor: trusted boot: manifest: security version 1 is below the stored 2: the machine stops";
@@ -313,11 +321,11 @@ fn reset_during_update() {
     println!("{}", table.join("\n"));
 }
 
-/// The manifest in a flash image's manifest sector.
+/// The manifest of a flash image's newest committed slot (the one stage 1 boots).
 fn manifest_in(flash: &std::path::Path) -> Vec<u8> {
     let bytes = std::fs::read(flash).unwrap();
-    let at = tzmk_sdf::Platform::qemu_virt().trust.manifest as usize;
-    bytes[at..at + tzmk_trust::manifest::MANIFEST_SIZE].to_vec()
+    let slots = tzmk_sdf::Platform::qemu_virt().manifest_slots().map(|at| at as usize);
+    tzmk_trust::slot::committed_manifest(&bytes, slots).expect("a committed manifest slot").1.to_vec()
 }
 
 /// Types `manifests` (hex, a line each, then an empty line) once /init asks for updates.

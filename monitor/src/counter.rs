@@ -8,6 +8,9 @@
 //! largest committed slot's (with values only ever appended in increasing order, the last
 //! committed slot's); the first slot that reads all erased is the end of the log, and the next
 //! append goes there (after any torn slot, which stays as it is). An erased sector is counter 0.
+//!
+//! Every accepted update appends a slot, even one that keeps the value ([`record`]): the log is
+//! also the count of manifest writes, which bounds them (docs/trusted-boot.md, "Flash wear").
 
 use crate::flash::{Cfi01, FlashBus, FlashError, ERASED};
 use core::fmt;
@@ -28,6 +31,8 @@ pub struct Counter {
     pub next: Option<u64>,
     /// Slots that are neither committed nor erased (torn writes), for the log.
     pub torn: u32,
+    /// Committed slots that hold `value` (the writes of a manifest at that security version).
+    pub at_value: u32,
 }
 
 /// Why the counter could not be raised.
@@ -72,7 +77,7 @@ pub const fn slot(value: u32) -> [u32; 4] {
 
 /// Reads the log in the sector at `base`.
 pub fn scan<B: FlashBus>(flash: &mut Cfi01<B>, base: u64) -> Result<Counter, FlashError> {
-    let mut counter = Counter { value: 0, next: None, torn: 0 };
+    let mut counter = Counter { value: 0, next: None, torn: 0, at_value: 0 };
     let mut offset = base;
     while offset < base + flash.sector() {
         let mut words = [0u32; 4];
@@ -84,7 +89,12 @@ pub fn scan<B: FlashBus>(flash: &mut Cfi01<B>, base: u64) -> Result<Counter, Fla
             break;
         }
         if words[0] == SLOT_MAGIC && words[2] == !words[1] && words[3] == COMMITTED {
-            counter.value = counter.value.max(words[1]);
+            if words[1] > counter.value || counter.at_value == 0 {
+                counter.value = words[1];
+                counter.at_value = 1;
+            } else if words[1] == counter.value {
+                counter.at_value += 1;
+            }
         } else {
             counter.torn += 1;
         }
@@ -101,6 +111,21 @@ pub fn raise<B: FlashBus>(flash: &mut Cfi01<B>, base: u64, value: u32) -> Result
     if value <= before.value {
         return Ok(before);
     }
+    append(flash, base, &before, value)
+}
+
+/// Records a manifest write at security version `value` in the sector at `base`: one slot
+/// appended when `value` is at least the current value (raising it when above), nothing written
+/// otherwise. Returns the log as it reads afterwards.
+pub fn record<B: FlashBus>(flash: &mut Cfi01<B>, base: u64, value: u32) -> Result<Counter, CounterError> {
+    let before = scan(flash, base)?;
+    if value < before.value {
+        return Ok(before);
+    }
+    append(flash, base, &before, value)
+}
+
+fn append<B: FlashBus>(flash: &mut Cfi01<B>, base: u64, before: &Counter, value: u32) -> Result<Counter, CounterError> {
     let next = before.next.ok_or(CounterError::Full)?;
     for (index, word) in slot(value).into_iter().enumerate() {
         flash.program(next + 4 * index as u64, word)?;
@@ -121,13 +146,17 @@ mod tests {
     const BASE: u64 = 0x400;
 
     fn flash() -> Cfi01<FakeFlash> {
-        Cfi01::new(FakeFlash::new(2 * SECTOR as usize, SECTOR as usize), SECTOR, [(BASE, BASE + SECTOR), (0, 0)])
+        Cfi01::new(
+            FakeFlash::new(2 * SECTOR as usize, SECTOR as usize),
+            SECTOR,
+            [(BASE, BASE + SECTOR), (0, 0), (0, 0)],
+        )
     }
 
     #[test]
     fn an_erased_sector_is_zero() {
         let mut flash = flash();
-        assert_eq!(scan(&mut flash, BASE), Ok(Counter { value: 0, next: Some(BASE), torn: 0 }));
+        assert_eq!(scan(&mut flash, BASE), Ok(Counter { value: 0, next: Some(BASE), torn: 0, at_value: 0 }));
     }
 
     #[test]
@@ -139,7 +168,7 @@ mod tests {
         assert_eq!(raise(&mut flash, BASE, 2).unwrap().value, 2, "equal: nothing written");
         assert_eq!(flash.bus().programmed, 4);
         let counter = raise(&mut flash, BASE, 7).unwrap();
-        assert_eq!(counter, Counter { value: 7, next: Some(BASE + 2 * SLOT_SIZE), torn: 0 });
+        assert_eq!(counter, Counter { value: 7, next: Some(BASE + 2 * SLOT_SIZE), torn: 0, at_value: 1 });
         assert_eq!(flash.bus().erased, 0, "the log is never erased");
     }
 
@@ -170,7 +199,25 @@ mod tests {
         for (index, word) in slot(4).into_iter().enumerate() {
             flash.program(BASE + SLOT_SIZE + 4 * index as u64, word).unwrap();
         }
-        assert_eq!(scan(&mut flash, BASE).unwrap(), Counter { value: 4, next: Some(BASE + 2 * SLOT_SIZE), torn: 1 });
+        assert_eq!(
+            scan(&mut flash, BASE).unwrap(),
+            Counter { value: 4, next: Some(BASE + 2 * SLOT_SIZE), torn: 1, at_value: 1 }
+        );
+    }
+
+    #[test]
+    fn recording_counts_the_writes_at_each_value() {
+        let mut flash = flash();
+        assert_eq!(record(&mut flash, BASE, 3).unwrap().at_value, 1);
+        assert_eq!(record(&mut flash, BASE, 3).unwrap().at_value, 2, "the same value: appended and counted");
+        let counter = record(&mut flash, BASE, 3).unwrap();
+        assert_eq!((counter.value, counter.at_value, counter.next), (3, 3, Some(BASE + 3 * SLOT_SIZE)));
+        assert_eq!(record(&mut flash, BASE, 2).unwrap().at_value, 3, "below: nothing written");
+        assert_eq!(flash.bus().programmed, 12);
+        let counter = record(&mut flash, BASE, 5).unwrap();
+        assert_eq!((counter.value, counter.at_value), (5, 1), "a higher value starts its own count");
+        // `raise` never appends an equal value.
+        assert_eq!(raise(&mut flash, BASE, 5).unwrap().at_value, 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! (the monitor runs from RAM: docs/monitor.md, "Boot order").
 
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The flash as the driver sees it: 32-bit accesses at byte offsets into the bank.
 pub trait FlashBus {
@@ -137,13 +138,13 @@ impl fmt::Display for FlashError {
     }
 }
 
-/// A CFI 01 bank. The driver only touches the sectors in `writable` (the manifest's and the
-/// counter's: `[trust]` of the platform description); everything else of the bank is refused.
+/// A CFI 01 bank. The driver only touches the sectors in `writable` (the manifest's two slots and
+/// the counter's: `[trust]` of the platform description); everything else of the bank is refused.
 #[derive(Debug)]
 pub struct Cfi01<B> {
     bus: B,
     sector: u64,
-    writable: [(u64, u64); 2],
+    writable: [(u64, u64); 3],
     stats: Stats,
 }
 
@@ -157,9 +158,9 @@ pub struct Stats {
 }
 
 impl<B: FlashBus> Cfi01<B> {
-    /// A driver over `bus` whose erase block is `sector` bytes, allowed to write the two ranges
-    /// `[start, end)` of `writable` (each whole sectors).
-    pub const fn new(bus: B, sector: u64, writable: [(u64, u64); 2]) -> Self {
+    /// A driver over `bus` whose erase block is `sector` bytes, allowed to write the ranges
+    /// `[start, end)` of `writable` (each whole sectors; an empty range for none).
+    pub const fn new(bus: B, sector: u64, writable: [(u64, u64); 3]) -> Self {
         Self { bus, sector, writable, stats: Stats { programmed: 0, erased: 0 } }
     }
 
@@ -280,6 +281,95 @@ impl<B: FlashBus> Cfi01<B> {
     }
 }
 
+/// Whether secure flash is being written, so that a PSCI `SYSTEM_RESET` or `SYSTEM_OFF` from
+/// another core waits for the update in progress instead of cutting it (docs/trusted-boot.md,
+/// "Atomic updates"). One word in secure RAM: idle, held by an update (the whole of its flash
+/// work: erase, program, commit, counter), or closed for good by a core that powers the machine
+/// down (no update starts after that).
+#[derive(Debug)]
+pub struct FlashLock(AtomicU32);
+
+const IDLE: u32 = 0;
+const HELD: u32 = 1;
+const CLOSED: u32 = 2;
+
+/// An update's hold on the flash; dropping it lets a waiting reset go on.
+#[derive(Debug)]
+pub struct FlashHold<'a>(&'a FlashLock);
+
+impl Drop for FlashHold<'_> {
+    fn drop(&mut self) {
+        // Release: every flash access of the update (each finished: the driver polled its status
+        // to ready) is ordered before a resetting core sees the lock idle. A lock a reset closed
+        // after its bound stays closed.
+        let _ = self.0 .0.compare_exchange(HELD, IDLE, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// How [`FlashLock::close`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// No update held the flash (or another core had closed it already).
+    Idle,
+    /// An update held it and let go after `waited` ticks of the caller's clock.
+    AfterUpdate {
+        /// Ticks waited.
+        waited: u64,
+    },
+    /// An update still held it after the bound: closed anyway (the A/B slots keep a bootable
+    /// manifest whatever the cut).
+    GaveUp {
+        /// Ticks waited.
+        waited: u64,
+    },
+}
+
+impl Default for FlashLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlashLock {
+    /// An idle lock.
+    pub const fn new() -> Self {
+        Self(AtomicU32::new(IDLE))
+    }
+
+    /// Holds the flash for an update, or `None` when the machine is going down (closed) or
+    /// another update holds it.
+    pub fn try_hold(&self) -> Option<FlashHold<'_>> {
+        self.0.compare_exchange(IDLE, HELD, Ordering::Acquire, Ordering::Relaxed).ok().map(|_| FlashHold(self))
+    }
+
+    /// Whether an update holds the flash.
+    pub fn is_held(&self) -> bool {
+        self.0.load(Ordering::Acquire) == HELD
+    }
+
+    /// Closes the flash to updates for good (before the power goes): at once when idle, else once
+    /// the update holding it lets go, but for no longer than `limit` ticks of `now`; `relax`
+    /// runs between polls.
+    pub fn close(&self, limit: u64, mut now: impl FnMut() -> u64, mut relax: impl FnMut()) -> Closed {
+        let start = now();
+        let mut waited = false;
+        loop {
+            match self.0.compare_exchange(IDLE, CLOSED, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) | Err(CLOSED) if !waited => return Closed::Idle,
+                Ok(_) | Err(CLOSED) => return Closed::AfterUpdate { waited: now().wrapping_sub(start) },
+                Err(_) => {}
+            }
+            let elapsed = now().wrapping_sub(start);
+            if elapsed >= limit {
+                self.0.store(CLOSED, Ordering::Release);
+                return Closed::GaveUp { waited: elapsed };
+            }
+            waited = true;
+            relax();
+        }
+    }
+}
+
 /// A bank in memory that behaves as pflash_cfi01 does (commands, status, read-array mode) and as
 /// NOR does (programming only clears bits), for host tests; it can be told to stop obeying after a
 /// number of programmed words (a power cut) or to fail with a status.
@@ -295,6 +385,14 @@ pub mod fake {
         EraseNext,
     }
 
+    /// What the bank saw of a command while its power was gone (for a torn operation).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Dying {
+        Nothing,
+        Program,
+        Erase(u64),
+    }
+
     #[derive(Debug)]
     pub struct FakeFlash {
         pub memory: Vec<u8>,
@@ -305,8 +403,15 @@ pub mod fake {
         pub programmed: usize,
         /// Sectors erased so far.
         pub erased: usize,
-        /// After this many programmed words, the power is cut: nothing more changes.
+        /// After this many operations (programmed words and erased sectors), the power is cut:
+        /// nothing more changes (but see `tear`).
         pub power_cut_after: Option<usize>,
+        /// Whether the operation the cut falls on is torn instead of not done at all: an erase
+        /// leaves the sector's first half erased and the rest as it was, a program sets only the
+        /// word's low half.
+        pub tear: bool,
+        dying: Dying,
+        torn: bool,
         /// A status error bit every program reports.
         pub fail_with: u32,
         /// Whether any read or data write came while not in read-array mode with nothing pending
@@ -324,6 +429,9 @@ pub mod fake {
                 programmed: 0,
                 erased: 0,
                 power_cut_after: None,
+                tear: false,
+                dying: Dying::Nothing,
+                torn: false,
                 fail_with: 0,
                 reads_in_status_mode: 0,
             }
@@ -333,6 +441,38 @@ pub mod fake {
         pub fn power_on(&mut self) {
             self.power_cut_after = None;
             self.mode = Mode::ReadArray;
+            self.dying = Dying::Nothing;
+            self.torn = false;
+        }
+
+        /// Programs and erases so far.
+        pub fn operations(&self) -> usize {
+            self.programmed + self.erased
+        }
+
+        /// What a write does once the power is gone: nothing, except the one torn operation.
+        fn write_dead(&mut self, offset: u64, value: u32) {
+            self.dying = match (self.dying, value) {
+                (Dying::Program, data) => {
+                    if self.tear && !self.torn {
+                        self.torn = true;
+                        let new = self.word(offset) & (data | 0xffff_0000);
+                        self.memory[offset as usize..offset as usize + 4].copy_from_slice(&new.to_le_bytes());
+                    }
+                    Dying::Nothing
+                }
+                (Dying::Erase(at), ERASE_CONFIRM) if at == offset => {
+                    if self.tear && !self.torn {
+                        self.torn = true;
+                        let start = offset as usize / self.sector * self.sector;
+                        self.memory[start..start + self.sector / 2].fill(0xff);
+                    }
+                    Dying::Nothing
+                }
+                (Dying::Nothing, WORD_PROGRAM) => Dying::Program,
+                (Dying::Nothing, BLOCK_ERASE) => Dying::Erase(offset),
+                _ => Dying::Nothing,
+            };
         }
 
         pub fn in_read_array_mode(&self) -> bool {
@@ -340,7 +480,7 @@ pub mod fake {
         }
 
         fn dead(&self) -> bool {
-            self.power_cut_after.is_some_and(|n| self.programmed >= n)
+            self.power_cut_after.is_some_and(|n| self.operations() >= n)
         }
 
         pub fn word(&self, offset: u64) -> u32 {
@@ -361,7 +501,7 @@ pub mod fake {
 
         fn write(&mut self, offset: u64, value: u32) {
             if self.dead() {
-                return;
+                return self.write_dead(offset, value);
             }
             match self.mode {
                 Mode::ProgramNext => {
@@ -407,7 +547,7 @@ mod tests {
         Cfi01::new(
             FakeFlash::new(4 * SECTOR as usize, SECTOR as usize),
             SECTOR,
-            [(SECTOR, 2 * SECTOR), (3 * SECTOR, 4 * SECTOR)],
+            [(SECTOR, 2 * SECTOR), (3 * SECTOR, 4 * SECTOR), (0, 0)],
         )
     }
 
@@ -473,6 +613,56 @@ mod tests {
         flash.bus_mut().power_cut_after = Some(0);
         assert!(matches!(flash.program(SECTOR, 0x55), Err(FlashError::Failed { operation: "program", .. })));
         assert_eq!(flash.bus().word(SECTOR), ERASED);
+    }
+
+    #[test]
+    fn a_torn_cut_leaves_half_an_erase_or_half_a_word() {
+        let mut flash = driver();
+        flash.program_bytes(SECTOR, &[0u8; 0x1000]).unwrap();
+        flash.bus_mut().power_cut_after = Some(flash.bus().operations());
+        flash.bus_mut().tear = true;
+        assert!(flash.erase(SECTOR).is_err());
+        flash.program(3 * SECTOR, 0x1234_5678).unwrap_err();
+        flash.bus_mut().power_on();
+        assert_eq!((flash.read(SECTOR), flash.read(SECTOR + 0x7fc)), (Ok(ERASED), Ok(ERASED)));
+        assert_eq!(flash.read(SECTOR + 0x800), Ok(0), "the second half kept its words");
+        assert_eq!(flash.read(3 * SECTOR), Ok(ERASED), "one torn operation per cut");
+        flash.bus_mut().power_cut_after = Some(flash.bus().operations());
+        flash.bus_mut().tear = true;
+        flash.program(3 * SECTOR, 0x1234_5678).unwrap_err();
+        flash.bus_mut().power_on();
+        assert_eq!(flash.read(3 * SECTOR), Ok(0xffff_5678));
+    }
+
+    #[test]
+    fn a_reset_waits_for_the_update_holding_the_flash_within_its_bound() {
+        use core::cell::Cell;
+        // Idle: closed at once, and no update starts afterwards.
+        let lock = FlashLock::new();
+        assert_eq!(lock.close(10, || 0, || panic!("no wait")), Closed::Idle);
+        assert!(lock.try_hold().is_none(), "closed for good");
+        // Held: the reset waits until the update lets go (after 3 polls here).
+        let lock = FlashLock::new();
+        let hold = Cell::new(lock.try_hold());
+        assert!(lock.is_held() && lock.try_hold().is_none(), "one update at a time");
+        let (clock, polls) = (Cell::new(0u64), Cell::new(0));
+        let relax = || {
+            polls.set(polls.get() + 1);
+            clock.set(clock.get() + 1);
+            if polls.get() == 3 {
+                drop(hold.take());
+            }
+        };
+        assert_eq!(lock.close(100, || clock.get(), relax), Closed::AfterUpdate { waited: 3 });
+        assert!(!lock.is_held() && lock.try_hold().is_none());
+        // Never let go: the reset goes on after the bound, and the update's late release does not
+        // reopen the flash.
+        let lock = FlashLock::new();
+        let hold = lock.try_hold();
+        let clock = Cell::new(0u64);
+        assert_eq!(lock.close(50, || clock.get(), || clock.set(clock.get() + 7)), Closed::GaveUp { waited: 56 });
+        drop(hold);
+        assert!(lock.try_hold().is_none(), "closed stays closed");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Trusted boot, stage 1 (docs/trusted-boot.md): what the monitor decides on core 0 before either
 //! world runs, as plain Rust over a [`Memory`] that host tests fake.
 //!
-//! [`stage1`] reads the provisioning block and the manifest from secure flash, verifies the
-//! manifest with the platform key and its security version against the stored one (the larger of
-//! the provisioning block's floor and the counter in secure flash), checks that
+//! [`stage1`] reads the provisioning block and the manifest's two slots from secure flash, picks
+//! the newest committed slot whose manifest verifies with the platform key, carries a security
+//! version not below the stored one (the larger of the provisioning block's floor and the counter
+//! in secure flash) and names images at the platform's addresses ([`select_manifest`]; the other
+//! slot when the newest fails: a torn or damaged write), checks that
 //! every image lies at the platform's address for its kind and inside that kind's window, hashes
 //! each image where QEMU's loader (or a bootloader) placed it and writes the TCG2 event log.
 //! - With a secure image in the manifest, the secure image must match its digest (else the machine
@@ -25,6 +27,7 @@ use tzmk_trust::dice::{self, Config, DiceError, Inputs, Mode};
 use tzmk_trust::eventlog::{EventLogError, EventLogWriter};
 use tzmk_trust::manifest::{ImageKind, Manifest, ManifestError, MANIFEST_SIZE, NAME_SIZE};
 use tzmk_trust::provisioning::{Provisioning, ProvisioningError, PROVISIONING_SIZE};
+use tzmk_trust::slot::{self, RECORD_OFFSET, SLOT_BYTES};
 use zerocopy::{FromZeros, IntoBytes};
 use zeroize::Zeroizing;
 
@@ -67,8 +70,9 @@ pub struct Layout {
     pub monitor: Window,
     /// The provisioning block's address in secure flash (`[trust] provisioning`).
     pub provisioning: u64,
-    /// The manifest's address in secure flash (`[trust] manifest`).
-    pub manifest: u64,
+    /// The manifest's slots A and B in secure flash (`[trust] manifest`, `manifest_b`): each the
+    /// manifest, then its commit record (`tzmk_trust::slot`).
+    pub manifests: [u64; 2],
     /// Per kind, in [`ImageKind::ALL`] order: its `[boot]` address (the window's base) and how
     /// far an image of that kind may reach.
     pub windows: [Window; 4],
@@ -151,6 +155,12 @@ pub enum Stage1Error {
         /// Its address.
         address: u64,
     },
+    /// Neither manifest slot holds a commit record (an erased flash, or one written before the
+    /// A/B slots).
+    NoCommittedSlot {
+        /// Slot A's and slot B's addresses.
+        slots: [u64; 2],
+    },
     /// The manifest is malformed, not signed by the platform key, or below the stored security
     /// version.
     Manifest(ManifestError),
@@ -212,6 +222,9 @@ impl fmt::Display for Stage1Error {
             Stage1Error::FlashUnreadable { what, address } => write!(f, "{what} at {address:#x}: not readable"),
             Stage1Error::Provisioning(e) => write!(f, "{e}"),
             Stage1Error::NoManifest { address } => write!(f, "no manifest in flash at {address:#x} (blank)"),
+            Stage1Error::NoCommittedSlot { slots: [a, b] } => {
+                write!(f, "no committed manifest slot in flash (slots at {a:#x} and {b:#x})")
+            }
             Stage1Error::Manifest(e) => write!(f, "{e}"),
             Stage1Error::MissingImage { kind } => write!(f, "manifest names no {}", kind_name(kind)),
             Stage1Error::WrongLoadAddress { kind, name, found, expected } => {
@@ -277,6 +290,10 @@ pub struct Verdict {
     pub secure_world: bool,
     /// The manifest's security version.
     pub security_version: u32,
+    /// The slot it came from (0 = A, 1 = B) and that slot's sequence.
+    pub slot: usize,
+    /// The slot's commit sequence.
+    pub sequence: u32,
     /// Each image, in manifest order (`count` of them).
     pub images: [Option<Measurement>; 4],
     /// Whether `handoff` now holds a valid boot handoff (only with a secure image).
@@ -346,27 +363,79 @@ pub fn check_images(manifest: &Manifest, layout: &Layout) -> Result<(), Stage1Er
     Ok(())
 }
 
+/// The manifest stage 1 boots: its slot, the slot's commit sequence, and the manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct Selected<'m> {
+    /// 0 = A, 1 = B.
+    pub slot: usize,
+    /// The slot's commit sequence.
+    pub sequence: u32,
+    /// The manifest, verified.
+    pub manifest: &'m Manifest,
+}
+
+/// Whether a slot's manifest may boot: it parses, verifies with `platform_key`, is not below
+/// `stored` and names its images where stage 1 accepts them.
+fn bootable<'m>(
+    bytes: &'m [u8],
+    address: u64,
+    platform_key: &[u8; 32],
+    stored: u32,
+    layout: &Layout,
+) -> Result<&'m Manifest, Stage1Error> {
+    if blank(bytes) {
+        return Err(Stage1Error::NoManifest { address });
+    }
+    let manifest = Manifest::parse(bytes)?;
+    manifest.verify(platform_key)?;
+    manifest.check_security_version(stored)?;
+    check_images(manifest, layout)?;
+    Ok(manifest)
+}
+
+/// Picks the manifest to boot from the two slots (docs/trusted-boot.md, "Atomic updates"): of the
+/// committed slots, newest first, the first whose manifest is bootable (see `bootable`); an
+/// uncommitted slot (erased, or an update a power cut stopped before its commit word) never
+/// counts. When no committed slot is bootable, the newest one's reason.
+pub fn select_manifest<'m>(
+    memory: &'m impl Memory,
+    layout: &Layout,
+    platform_key: &[u8; 32],
+    stored: u32,
+) -> Result<Selected<'m>, Stage1Error> {
+    let mut slots = [&[][..]; 2];
+    for (bytes, &address) in slots.iter_mut().zip(&layout.manifests) {
+        *bytes = memory
+            .read(address, SLOT_BYTES as u64)
+            .ok_or(Stage1Error::FlashUnreadable { what: "manifest", address })?;
+    }
+    let sequences = slots.map(|bytes| slot::committed_sequence(&bytes[RECORD_OFFSET..]));
+    let mut first_error = None;
+    for (index, sequence) in slot::newest_first(sequences) {
+        let address = layout.manifests[index];
+        match bootable(&slots[index][..MANIFEST_SIZE], address, platform_key, stored, layout) {
+            Ok(manifest) => return Ok(Selected { slot: index, sequence, manifest }),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(Stage1Error::NoCommittedSlot { slots: layout.manifests }))
+}
+
 fn run(memory: &impl Memory, layout: &Layout, counter: u32, handoff: &mut BootHandoff) -> Result<Verdict, Stage1Error> {
     let provisioning = memory
         .read(layout.provisioning, PROVISIONING_SIZE as u64)
         .ok_or(Stage1Error::FlashUnreadable { what: "provisioning block", address: layout.provisioning })?;
     let provisioning = Provisioning::parse(provisioning).map_err(Stage1Error::Provisioning)?;
-    let manifest_bytes = memory
-        .read(layout.manifest, MANIFEST_SIZE as u64)
-        .ok_or(Stage1Error::FlashUnreadable { what: "manifest", address: layout.manifest })?;
-    if blank(manifest_bytes) {
-        return Err(Stage1Error::NoManifest { address: layout.manifest });
-    }
-    let manifest = Manifest::parse(manifest_bytes)?;
     let platform_key = provisioning.platform_public_key;
+    let stored = provisioning.security_version_floor.get().max(counter);
+    // Every address checked first: nothing is hashed from where the platform does not put it.
+    let Selected { slot, sequence, manifest } = select_manifest(memory, layout, &platform_key, stored)?;
     let monitor = layout.monitor;
     let monitor_sha256 = memory
         .sha256(monitor.base, monitor.end - monitor.base)
         .ok_or(Stage1Error::FlashUnreadable { what: "the monitor's image", address: monitor.base })?;
-    manifest.verify(&platform_key)?;
-    manifest.check_security_version(provisioning.security_version_floor.get().max(counter))?;
-    // Every address first: nothing is hashed from where the platform does not put it.
-    check_images(manifest, layout)?;
     let secure_world = manifest.image(ImageKind::SecureImage).is_some();
     let mut images = [None; 4];
     let mut code_hash = [0u8; 64];
@@ -398,6 +467,8 @@ fn run(memory: &impl Memory, layout: &Layout, counter: u32, handoff: &mut BootHa
     let mut verdict = Verdict {
         secure_world,
         security_version: manifest.header.security_version.get(),
+        slot,
+        sequence,
         images,
         handoff_written: false,
     };

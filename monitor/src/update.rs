@@ -6,16 +6,41 @@
 //! parse, verify with the provisioning block's platform key, carry a security version not below the
 //! stored one (the larger of the floor and the counter), name images that stage 1 would accept at
 //! the next boot, and name the same kinds as the manifest in flash (an update replaces reference
-//! values; it does not turn a boot with a secure world into one without). Only then is flash
-//! written: the manifest's sector erased and programmed, then one counter slot appended. Nothing is
-//! written for a refused candidate.
+//! values; it does not turn a boot with a secure world into one without). Nothing is written for a
+//! refused candidate.
+//!
+//! Atomic (docs/trusted-boot.md, "Atomic updates"): an accepted manifest goes into the slot that
+//! is not the stored manifest's (erase, the manifest's words, then its commit record, whose last
+//! word commits it), then one counter slot is appended. At every instant a power cut leaves the
+//! stored slot committed and untouched, so stage 1 boots the old manifest or, once the commit
+//! word is in, the new one; the counter only reaches the new version after that.
+//!
+//! Bounded ([`Updater`]): a candidate byte-identical to the stored manifest or to the last refused
+//! one gets its answer again without being parsed or verified; and every accepted write appends a
+//! counter slot, at most [`SAME_VERSION_WRITES`] of them per security version, so the sectors'
+//! erases are bounded by the versions the platform key signs (docs/trusted-boot.md, "Flash wear").
 
 use crate::counter::{self, CounterError};
-use crate::flash::{Cfi01, FlashBus, FlashError};
+use crate::flash::{Cfi01, FlashBus, FlashError, FlashLock};
 use crate::trusted_boot::{check_images, Layout, Stage1Error};
 use tzmk_interface::update::{self, UpdateOutcome};
 use tzmk_trust::manifest::{ImageKind, Manifest, ManifestError, MANIFEST_SIZE};
+use tzmk_trust::slot::{record_words, RECORD_OFFSET};
 use zerocopy::IntoBytes;
+
+/// Accepted manifest writes per security version (counter slots holding that value, the boot
+/// that first reaches it included). Past it only a higher security version is accepted.
+pub const SAME_VERSION_WRITES: u32 = 8;
+
+/// Where an update writes: offsets into the flash bank of the manifest's slots A and B and of the
+/// counter's sector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sectors {
+    /// Slot A's and slot B's sectors.
+    pub slots: [u64; 2],
+    /// The counter's sector.
+    pub counter: u64,
+}
 
 /// What the candidate is checked against.
 #[derive(Debug)]
@@ -69,34 +94,158 @@ fn flash_failed(e: FlashError) -> UpdateOutcome {
     UpdateOutcome::Flash { code: e.code(), offset: e.offset() as u32 }
 }
 
-/// Writes a checked manifest into the manifest's sector at `manifest_at` (unless it is already
-/// there, byte for byte) and raises the counter at `counter_at` to its security version.
-/// `previous` is the counter before. The order (manifest, then counter) means a power cut leaves
-/// either the old counter with the old or new manifest (both boot: the new one is not below it),
-/// or the new counter with the new manifest; never a counter above the manifest in flash, unless
-/// the cut falls inside the manifest's own rewrite (docs/trusted-boot.md says what then).
+/// Writes a checked manifest into slot `target` (erased first) with the commit record of
+/// `sequence`, then records the write in the counter's log (raising the counter to the
+/// manifest's security version when it is above). `previous` is the counter before. Refused
+/// before anything is written: a full counter log, or a security version already written
+/// [`SAME_VERSION_WRITES`] times.
 pub fn apply<B: FlashBus>(
     flash: &mut Cfi01<B>,
-    manifest_at: u64,
-    counter_at: u64,
+    sectors: &Sectors,
+    target: usize,
+    sequence: u32,
     manifest: &Manifest,
     previous: u32,
 ) -> UpdateOutcome {
-    let bytes = manifest.as_bytes();
-    let mut in_flash = [0u8; MANIFEST_SIZE];
-    if let Err(e) = flash.read_bytes(manifest_at, &mut in_flash) {
+    let version = manifest.header.security_version.get();
+    let log = match counter::scan(flash, sectors.counter) {
+        Ok(log) => log,
+        Err(e) => return flash_failed(e),
+    };
+    if log.next.is_none() {
+        return UpdateOutcome::CounterFull;
+    }
+    if version == log.value && log.at_value >= SAME_VERSION_WRITES {
+        return UpdateOutcome::RewriteLimit { version, limit: SAME_VERSION_WRITES };
+    }
+    let at = sectors.slots[target % 2];
+    let record = at + RECORD_OFFSET as u64;
+    let written = flash.erase(at).and_then(|()| flash.program_bytes(at, manifest.as_bytes())).and_then(|()| {
+        // The commit word last: until it is in, the slot does not count.
+        record_words(sequence)
+            .into_iter()
+            .enumerate()
+            .try_for_each(|(index, word)| flash.program(record + 4 * index as u64, word))
+    });
+    if let Err(e) = written {
         return flash_failed(e);
     }
-    if in_flash[..] != bytes[..] {
-        if let Err(e) = flash.erase(manifest_at).and_then(|()| flash.program_bytes(manifest_at, bytes)) {
-            return flash_failed(e);
-        }
-    }
-    match counter::raise(flash, counter_at, manifest.header.security_version.get()) {
+    match counter::record(flash, sectors.counter, version) {
         Ok(counter) => UpdateOutcome::Accepted { counter: counter.value, previous },
         Err(CounterError::Full) => UpdateOutcome::CounterFull,
         Err(CounterError::Flash(e)) => flash_failed(e),
-        Err(CounterError::NotRaised { .. }) => UpdateOutcome::Flash { code: 0, offset: counter_at as u32 },
+        Err(CounterError::NotRaised { .. }) => UpdateOutcome::Flash { code: 0, offset: sectors.counter as u32 },
+    }
+}
+
+/// After a good stage 1 that booted a manifest of `security_version` with the counter at
+/// `counter`: raises the counter when the manifest is above it (a manifest written offline, or
+/// an update whose counter append a power cut stopped). Returns the counter now.
+pub fn after_boot<B: FlashBus>(
+    flash: &mut Cfi01<B>,
+    counter_at: u64,
+    counter: u32,
+    security_version: u32,
+) -> Result<u32, CounterError> {
+    if security_version > counter {
+        return Ok(counter::raise(flash, counter_at, security_version)?.value);
+    }
+    Ok(counter)
+}
+
+/// What stage 1 booted, for [`Updater::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct Booted {
+    /// The manifest's bytes.
+    pub manifest: [u8; MANIFEST_SIZE],
+    /// Its slot (0 = A, 1 = B) and the slot's commit sequence.
+    pub slot: usize,
+    /// The slot's commit sequence.
+    pub sequence: u32,
+    /// The provisioning block's platform key and floor.
+    pub platform_key: [u8; 32],
+    /// The provisioning block's floor.
+    pub floor: u32,
+    /// The counter after stage 1 (raised to the manifest's version when it was below).
+    pub counter: u32,
+}
+
+/// The monitor's update state between `UPDATE_MANIFEST` calls: the stored manifest (booted, or
+/// pending after an accepted update), its slot, and the last refused candidate with its answer.
+#[derive(Debug)]
+pub struct Updater {
+    stored: Booted,
+    refused: Option<([u8; MANIFEST_SIZE], UpdateOutcome)>,
+    verifications: u32,
+}
+
+impl Updater {
+    /// The state after a good stage 1.
+    pub fn new(booted: Booted) -> Self {
+        Self { stored: booted, refused: None, verifications: 0 }
+    }
+
+    /// The stored manifest (booted, or pending after an accepted update) and its slot.
+    pub fn stored(&self) -> &Booted {
+        &self.stored
+    }
+
+    /// Candidates parsed and verified so far (the storm test counts them).
+    pub fn verifications(&self) -> u32 {
+        self.verifications
+    }
+
+    /// Answers one `UPDATE_MANIFEST` for `candidate` (already copied out of shared memory): the
+    /// stored manifest again is accepted and the last refused one refused again, both without
+    /// parsing, verifying or touching flash; anything else is checked and, when accepted,
+    /// written while `lock` is held (no update starts once a reset closed it).
+    pub fn request<B: FlashBus>(
+        &mut self,
+        candidate: &[u8],
+        flash: &mut Cfi01<B>,
+        sectors: &Sectors,
+        layout: &Layout,
+        lock: &FlashLock,
+    ) -> UpdateOutcome {
+        let counter = self.stored.counter;
+        if candidate == self.stored.manifest {
+            return UpdateOutcome::Accepted { counter, previous: counter };
+        }
+        if let Some((bytes, outcome)) = &self.refused {
+            if candidate == bytes {
+                return *outcome;
+            }
+        }
+        let Ok(current) = Manifest::parse(&self.stored.manifest) else { return UpdateOutcome::Unavailable };
+        let stored = Stored { platform_key: self.stored.platform_key, floor: self.stored.floor, counter, current };
+        self.verifications += 1;
+        let outcome = match check(candidate, &stored, layout) {
+            Err(outcome) => outcome,
+            Ok(manifest) => {
+                let Some(hold) = lock.try_hold() else { return UpdateOutcome::Unavailable };
+                let (target, sequence) = (1 - self.stored.slot, self.stored.sequence.wrapping_add(1));
+                let outcome = apply(flash, sectors, target, sequence, manifest, counter);
+                drop(hold);
+                if let UpdateOutcome::Accepted { counter, .. } = outcome {
+                    self.stored.manifest.copy_from_slice(candidate);
+                    (self.stored.slot, self.stored.sequence, self.stored.counter) = (target, sequence, counter);
+                    self.refused = None;
+                }
+                outcome
+            }
+        };
+        // A refusal that only a change of the stored state can undo is remembered (a flash
+        // failure is not: it may pass next time).
+        let lasting = !matches!(
+            outcome,
+            UpdateOutcome::Accepted { .. } | UpdateOutcome::Flash { .. } | UpdateOutcome::Unavailable
+        );
+        if lasting {
+            if let Ok(bytes) = <[u8; MANIFEST_SIZE]>::try_from(candidate) {
+                self.refused = Some((bytes, outcome));
+            }
+        }
+        outcome
     }
 }
 
@@ -105,13 +254,14 @@ mod tests {
     use super::*;
     use crate::counter::scan;
     use crate::flash::fake::FakeFlash;
+    use crate::flash::Stats;
     use crate::trusted_boot::Window;
     use tzmk_trust::manifest::ManifestBuilder;
+    use tzmk_trust::slot::{committed_sequence, SLOT_BYTES};
     use tzmk_trust::SigningKey;
 
     const SECTOR: u64 = 0x1000;
-    const MANIFEST_AT: u64 = SECTOR;
-    const COUNTER_AT: u64 = 2 * SECTOR;
+    const SECTORS: Sectors = Sectors { slots: [SECTOR, 2 * SECTOR], counter: 3 * SECTOR };
     const KERNEL: u64 = 0xc020_0000;
     const DTB: u64 = 0xc800_0000;
     const SECURE: u64 = 0x7000_0000;
@@ -119,7 +269,7 @@ mod tests {
     const LAYOUT: Layout = Layout {
         monitor: Window { base: 0, end: 0x1000 },
         provisioning: 0x800,
-        manifest: MANIFEST_AT,
+        manifests: SECTORS.slots,
         windows: [
             Window { base: SECURE, end: 0xc000_0000 },
             Window { base: KERNEL, end: DTB },
@@ -149,12 +299,46 @@ mod tests {
         manifest_with(version, &key(), KERNEL, true)
     }
 
-    fn flash() -> Cfi01<FakeFlash> {
-        Cfi01::new(
-            FakeFlash::new(3 * SECTOR as usize, SECTOR as usize),
+    /// The same security version, another kernel: a second validly signed manifest.
+    fn other_manifest(version: u32) -> Vec<u8> {
+        let mut builder = ManifestBuilder::new(version);
+        builder
+            .image(ImageKind::SecureImage, "loader.img", version, SECURE, b"loader")
+            .unwrap()
+            .image(ImageKind::LinuxKernel, "image", version, KERNEL, b"another kernel")
+            .unwrap()
+            .image(ImageKind::LinuxDtb, "tzmk-full.dtb", version, DTB, b"dtb")
+            .unwrap();
+        builder.sign(&key()).unwrap().as_bytes().to_vec()
+    }
+
+    /// A flash as `tzmk flash` and a first boot leave it: `booted` in slot A (sequence 1), slot B
+    /// erased, the counter at its security version.
+    fn provisioned(booted: &[u8]) -> (Cfi01<FakeFlash>, Updater) {
+        let mut flash = Cfi01::new(
+            FakeFlash::new(4 * SECTOR as usize, SECTOR as usize),
             SECTOR,
-            [(MANIFEST_AT, MANIFEST_AT + SECTOR), (COUNTER_AT, COUNTER_AT + SECTOR)],
-        )
+            [(SECTOR, 2 * SECTOR), (2 * SECTOR, 3 * SECTOR), (3 * SECTOR, 4 * SECTOR)],
+        );
+        flash.program_bytes(SECTOR, booted).unwrap();
+        flash.program_bytes(SECTOR + RECORD_OFFSET as u64, &tzmk_trust::slot::record_bytes(1)).unwrap();
+        let version = Manifest::parse(booted).unwrap().header.security_version.get();
+        let counter = after_boot(&mut flash, SECTORS.counter, 0, version).unwrap();
+        let updater = Updater::new(Booted {
+            manifest: booted.try_into().unwrap(),
+            slot: 0,
+            sequence: 1,
+            platform_key: key().verifying_key().to_bytes(),
+            floor: 1,
+            counter,
+        });
+        (flash, updater)
+    }
+
+    fn slot(flash: &mut Cfi01<FakeFlash>, index: usize) -> (Vec<u8>, Option<u32>) {
+        let mut bytes = [0u8; SLOT_BYTES];
+        flash.read_bytes(SECTORS.slots[index], &mut bytes).unwrap();
+        (bytes[..MANIFEST_SIZE].to_vec(), committed_sequence(&bytes[RECORD_OFFSET..]))
     }
 
     fn stored(current: &Manifest, counter: u32) -> Stored<'_> {
@@ -162,24 +346,124 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_manifest_is_written_and_raises_the_counter() {
-        let current_bytes = manifest(1);
-        let current = Manifest::parse(&current_bytes).unwrap();
-        let candidate_bytes = manifest(2);
-        let candidate = check(&candidate_bytes, &stored(current, 1), &LAYOUT).unwrap();
-        let mut flash = flash();
-        let outcome = apply(&mut flash, MANIFEST_AT, COUNTER_AT, candidate, 1);
-        assert_eq!(outcome, UpdateOutcome::Accepted { counter: 2, previous: 1 });
-        let mut back = [0u8; MANIFEST_SIZE];
-        flash.read_bytes(MANIFEST_AT, &mut back).unwrap();
-        assert_eq!(back[..], candidate_bytes[..]);
-        assert_eq!(scan(&mut flash, COUNTER_AT).unwrap().value, 2);
-        // One erase, the manifest's 168 words and one counter slot's 4.
-        assert_eq!((flash.bus().erased, flash.bus().programmed), (1, MANIFEST_SIZE / 4 + 4));
-        // The same manifest again: accepted, nothing written.
-        let outcome = apply(&mut flash, MANIFEST_AT, COUNTER_AT, candidate, 2);
-        assert_eq!(outcome, UpdateOutcome::Accepted { counter: 2, previous: 2 });
-        assert_eq!((flash.bus().erased, flash.bus().programmed), (1, MANIFEST_SIZE / 4 + 4));
+    fn a_newer_manifest_goes_to_the_other_slot_and_commits_last() {
+        let (v1, v2, v3) = (manifest(1), manifest(2), manifest(3));
+        let (mut flash, mut updater) = provisioned(&v1);
+        let before = flash.stats();
+        let lock = FlashLock::new();
+        assert_eq!(
+            updater.request(&v2, &mut flash, &SECTORS, &LAYOUT, &lock),
+            UpdateOutcome::Accepted { counter: 2, previous: 1 }
+        );
+        assert_eq!(slot(&mut flash, 1), (v2.clone(), Some(2)), "slot B: the new manifest, committed");
+        assert_eq!(slot(&mut flash, 0), (v1.clone(), Some(1)), "slot A untouched");
+        assert_eq!(scan(&mut flash, SECTORS.counter).unwrap().value, 2);
+        // One erase; the manifest's 168 words, the record's 4, one counter slot's 4.
+        let after = flash.stats();
+        assert_eq!((after.erased - before.erased, after.programmed - before.programmed), (1, 168 + 4 + 4));
+        assert!(!lock.is_held(), "the hold ends with the update");
+        // The stored (pending) manifest again: accepted, nothing verified or written.
+        assert_eq!(
+            updater.request(&v2, &mut flash, &SECTORS, &LAYOUT, &lock),
+            UpdateOutcome::Accepted { counter: 2, previous: 2 }
+        );
+        assert_eq!((flash.stats(), updater.verifications()), (after, 1));
+        // The next one alternates back to slot A.
+        assert!(updater.request(&v3, &mut flash, &SECTORS, &LAYOUT, &lock).is_accepted());
+        assert_eq!(slot(&mut flash, 0), (v3, Some(3)));
+        assert_eq!(slot(&mut flash, 1), (v2, Some(2)));
+        assert_eq!((updater.stored().slot, updater.stored().sequence), (0, 3));
+    }
+
+    #[test]
+    fn a_storm_of_the_same_candidates_is_answered_without_verifying_or_flash_work() {
+        let (v2, v3) = (manifest(2), manifest(3));
+        let (mut flash, mut updater) = provisioned(&v2);
+        let lock = FlashLock::new();
+        let mut bad_signature = manifest(3);
+        *bad_signature.last_mut().unwrap() ^= 1;
+        let refused = UpdateOutcome::NotSigned { code: 15 };
+        let before = flash.stats();
+        for round in 0..50 {
+            assert_eq!(updater.request(&bad_signature, &mut flash, &SECTORS, &LAYOUT, &lock), refused, "{round}");
+            let again = updater.request(&v2, &mut flash, &SECTORS, &LAYOUT, &lock);
+            assert_eq!(again, UpdateOutcome::Accepted { counter: 2, previous: 2 }, "{round}");
+        }
+        assert_eq!(updater.verifications(), 1, "the refused candidate was verified once");
+        assert_eq!(flash.stats(), before, "no flash work at all");
+        // Another refused candidate replaces the remembered one; the first is verified again.
+        let v1 = manifest(1);
+        assert_eq!(
+            updater.request(&v1, &mut flash, &SECTORS, &LAYOUT, &lock),
+            UpdateOutcome::Rollback { found: 1, stored: 2 }
+        );
+        assert_eq!(updater.request(&bad_signature, &mut flash, &SECTORS, &LAYOUT, &lock), refused);
+        assert_eq!(updater.verifications(), 3);
+        // An accepted update forgets the refusal (it was judged against the old state).
+        assert!(updater.request(&v3, &mut flash, &SECTORS, &LAYOUT, &lock).is_accepted());
+        assert_eq!(updater.request(&bad_signature, &mut flash, &SECTORS, &LAYOUT, &lock), refused);
+        assert_eq!(updater.verifications(), 5);
+    }
+
+    #[test]
+    fn alternating_two_manifests_of_one_version_stops_at_the_bound() {
+        let (first, second) = (manifest(3), other_manifest(3));
+        let (mut flash, mut updater) = provisioned(&first);
+        let lock = FlashLock::new();
+        let start: Stats = flash.stats();
+        // The boot's counter slot is the first write of version 3; then 7 rewrites.
+        let mut accepted = 0;
+        let outcome = loop {
+            let candidate = if accepted % 2 == 0 { &second } else { &first };
+            let outcome = updater.request(candidate, &mut flash, &SECTORS, &LAYOUT, &lock);
+            if !outcome.is_accepted() {
+                break outcome;
+            }
+            accepted += 1;
+            assert!(accepted < 100, "never bounded");
+        };
+        assert_eq!(outcome, UpdateOutcome::RewriteLimit { version: 3, limit: SAME_VERSION_WRITES });
+        assert_eq!(accepted, SAME_VERSION_WRITES - 1);
+        assert_eq!(flash.stats().erased - start.erased, SAME_VERSION_WRITES - 1);
+        // From now on the storm costs nothing, and the stored manifest is still answered.
+        let stats = flash.stats();
+        let verifications = updater.verifications();
+        for candidate in [&first, &second].repeat(10) {
+            let outcome = updater.request(candidate, &mut flash, &SECTORS, &LAYOUT, &lock);
+            assert!(outcome.is_accepted() || outcome == UpdateOutcome::RewriteLimit { version: 3, limit: 8 });
+        }
+        assert_eq!((flash.stats(), updater.verifications()), (stats, verifications));
+        // A higher security version is accepted.
+        let v4 = manifest(4);
+        assert_eq!(
+            updater.request(&v4, &mut flash, &SECTORS, &LAYOUT, &lock),
+            UpdateOutcome::Accepted { counter: 4, previous: 3 }
+        );
+    }
+
+    #[test]
+    fn no_update_starts_once_a_reset_closed_the_flash() {
+        let (mut flash, mut updater) = provisioned(&manifest(1));
+        let lock = FlashLock::new();
+        assert_eq!(lock.close(0, || 0, || {}), crate::flash::Closed::Idle);
+        let before = flash.stats();
+        assert_eq!(updater.request(&manifest(2), &mut flash, &SECTORS, &LAYOUT, &lock), UpdateOutcome::Unavailable);
+        assert_eq!(flash.stats(), before);
+        assert_eq!(updater.stored().counter, 1);
+    }
+
+    #[test]
+    fn a_full_counter_log_refuses_before_anything_is_written() {
+        let (mut flash, mut updater) = provisioned(&manifest(1));
+        for value in 2..=(SECTOR / counter::SLOT_SIZE) as u32 {
+            counter::raise(&mut flash, SECTORS.counter, value).unwrap();
+        }
+        let before = flash.stats();
+        let lock = FlashLock::new();
+        let full = (SECTOR / counter::SLOT_SIZE) as u32;
+        let outcome = updater.request(&manifest(full + 1), &mut flash, &SECTORS, &LAYOUT, &lock);
+        assert_eq!(outcome, UpdateOutcome::CounterFull);
+        assert_eq!(flash.stats(), before);
     }
 
     #[test]
@@ -232,22 +516,5 @@ mod tests {
         // The floor counts when it is above the counter.
         let floor = Stored { floor: 4, ..stored };
         assert_eq!(check(&manifest(3), &floor, &LAYOUT).unwrap_err(), UpdateOutcome::Rollback { found: 3, stored: 4 });
-    }
-
-    #[test]
-    fn a_power_cut_during_the_counter_append_leaves_a_bootable_pair() {
-        let candidate_bytes = manifest(2);
-        let candidate = Manifest::parse(&candidate_bytes).unwrap();
-        for cut in 0..4 {
-            let mut flash = flash();
-            flash.bus_mut().power_cut_after = Some(MANIFEST_SIZE / 4 + cut);
-            let _ = apply(&mut flash, MANIFEST_AT, COUNTER_AT, candidate, 1);
-            flash.bus_mut().power_on();
-            let counter = scan(&mut flash, COUNTER_AT).unwrap().value;
-            let mut back = [0u8; MANIFEST_SIZE];
-            flash.read_bytes(MANIFEST_AT, &mut back).unwrap();
-            let in_flash = Manifest::parse(&back).unwrap();
-            assert!(in_flash.header.security_version.get() >= counter, "cut {cut}: the manifest in flash still boots");
-        }
     }
 }

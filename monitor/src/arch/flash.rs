@@ -1,14 +1,15 @@
-//! Secure flash on the hardware: the CFI driver's bus (the manifest's and the counter's sectors,
-//! mapped as device memory by mmu.rs), the state an update is checked against, and
-//! `UPDATE_MANIFEST` (the decisions are [`tzmk_monitor::update`]'s).
+//! Secure flash on the hardware: the CFI driver's bus (the manifest's two slots and the counter's
+//! sector, mapped as device memory by mmu.rs), the state an update is checked against, the lock
+//! a reset waits on, and `UPDATE_MANIFEST` (the decisions are [`tzmk_monitor::update`]'s).
 
 use spin::Mutex;
 use tzmk_interface::update::UpdateOutcome;
 use tzmk_monitor::config::{self, PhysRange};
 use tzmk_monitor::counter::{self, Counter, CounterError};
-use tzmk_monitor::flash::{Cfi01, FlashBus, FlashError};
-use tzmk_monitor::update::{self, Stored};
-use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
+use tzmk_monitor::flash::{Cfi01, FlashBus, FlashError, FlashLock};
+use tzmk_monitor::update::{self, Booted, Sectors, Updater};
+use tzmk_trust::manifest::MANIFEST_SIZE;
+use tzmk_trust::slot::SLOT_BYTES;
 
 /// The bank at physical 0 (secure flash): offsets are physical addresses.
 pub struct Bus;
@@ -34,52 +35,51 @@ const fn sector(range: PhysRange) -> (u64, u64) {
 static FLASH: Mutex<Cfi01<Bus>> = Mutex::new(Cfi01::new(
     Bus,
     config::MANIFEST_BLOCK.size,
-    [sector(config::MANIFEST_BLOCK), sector(config::COUNTER_BLOCK)],
+    [sector(config::MANIFEST_BLOCK), sector(config::MANIFEST_B_BLOCK), sector(config::COUNTER_BLOCK)],
 ));
 
-const MANIFEST_AT: u64 = sector(config::MANIFEST_BLOCK).0;
-const COUNTER_AT: u64 = sector(config::COUNTER_BLOCK).0;
+/// The manifest's slots and the counter, as offsets into the bank.
+const SECTORS: Sectors = Sectors {
+    slots: [sector(config::MANIFEST_BLOCK).0, sector(config::MANIFEST_B_BLOCK).0],
+    counter: sector(config::COUNTER_BLOCK).0,
+};
 
-/// What an update is checked against: set once stage 1 verified the manifest.
-struct State {
-    manifest: [u8; MANIFEST_SIZE],
-    platform_key: [u8; 32],
-    floor: u32,
-    counter: u32,
-}
+/// Held by an update for its flash work; PSCI SYSTEM_RESET and SYSTEM_OFF close it first
+/// (power.rs), waiting for an update in progress.
+pub static FLASH_LOCK: FlashLock = FlashLock::new();
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// What updates are checked against and remember: set once stage 1 verified the manifest.
+static UPDATER: Mutex<Option<Updater>> = Mutex::new(None);
 
 /// Reads the counter's log.
 pub fn counter() -> Result<Counter, FlashError> {
     counter::scan(&mut FLASH.lock(), COUNTER_AT)
 }
 
-/// Copies the manifest's bytes out of flash (word reads: device memory takes no unaligned access).
-pub fn read_manifest(buffer: &mut [u8; MANIFEST_SIZE]) -> Result<(), FlashError> {
-    FLASH.lock().read_bytes(MANIFEST_AT, buffer)
+const COUNTER_AT: u64 = SECTORS.counter;
+
+/// Copies both manifest slots' bytes (manifest and commit record) out of flash (word reads:
+/// device memory takes no unaligned access).
+pub fn read_slots(slots: &mut [[u8; SLOT_BYTES]; 2]) -> Result<(), FlashError> {
+    let mut flash = FLASH.lock();
+    for (bytes, at) in slots.iter_mut().zip(SECTORS.slots) {
+        flash.read_bytes(at, bytes)?;
+    }
+    Ok(())
 }
 
 /// After a good stage 1: raises the counter to the verified manifest's security version when it
 /// is above (a manifest written offline, or an update whose counter append a power cut stopped),
 /// and keeps what updates are checked against.
-pub fn after_stage1(
-    manifest: &[u8; MANIFEST_SIZE],
-    platform_key: [u8; 32],
-    floor: u32,
-    counter: u32,
-    security_version: u32,
-) -> Result<u32, CounterError> {
-    let counter = if security_version > counter {
-        counter::raise(&mut FLASH.lock(), COUNTER_AT, security_version)?.value
-    } else {
-        counter
-    };
-    *STATE.lock() = Some(State { manifest: *manifest, platform_key, floor, counter });
+pub fn after_stage1(mut booted: Booted, security_version: u32) -> Result<u32, CounterError> {
+    booted.counter = update::after_boot(&mut FLASH.lock(), COUNTER_AT, booted.counter, security_version)?;
+    let counter = booted.counter;
+    *UPDATER.lock() = Some(Updater::new(booted));
     Ok(counter)
 }
 
-fn ticks() -> (u64, u64) {
+/// The generic timer's count and frequency (power.rs bounds its wait with them too).
+pub(super) fn ticks() -> (u64, u64) {
     let (count, frequency): (u64, u64);
     // SAFETY: reads of the generic timer's counter and frequency.
     unsafe {
@@ -91,46 +91,40 @@ fn ticks() -> (u64, u64) {
 /// `UPDATE_MANIFEST` from the secure world: the first `length` bytes of `manifest_update`.
 pub fn update_manifest(length: u64) -> UpdateOutcome {
     let Some(region) = config::MANIFEST_UPDATE else { return UpdateOutcome::Unavailable };
-    let mut state = STATE.lock();
-    let Some(state) = state.as_mut() else { return UpdateOutcome::Unavailable };
+    let mut updater = UPDATER.lock();
+    let Some(updater) = updater.as_mut() else { return UpdateOutcome::Unavailable };
     // One copy into private memory before anything is checked (no double fetch).
-    let mut candidate = [0u8; MANIFEST_SIZE];
     let length = (length.min(region.size) as usize).min(MANIFEST_SIZE + 1);
     let mut copied = [0u8; MANIFEST_SIZE + 1];
     // SAFETY: `region` is secret RAM mapped read-write by mmu.rs (config::SECRET_RAM holds it:
     // tools/sdf checks), `length` is at most its size and the buffer's; plain bytes.
     unsafe { core::ptr::copy_nonoverlapping(region.base as usize as *const u8, copied.as_mut_ptr(), length) };
     let copied = &copied[..length];
-    let current = match Manifest::parse(&state.manifest) {
-        Ok(current) => current,
-        Err(_) => return UpdateOutcome::Unavailable,
-    };
-    let stored = Stored { platform_key: state.platform_key, floor: state.floor, counter: state.counter, current };
     let layout = super::trusted_boot::layout();
-    let manifest = match update::check(copied, &stored, &layout) {
-        Ok(manifest) => manifest,
-        Err(outcome) => {
-            log::warn!("update: {outcome}");
-            return outcome;
-        }
-    };
-    candidate.copy_from_slice(copied);
     let (start, frequency) = ticks();
     let mut flash = FLASH.lock();
-    let before = flash.stats();
-    let outcome = update::apply(&mut flash, MANIFEST_AT, COUNTER_AT, manifest, state.counter);
+    let (before, verified) = (flash.stats(), updater.verifications());
+    let outcome = updater.request(copied, &mut flash, &SECTORS, &layout, &FLASH_LOCK);
     let after = flash.stats();
     drop(flash);
     let (end, _) = ticks();
-    if let UpdateOutcome::Accepted { counter, .. } = outcome {
-        state.manifest = candidate;
-        state.counter = counter;
-    }
     let micros = (end - start).saturating_mul(1_000_000) / frequency.max(1);
-    log::info!(
-        "update: {outcome}; {} words programmed, {} sectors erased, {micros} us in flash",
-        after.programmed - before.programmed,
-        after.erased - before.erased
-    );
+    if updater.verifications() == verified {
+        log::info!("update: {outcome} (as before: not verified again), {micros} us");
+    } else if outcome.is_accepted() {
+        log::info!(
+            "update: {outcome}; slot {} sequence {}; {} words programmed, {} sectors erased, {micros} us",
+            ["A", "B"][updater.stored().slot],
+            updater.stored().sequence,
+            after.programmed - before.programmed,
+            after.erased - before.erased
+        );
+    } else {
+        log::warn!(
+            "update: {outcome}; {} words programmed, {} sectors erased, {micros} us",
+            after.programmed - before.programmed,
+            after.erased - before.erased
+        );
+    }
     outcome
 }

@@ -115,7 +115,7 @@ pub fn build() -> Result<usize, MapError> {
     map_range(provisioning.base as usize, provisioning.end() as usize, read_only)?;
     // The sectors the monitor writes: CFI commands and status reads are device accesses (each
     // one reaches the flash, in order, uncached).
-    for sector in [config::MANIFEST_BLOCK, config::COUNTER_BLOCK] {
+    for sector in [config::MANIFEST_BLOCK, config::MANIFEST_B_BLOCK, config::COUNTER_BLOCK] {
         map_range(sector.base as usize, sector.end() as usize, DEVICE | El23Attributes::XN)?;
     }
     for window in config::IMAGE_WINDOWS {

@@ -10,8 +10,10 @@ use tzmk_monitor::trusted_boot::{self, Layout, Memory, Short, Verdict, Window};
 use tzmk_sha256::{BlockFunction, Sha256};
 
 mod sha256;
+use tzmk_monitor::update::Booted;
 use tzmk_trust::manifest::MANIFEST_SIZE;
 use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
+use tzmk_trust::slot::SLOT_BYTES;
 
 /// The handoff's page (system.xml's `boot_handoff`, in secure RAM PDs may map).
 const HANDOFF: PhysRange = match config::BOOT_HANDOFF {
@@ -44,7 +46,7 @@ pub(super) fn layout() -> Layout {
 const LAYOUT: Layout = Layout {
     monitor: Window { base: 0, end: 0 },
     provisioning: config::PROVISIONING_BLOCK.base,
-    manifest: config::MANIFEST_BLOCK.base,
+    manifests: [config::MANIFEST_BLOCK.base, config::MANIFEST_B_BLOCK.base],
     windows: [
         window(config::IMAGE_WINDOWS[0]),
         window(config::IMAGE_WINDOWS[1]),
@@ -60,24 +62,28 @@ pub fn secure_world_verified() -> bool {
     SECURE_WORLD_VERIFIED.load(Ordering::Acquire)
 }
 
-/// The manifest's bytes, copied out of flash (device memory) before stage 1 reads them.
-struct ManifestCopy(UnsafeCell<[u8; MANIFEST_SIZE]>);
+/// Both manifest slots' bytes (manifest and commit record), copied out of flash (device memory)
+/// before stage 1 reads them.
+struct SlotCopies(UnsafeCell<[[u8; SLOT_BYTES]; 2]>);
 // SAFETY: only core 0 touches it, in stage 1 (before any other core runs Rust).
-unsafe impl Sync for ManifestCopy {}
-static MANIFEST_COPY: ManifestCopy = ManifestCopy(UnsafeCell::new([0; MANIFEST_SIZE]));
+unsafe impl Sync for SlotCopies {}
+static SLOT_COPIES: SlotCopies = SlotCopies(UnsafeCell::new([[0; SLOT_BYTES]; 2]));
 
 /// What mmu.rs maps read-only for stage 1 (the monitor's image, the provisioning block, the image
-/// windows) and the manifest's copy in RAM; hashed with `blocks` (the Armv8 SHA-256 instructions
+/// windows) and the slots' copies in RAM; hashed with `blocks` (the Armv8 SHA-256 instructions
 /// where the CPU has them: [`sha256`]).
 struct Mapped<'a> {
-    manifest: &'a [u8; MANIFEST_SIZE],
+    slots: &'a [[u8; SLOT_BYTES]; 2],
     blocks: BlockFunction,
 }
 
 impl Memory for Mapped<'_> {
     fn read(&self, address: u64, length: u64) -> Option<&[u8]> {
-        if address == config::MANIFEST_BLOCK.base {
-            return (length as usize <= MANIFEST_SIZE).then(|| &self.manifest[..length as usize]);
+        for (copy, base) in self.slots.iter().zip(LAYOUT.manifests) {
+            if let Some(offset) = address.checked_sub(base).filter(|&offset| offset < SLOT_BYTES as u64) {
+                let end = offset.checked_add(length).filter(|&end| end <= SLOT_BYTES as u64)?;
+                return Some(&copy[offset as usize..end as usize]);
+            }
         }
         let mut readable = [monitor_image(), config::PROVISIONING_BLOCK].into_iter().chain(config::IMAGE_WINDOWS);
         if !readable.any(|range| range.contains(address, length)) {
@@ -159,11 +165,11 @@ fn stage1() -> Result<(Verdict, u32, u32, u32), Stop> {
     // BootHandoff (asserted above) and no one else uses it before seL4 runs; any bytes are a
     // valid BootHandoff (FromBytes).
     let handoff = unsafe { &mut *(HANDOFF.base as usize as *mut BootHandoff) };
-    // SAFETY: core 0 alone, here alone (see ManifestCopy).
-    let manifest = unsafe { &mut *MANIFEST_COPY.0.get() };
+    // SAFETY: core 0 alone, here alone (see SlotCopies).
+    let slots = unsafe { &mut *SLOT_COPIES.0.get() };
     let counter = super::flash::counter().map_err(Stop::Counter)?;
-    super::flash::read_manifest(manifest).map_err(Stop::Counter)?;
-    let memory = Mapped { manifest, blocks: sha256::block_function() };
+    super::flash::read_slots(slots).map_err(Stop::Counter)?;
+    let memory = Mapped { slots, blocks: sha256::block_function() };
     let result = trusted_boot::stage1(&memory, &layout(), counter.value, handoff);
     // seL4 maps the handoff cached, and attestation-pd's first read must see it: clean to the
     // point of coherency whatever happened (a failure leaves it zeroed).
@@ -180,8 +186,17 @@ fn stage1() -> Result<(Verdict, u32, u32, u32), Stop> {
             address: config::PROVISIONING_BLOCK.base,
         }));
     };
-    let raised = super::flash::after_stage1(manifest, platform_key, floor, counter.value, verdict.security_version)
-        .map_err(Stop::Raise)?;
+    let mut manifest = [0; MANIFEST_SIZE];
+    manifest.copy_from_slice(&slots[verdict.slot][..MANIFEST_SIZE]);
+    let booted = Booted {
+        manifest,
+        slot: verdict.slot,
+        sequence: verdict.sequence,
+        platform_key,
+        floor,
+        counter: counter.value,
+    };
+    let raised = super::flash::after_stage1(booted, verdict.security_version).map_err(Stop::Raise)?;
     Ok((verdict, counter.value, raised, counter.torn))
 }
 
@@ -203,7 +218,12 @@ impl core::fmt::Display for Stop {
 }
 
 fn report(verdict: &Verdict, ticks: u64, frequency: u64, stack: usize) {
-    log::info!("trusted boot: manifest verified with the platform key, security version {}", verdict.security_version);
+    log::info!(
+        "trusted boot: manifest verified with the platform key, security version {} (slot {}, sequence {})",
+        verdict.security_version,
+        ["A", "B"][verdict.slot],
+        verdict.sequence
+    );
     for image in verdict.images.iter().flatten() {
         let state = if image.matches {
             "matches the manifest"

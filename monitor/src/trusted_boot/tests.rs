@@ -6,6 +6,7 @@ use std::cell::Cell;
 use tzmk_trust::dice::verify_certificate;
 use tzmk_trust::eventlog::{self, EventLog};
 use tzmk_trust::manifest::ManifestBuilder;
+use tzmk_trust::slot::{record_bytes, INITIAL_SEQUENCE};
 use tzmk_trust::SigningKey;
 
 const PROVISIONING: u64 = 0x10_0000;
@@ -13,6 +14,9 @@ const PROVISIONING: u64 = 0x10_0000;
 const MONITOR_END: u64 = 0x1000;
 const MONITOR_IMAGE: [u8; 0x1000] = [0xd5; 0x1000];
 const MANIFEST: u64 = 0x14_0000;
+/// Slot B (qemu-virt.toml's `manifest_b`) and the counter's sector.
+const MANIFEST_B: u64 = 0x1c_0000;
+const COUNTER_AT: u64 = 0x18_0000;
 /// The security-version counter most tests boot with (below the floor, 2).
 const COUNTER: u32 = 1;
 const SECURE_ENTRY: u64 = 0x7000_0000;
@@ -24,7 +28,7 @@ const UDS: [u8; 32] = [0x55; 32];
 const LAYOUT: Layout = Layout {
     monitor: Window { base: 0, end: MONITOR_END },
     provisioning: PROVISIONING,
-    manifest: MANIFEST,
+    manifests: [MANIFEST, MANIFEST_B],
     windows: [
         Window { base: SECURE_ENTRY, end: 0xc000_0000 },
         Window { base: KERNEL, end: DTB },
@@ -110,13 +114,23 @@ impl Boot {
         self.builder().sign(&platform_key()).unwrap().as_bytes().to_vec()
     }
 
-    /// Flash and RAM as QEMU's loader leaves them, with `manifest` in flash.
+    /// Flash and RAM as QEMU's loader leaves them, with `manifest` committed in slot A (as
+    /// `tzmk flash` writes it) and slot B erased.
     fn memory_with(&self, manifest: Vec<u8>) -> FakeMemory {
+        let mut slot_a = manifest;
+        slot_a.resize(RECORD_OFFSET, 0xff);
+        slot_a.extend_from_slice(&record_bytes(INITIAL_SEQUENCE));
+        self.memory_with_slots(slot_a, vec![0xff; SLOT_BYTES])
+    }
+
+    /// Flash and RAM with the two slots' bytes (manifest and record) given.
+    fn memory_with_slots(&self, slot_a: Vec<u8>, slot_b: Vec<u8>) -> FakeMemory {
         let provisioning = Provisioning::new(UDS, platform_key().verifying_key().to_bytes(), self.floor);
         let mut regions = vec![
             (0, MONITOR_IMAGE.to_vec()),
             (PROVISIONING, provisioning.as_bytes().to_vec()),
-            (MANIFEST, manifest),
+            (MANIFEST, slot_a),
+            (MANIFEST_B, slot_b),
             (KERNEL, self.kernel.clone()),
             (DTB, self.dtb.clone()),
             (INITRD, self.initrd.clone()),
@@ -445,6 +459,179 @@ fn an_image_the_monitor_cannot_read_stops() {
     let mut memory = boot.memory();
     memory.at(INITRD).pop();
     assert_eq!(failure(&memory), Stage1Error::ImageUnreadable { kind: ImageKind::LinuxInitramfs });
+}
+
+/// A slot's bytes: `manifest` and, when `sequence` is given, its commit record.
+fn slot_bytes(manifest: &[u8], sequence: Option<u32>) -> Vec<u8> {
+    let mut bytes = manifest.to_vec();
+    bytes.resize(SLOT_BYTES, 0xff);
+    if let Some(sequence) = sequence {
+        bytes[RECORD_OFFSET..].copy_from_slice(&record_bytes(sequence));
+    }
+    bytes
+}
+
+#[test]
+fn the_newest_committed_valid_slot_boots() {
+    let old = Boot { security_version: 3, ..Boot::full() };
+    let new = Boot { security_version: 4, ..Boot::full() };
+    let (v3, v4) = (old.manifest(), new.manifest());
+    let boots = |slot_a: Vec<u8>, slot_b: Vec<u8>| {
+        let mut handoff = Box::new(BootHandoff::new_zeroed());
+        stage1(&old.memory_with_slots(slot_a, slot_b), &LAYOUT, COUNTER, &mut handoff)
+            .map(|v| (v.slot, v.sequence, v.security_version))
+    };
+    assert_eq!(boots(slot_bytes(&v3, Some(1)), slot_bytes(&v4, Some(2))), Ok((1, 2, 4)), "B is newer");
+    assert_eq!(boots(slot_bytes(&v4, Some(7)), slot_bytes(&v3, Some(6))), Ok((0, 7, 4)), "A is newer");
+    assert_eq!(boots(slot_bytes(&v3, Some(1)), slot_bytes(&v4, None)), Ok((0, 1, 3)), "B uncommitted");
+    let wrapped = boots(slot_bytes(&v3, Some(u32::MAX)), slot_bytes(&v4, Some(0)));
+    assert_eq!(wrapped, Ok((1, 0, 4)), "the sequence wraps");
+    // The newer slot committed but damaged (a torn erase or a bad part): the other boots.
+    let mut damaged = v4.clone();
+    damaged[100] ^= 1;
+    assert_eq!(boots(slot_bytes(&v3, Some(1)), slot_bytes(&damaged, Some(2))), Ok((0, 1, 3)));
+    // Neither bootable: the newer one's reason.
+    let mut handoff = Box::new(BootHandoff::new_zeroed());
+    let memory = old.memory_with_slots(slot_bytes(&damaged, Some(1)), slot_bytes(&[0; MANIFEST_SIZE], Some(2)));
+    assert_eq!(stage1(&memory, &LAYOUT, COUNTER, &mut handoff), Err(Stage1Error::NoManifest { address: MANIFEST_B }));
+    assert!(handoff.as_bytes().iter().all(|&b| b == 0));
+    // Neither committed.
+    let memory = old.memory_with_slots(slot_bytes(&v3, None), vec![0xff; SLOT_BYTES]);
+    let error = stage1(&memory, &LAYOUT, COUNTER, &mut handoff).unwrap_err();
+    assert_eq!(error, Stage1Error::NoCommittedSlot { slots: [MANIFEST, MANIFEST_B] });
+    assert_eq!(error.to_string(), "no committed manifest slot in flash (slots at 0x140000 and 0x1c0000)");
+    // A newer slot below the counter never boots: the older one is not below it either here, so
+    // the machine stops rather than roll back.
+    let error =
+        stage1(&old.memory_with_slots(slot_bytes(&v3, Some(1)), slot_bytes(&v4, Some(2))), &LAYOUT, 5, &mut handoff);
+    assert_eq!(error.unwrap_err(), Stage1Error::Manifest(ManifestError::Rollback { manifest: 4, stored: 5 }));
+}
+
+/// Power cuts during updates: the whole machine's flash as a fake CFI bank (slots, counter), the
+/// RAM images as in the other tests.
+mod power_cuts {
+    use super::*;
+    use crate::counter;
+    use crate::flash::fake::FakeFlash;
+    use crate::flash::{Cfi01, FlashLock};
+    use crate::update::{after_boot, Booted, Sectors, Updater};
+    use tzmk_interface::update::UpdateOutcome;
+
+    const SECTOR: u64 = 0x1000;
+    const SECTORS: Sectors = Sectors { slots: [MANIFEST, MANIFEST_B], counter: COUNTER_AT };
+
+    fn bank() -> Cfi01<FakeFlash> {
+        let writable = [MANIFEST, MANIFEST_B, COUNTER_AT].map(|at| (at, at + SECTOR));
+        Cfi01::new(FakeFlash::new((MANIFEST_B + SECTOR) as usize, SECTOR as usize), SECTOR, writable)
+    }
+
+    /// What `tzmk flash` writes: the manifest in slot A with the first sequence, B erased,
+    /// the counter erased.
+    fn provisioned(manifest: &[u8]) -> Cfi01<FakeFlash> {
+        let mut flash = bank();
+        flash.program_bytes(MANIFEST, &slot_bytes(manifest, Some(INITIAL_SEQUENCE))).unwrap();
+        flash
+    }
+
+    /// Powers on: stage 1 over the flash as it is, then the counter raise that follows a good
+    /// stage 1. Returns the booted manifest's security version and the state updates start from.
+    fn boot(flash: &mut Cfi01<FakeFlash>, boot: &Boot) -> Result<(u32, Booted), Stage1Error> {
+        flash.bus_mut().power_on();
+        let bytes = |at: u64| flash.bus().memory[at as usize..at as usize + SLOT_BYTES].to_vec();
+        let memory = boot.memory_with_slots(bytes(MANIFEST), bytes(MANIFEST_B));
+        let counter = counter::scan(flash, COUNTER_AT).unwrap().value;
+        let mut handoff = Box::new(BootHandoff::new_zeroed());
+        let verdict = stage1(&memory, &LAYOUT, counter, &mut handoff)?;
+        let raised = after_boot(flash, COUNTER_AT, counter, verdict.security_version).unwrap();
+        let at = LAYOUT.manifests[verdict.slot] as usize;
+        let booted = Booted {
+            manifest: flash.bus().memory[at..at + MANIFEST_SIZE].try_into().unwrap(),
+            slot: verdict.slot,
+            sequence: verdict.sequence,
+            platform_key: platform_key().verifying_key().to_bytes(),
+            floor: boot.floor,
+            counter: raised,
+        };
+        Ok((verdict.security_version, booted))
+    }
+
+    /// Runs the update from `booted` to `candidate` with the power cut after every single
+    /// operation (program or erase; torn or not), boots after each cut, and checks the boot:
+    /// the old or the new manifest, never one below the counter. Returns the number of cut
+    /// points (the update's operations).
+    fn cut_everywhere(
+        setup: &dyn Fn() -> Cfi01<FakeFlash>,
+        boot_images: &Boot,
+        candidate: &[u8],
+        old: u32,
+        new: u32,
+    ) -> usize {
+        // The whole update once, to count its operations.
+        let mut flash = setup();
+        let (_, booted) = boot(&mut flash, boot_images).unwrap();
+        let start = flash.bus().operations();
+        let outcome = Updater::new(booted).request(candidate, &mut flash, &SECTORS, &LAYOUT, &FlashLock::new());
+        assert!(outcome.is_accepted(), "{outcome}");
+        let operations = flash.bus().operations() - start;
+        for tear in [false, true] {
+            for cut in 0..=operations {
+                let mut flash = setup();
+                let (_, booted) = boot(&mut flash, boot_images).unwrap();
+                let old_bytes = booted.manifest;
+                flash.bus_mut().power_cut_after = Some(flash.bus().operations() + cut);
+                flash.bus_mut().tear = tear;
+                let _ = Updater::new(booted).request(candidate, &mut flash, &SECTORS, &LAYOUT, &FlashLock::new());
+                let (version, after) =
+                    boot(&mut flash, boot_images).unwrap_or_else(|e| panic!("cut after {cut} (torn {tear}): {e}"));
+                assert!(version == old || version == new, "cut after {cut}: booted version {version}");
+                let booted_new = after.manifest[..] == candidate[..];
+                assert!(booted_new || after.manifest == old_bytes, "cut after {cut} (torn {tear}): another manifest");
+                let counter = counter::scan(&mut flash, COUNTER_AT).unwrap().value;
+                assert!(counter <= version, "cut after {cut} (torn {tear}): counter {counter} above {version}");
+                assert_eq!(after.counter, counter);
+                if cut == operations {
+                    assert!(booted_new && version == new, "the whole update boots the new manifest");
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn a_power_cut_anywhere_in_an_update_boots_the_old_or_the_new_manifest() {
+        let images = Boot { floor: 1, ..Boot::full() };
+        let v3 = Boot { security_version: 3, ..Boot::full() }.manifest();
+        let v4 = Boot { security_version: 4, ..Boot::full() }.manifest();
+        let operations = cut_everywhere(&|| provisioned(&v3), &images, &v4, 3, 4);
+        // An erase, 168 manifest words, 4 record words, 4 counter words.
+        assert_eq!(operations, 1 + 168 + 4 + 4);
+    }
+
+    #[test]
+    fn a_power_cut_anywhere_in_a_second_update_boots_the_old_or_the_new_manifest() {
+        let images = Boot { floor: 1, ..Boot::full() };
+        let [v3, v4, v5] = [3, 4, 5].map(|version| Boot { security_version: version, ..Boot::full() }.manifest());
+        // A first update (v3 in A -> v4 in B), then a reboot: the second goes back to slot A.
+        let after_first = || {
+            let mut flash = provisioned(&v3);
+            let (_, booted) = boot(&mut flash, &images).unwrap();
+            let outcome = Updater::new(booted).request(&v4, &mut flash, &SECTORS, &LAYOUT, &FlashLock::new());
+            assert_eq!(outcome, UpdateOutcome::Accepted { counter: 4, previous: 3 });
+            flash
+        };
+        let mut flash = after_first();
+        let (_, booted) = boot(&mut flash, &images).unwrap();
+        assert_eq!((booted.slot, booted.sequence), (1, 2));
+        cut_everywhere(&after_first, &images, &v5, 4, 5);
+        // And the same version rewritten (no counter raise): old or new, both at the counter.
+        // Another kernel of the same size: the old manifest's kernel no longer matches memory,
+        // which beside a secure image is measured, not refused (stage 2 decides).
+        let mut other_kernel = kernel();
+        other_kernel[0] ^= 1;
+        let v4_again = Boot { security_version: 4, kernel: other_kernel.clone(), ..Boot::full() }.manifest();
+        let images_again = Boot { kernel: other_kernel, ..Boot { floor: 1, ..Boot::full() } };
+        cut_everywhere(&after_first, &images_again, &v4_again, 4, 4);
+    }
 }
 
 mod properties {

@@ -24,6 +24,10 @@ pub const COUNTER_FULL: i64 = -0x113;
 /// Nothing to update: the monitor has no verified manifest or no writable flash (booted with
 /// `-bios`, or no secure world). No details.
 pub const UNAVAILABLE: i64 = -0x114;
+/// The manifest's security version equals the counter and has been written as often as the
+/// monitor allows (docs/trusted-boot.md, "Flash wear"): only a higher one is accepted. Details:
+/// the security version, the limit.
+pub const REWRITE_LIMIT: i64 = -0x115;
 /// The call came from the normal world (`smc::DENIED`).
 pub const DENIED: i64 = crate::smc::DENIED;
 
@@ -108,6 +112,10 @@ pub enum UpdateOutcome {
         offset: u32,
     },
     CounterFull,
+    RewriteLimit {
+        version: u32,
+        limit: u32,
+    },
     Unavailable,
     Denied,
     /// A status this side does not know (a newer monitor).
@@ -138,6 +146,7 @@ impl UpdateOutcome {
             REFUSED_IMAGES => UpdateOutcome::Images { kind: d[0], reason: d[1] },
             FLASH_FAILED => UpdateOutcome::Flash { code: d[0], offset: d[1] },
             COUNTER_FULL => UpdateOutcome::CounterFull,
+            REWRITE_LIMIT => UpdateOutcome::RewriteLimit { version: d[0], limit: d[1] },
             UNAVAILABLE => UpdateOutcome::Unavailable,
             DENIED => UpdateOutcome::Denied,
             status => UpdateOutcome::Unknown { status },
@@ -153,6 +162,7 @@ impl UpdateOutcome {
             UpdateOutcome::Images { kind, reason } => (REFUSED_IMAGES, [kind, reason, 0]),
             UpdateOutcome::Flash { code, offset } => (FLASH_FAILED, [code, offset, 0]),
             UpdateOutcome::CounterFull => (COUNTER_FULL, [0; 3]),
+            UpdateOutcome::RewriteLimit { version, limit } => (REWRITE_LIMIT, [version, limit, 0]),
             UpdateOutcome::Unavailable => (UNAVAILABLE, [0; 3]),
             UpdateOutcome::Denied => (DENIED, [0; 3]),
             UpdateOutcome::Unknown { status } => (status, [0; 3]),
@@ -216,6 +226,10 @@ impl fmt::Display for UpdateOutcome {
                 write!(f, "refused: secure flash failed (flash error {code} at {offset:#x}); nothing changed")
             }
             UpdateOutcome::CounterFull => write!(f, "refused: the security-version counter's log is full"),
+            UpdateOutcome::RewriteLimit { version, limit } => write!(
+                f,
+                "refused: security version {version} was written {limit} times already; only a higher one is accepted"
+            ),
             UpdateOutcome::Unavailable => write!(f, "refused: this boot has no updatable manifest"),
             UpdateOutcome::Denied => write!(f, "refused: only the secure world may call the monitor's update"),
             UpdateOutcome::Unknown { status } => write!(f, "refused: status {status}"),
@@ -244,6 +258,10 @@ mod tests {
                 "refused: secure flash failed (flash error 3 at 0x140000); nothing changed",
             ),
             (UpdateOutcome::CounterFull, "refused: the security-version counter's log is full"),
+            (
+                UpdateOutcome::RewriteLimit { version: 3, limit: 8 },
+                "refused: security version 3 was written 8 times already; only a higher one is accepted",
+            ),
             (UpdateOutcome::Unavailable, "refused: this boot has no updatable manifest"),
             (UpdateOutcome::Denied, "refused: only the secure world may call the monitor's update"),
         ];

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod provisioning;
 #[cfg(feature = "std")]
 pub mod refs;
+pub mod slot;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 

@@ -80,6 +80,8 @@ pub struct Partition {
     /// manifest's and the counter's erase sectors.
     pub provisioning_block: PhysRange,
     pub manifest_block: PhysRange,
+    /// The manifest's slot B (slot A is `manifest_block`).
+    pub manifest_b_block: PhysRange,
     pub counter_block: PhysRange,
     /// system.xml's `boot_handoff` region (its physical address, in a secret range), where stage 1
     /// of trusted boot leaves its handoff; `None` if the system has none.
@@ -240,6 +242,7 @@ impl Partition {
             shared_regions,
             provisioning_block: block("provisioning", provisioning, crate::platform::TRUST_BLOCK_SIZE),
             manifest_block: block("manifest", manifest, sector),
+            manifest_b_block: block("manifest_b", platform.manifest_slots()[1], sector),
             counter_block: block("counter", platform.counter_address(), sector),
             boot_handoff,
             manifest_update,
@@ -275,7 +278,10 @@ impl Partition {
     /// The bytes of secure flash the monitor's image may take: up to the first of trusted boot's
     /// blocks.
     pub fn monitor_image_size(&self) -> u64 {
-        self.provisioning_block.base.min(self.manifest_block.base).min(self.counter_block.base) - self.monitor_rom.base
+        [&self.manifest_block, &self.manifest_b_block, &self.counter_block]
+            .iter()
+            .fold(self.provisioning_block.base, |lowest, block| lowest.min(block.base))
+            - self.monitor_rom.base
     }
 
     /// The MEMORY block of the monitor's linker script. ROM ends where trusted boot's blocks
@@ -322,6 +328,7 @@ impl Partition {
             ("SECURE_IMAGE_RAM", &self.secure_image_ram),
             ("PROVISIONING_BLOCK", &self.provisioning_block),
             ("MANIFEST_BLOCK", &self.manifest_block),
+            ("MANIFEST_B_BLOCK", &self.manifest_b_block),
             ("COUNTER_BLOCK", &self.counter_block),
         ] {
             line(format!("pub const {name}: PhysRange = PhysRange {{ base: {:#x}, size: {:#x} }};", r.base, r.size));

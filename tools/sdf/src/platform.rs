@@ -125,8 +125,10 @@ pub struct Boot {
 /// Where trusted boot's inputs lie in secure flash (docs/trusted-boot.md, "Flash image"): byte
 /// offsets into the range named `secure-flash` past the monitor's image (the monitor's linker
 /// script ends its ROM at the lowest one, so a monitor that grows into them does not link). The
-/// provisioning block takes a 4 KiB page of its own; the manifest and the counter, which the
-/// monitor writes at run time, each take a whole erase block (`sector`) of their own.
+/// provisioning block takes a 4 KiB page of its own; the manifest's two slots (A and B: an update
+/// writes the one not booted from, then commits it: docs/trusted-boot.md, "Atomic updates") and
+/// the counter, which the monitor writes at run time, each take a whole erase block (`sector`) of
+/// their own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trust {
@@ -134,8 +136,10 @@ pub struct Trust {
     pub sector: u64,
     /// The provisioning block: the device's UDS and the platform public key.
     pub provisioning: u64,
-    /// The signed image manifest.
+    /// The signed image manifest's slot A (where `tzmk flash` puts the first manifest).
     pub manifest: u64,
+    /// The manifest's slot B (erased until the first update).
+    pub manifest_b: u64,
     /// The security-version counter's log.
     pub counter: u64,
 }
@@ -293,10 +297,11 @@ impl Platform {
     }
 
     /// Trusted boot's blocks in secure flash: name, offset and the bytes each owns.
-    pub fn trust_blocks(&self) -> [(&'static str, u64, u64); 3] {
+    pub fn trust_blocks(&self) -> [(&'static str, u64, u64); 4] {
         [
             ("provisioning", self.trust.provisioning, TRUST_BLOCK_SIZE),
             ("manifest", self.trust.manifest, self.trust.sector),
+            ("manifest_b", self.trust.manifest_b, self.trust.sector),
             ("counter", self.trust.counter, self.trust.sector),
         ]
     }
@@ -305,6 +310,12 @@ impl Platform {
     pub fn trust_addresses(&self) -> (u64, u64) {
         let base = self.range_named("secure-flash").map_or(0, |flash| flash.base);
         (base + self.trust.provisioning, base + self.trust.manifest)
+    }
+
+    /// The physical addresses of the manifest's slots A and B in secure flash.
+    pub fn manifest_slots(&self) -> [u64; 2] {
+        let base = self.range_named("secure-flash").map_or(0, |flash| flash.base);
+        [base + self.trust.manifest, base + self.trust.manifest_b]
     }
 
     /// The physical address of the counter's sector in secure flash.
@@ -368,6 +379,27 @@ mod tests {
             ("manifest = 0x0014_0000", "manifest = 0x0400_0000", "lies outside secure-flash"),
             ("counter = 0x0018_0000", "counter = 0x03fc_0000", ""),
             ("counter = 0x0018_0000", "counter = 0x0014_0000", "manifest and counter overlap or share an erase sector"),
+            (
+                "manifest_b = 0x001c_0000",
+                "manifest_b = 0x001c_1000",
+                "[trust] manifest_b 0x1c1000 must be a non-zero multiple of the sector",
+            ),
+            (
+                "manifest_b = 0x001c_0000",
+                "manifest_b = 0x0014_0000",
+                "[trust] manifest and manifest_b overlap or share an erase sector",
+            ),
+            (
+                "manifest_b = 0x001c_0000",
+                "manifest_b = 0x0018_0000",
+                "[trust] manifest_b and counter overlap or share an erase sector",
+            ),
+            (
+                "manifest_b = 0x001c_0000",
+                "manifest_b = 0x0400_0000",
+                "[trust] manifest_b 0x4000000 lies outside secure-flash",
+            ),
+            ("manifest_b = 0x001c_0000", "manifest_b = 0", "[trust] manifest_b 0x0 must be a non-zero multiple"),
             ("provisioning = 0x0010_0000", "provisioning = 0x0014_1000", "provisioning and manifest overlap or share"),
             ("sector = 0x0004_0000", "sector = 0x0003_0000", "power of two"),
         ] {
@@ -380,6 +412,7 @@ mod tests {
         let qemu = Platform::qemu_virt();
         assert_eq!(qemu.trust_addresses(), (0x10_0000, 0x14_0000));
         assert_eq!(qemu.counter_address(), 0x18_0000);
+        assert_eq!(qemu.manifest_slots(), [0x14_0000, 0x1c_0000]);
     }
 
     #[test]

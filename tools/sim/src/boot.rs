@@ -104,7 +104,7 @@ pub(crate) fn boot(system_xml: &[u8], partition: &Partition) -> Result<Booted, S
             end: partition.monitor_rom.base + MONITOR_IMAGE.len() as u64,
         },
         provisioning: partition.provisioning_block.base,
-        manifest: partition.manifest_block.base,
+        manifests: [partition.manifest_block.base, partition.manifest_b_block.base],
         windows,
     };
     let mut builder = ManifestBuilder::new(SECURITY_VERSION);
@@ -121,7 +121,11 @@ pub(crate) fn boot(system_xml: &[u8], partition: &Partition) -> Result<Booted, S
     let mut machine = Machine(BTreeMap::new());
     machine.0.insert(layout.monitor.base, MONITOR_IMAGE.as_bytes().to_vec());
     machine.0.insert(layout.provisioning, provisioning.as_bytes().to_vec());
-    machine.0.insert(layout.manifest, manifest.as_bytes().to_vec());
+    // Slot A as `tzmk flash` writes it (the manifest, its commit record), slot B erased.
+    let mut slot_a = manifest.as_bytes().to_vec();
+    slot_a.extend_from_slice(&tzmk_trust::slot::record_bytes(tzmk_trust::slot::INITIAL_SEQUENCE));
+    machine.0.insert(layout.manifests[0], slot_a);
+    machine.0.insert(layout.manifests[1], vec![0xff; tzmk_trust::slot::SLOT_BYTES]);
     for (kind, _, bytes) in &images {
         machine.0.insert(layout.window(*kind).base, bytes.to_vec());
     }

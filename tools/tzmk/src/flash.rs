@@ -1,6 +1,8 @@
 //! `tzmk flash`: the secure flash image QEMU's `-bios` loads (docs/trusted-boot.md, "Flash
 //! image"): the monitor at 0, the provisioning block and the signed manifest at the offsets the
-//! platform description's `[trust]` table names, erased (0xff) everywhere else, the whole flash (64 MiB on QEMU virt).
+//! platform description's `[trust]` table names (the manifest in slot A with its commit record,
+//! sequence 1; slot B erased: "Atomic updates"), erased (0xff) everywhere else, the whole flash
+//! (64 MiB on QEMU virt).
 //!
 //! `tzmk flash --monitor monitor.bin --uds UDS --platform-key KEY.pub --manifest manifest.bin
 //! [--security-floor N] [--platform FILE] -o flash.bin`
@@ -16,8 +18,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tzmk_trust::manifest::Manifest;
+use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
 use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
+use tzmk_trust::slot;
 use zerocopy::IntoBytes;
 
 const INVALID: u8 = 1;
@@ -80,7 +83,7 @@ fn compose(args: &Args) -> Result<String, Failure> {
     let platform = tzmk_sdf::load_platform(args.platform.as_deref()).map_err(|d| Failure(UNREADABLE, d.to_string()))?;
     let flash_size = platform.range_named("secure-flash").map_or(0, |flash| flash.size);
     let (provisioning_at, manifest_at) = (platform.trust.provisioning, platform.trust.manifest);
-    let first_block = provisioning_at.min(manifest_at).min(platform.trust.counter);
+    let first_block = platform.trust_blocks().iter().map(|&(_, offset, _)| offset).min().unwrap_or(0);
 
     let monitor = read(&args.monitor)?;
     let uds = zeroize::Zeroizing::new(read_32(&args.uds, "a 32-byte UDS")?);
@@ -118,7 +121,11 @@ fn compose(args: &Args) -> Result<String, Failure> {
     let mut image = zeroize::Zeroizing::new(vec![0xffu8; flash_size as usize]);
     image[..monitor.len()].copy_from_slice(&monitor);
     image[provisioning_at as usize..][..PROVISIONING_SIZE].copy_from_slice(provisioning.as_bytes());
-    image[manifest_at as usize..][..manifest_bytes.len()].copy_from_slice(&manifest_bytes);
+    // Slot A: the manifest, then its commit record. Slot B stays erased (uncommitted) until the
+    // first update writes it.
+    let slot_a = &mut image[manifest_at as usize..][..slot::SLOT_BYTES];
+    slot_a[..MANIFEST_SIZE].copy_from_slice(manifest.as_bytes());
+    slot_a[slot::RECORD_OFFSET..].copy_from_slice(&slot::record_bytes(slot::INITIAL_SEQUENCE));
 
     // Replaces an older image (the build makes it again); the UDS inside keeps it private.
     let _ = std::fs::remove_file(&args.output);
@@ -130,10 +137,11 @@ fn compose(args: &Args) -> Result<String, Failure> {
         .map_err(|e| Failure(UNREADABLE, format!("{}: cannot create: {e}", args.output.display())))?;
     file.write_all(&image).map_err(|e| Failure(UNREADABLE, format!("{}: cannot write: {e}", args.output.display())))?;
     Ok(format!(
-        "flash: {} ({} bytes: monitor {} bytes, provisioning at {provisioning_at:#x}, manifest at {manifest_at:#x}, security version {} floor {})",
+        "flash: {} ({} bytes: monitor {} bytes, provisioning at {provisioning_at:#x}, manifest at {manifest_at:#x} (slot A, committed; slot B at {:#x} erased), security version {} floor {})",
         args.output.display(),
         image.len(),
         monitor.len(),
+        platform.trust.manifest_b,
         manifest.header.security_version.get(),
         args.security_floor
     ))

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tzmk_trust::manifest::{Manifest, MANIFEST_SIZE};
 use tzmk_trust::provisioning::{Provisioning, PROVISIONING_SIZE};
+use tzmk_trust::slot::{self, RECORD_OFFSET, SLOT_BYTES};
 
 const PROVISIONING_AT: usize = 0x10_0000;
 const MANIFEST_AT: usize = 0x14_0000;
+const MANIFEST_B_AT: usize = 0x1c_0000;
 
 fn tzmk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tzmk")).args(args).output().expect("tzmk runs")
@@ -93,7 +95,14 @@ fn the_image_holds_the_monitor_the_provisioning_block_and_the_manifest() {
     assert_eq!(image.len(), 64 << 20, "the whole flash: QEMU's pflash drive must be exactly its size");
     assert!(image[..5000].iter().all(|&b| b == 0xaa));
     assert!(image[5000..PROVISIONING_AT].iter().all(|&b| b == 0xff), "erased between");
-    assert!(image[MANIFEST_AT + MANIFEST_SIZE..].iter().all(|&b| b == 0xff), "the counter's sector erased: counter 0");
+    assert!(
+        image[MANIFEST_AT + SLOT_BYTES..].iter().all(|&b| b == 0xff),
+        "slot B and the counter's sector erased: uncommitted, counter 0"
+    );
+    assert_eq!(slot::committed_sequence(&image[MANIFEST_AT + RECORD_OFFSET..]), Some(slot::INITIAL_SEQUENCE));
+    assert_eq!(slot::committed_sequence(&image[MANIFEST_B_AT + RECORD_OFFSET..]), None);
+    let (committed, _) = slot::committed_manifest(&image, [MANIFEST_AT, MANIFEST_B_AT]).unwrap();
+    assert_eq!(committed, 0, "slot A is the committed one");
     let block = Provisioning::parse(&image[PROVISIONING_AT..][..PROVISIONING_SIZE]).unwrap();
     let public = std::fs::read(format!("{}.pub", inputs.key)).unwrap();
     assert_eq!((block.uds, &block.platform_public_key[..]), ([0x11; 32], &public[..]));
