@@ -341,6 +341,10 @@ pub struct Ports {
     /// Counter ticks to keep looking for more messages once the rings run dry, after a turn that
     /// took some, before asking for a kick (0: never; see [`set_spin`](Self::set_spin)).
     spin_ticks: u64,
+    /// Run between a control request's copy and its re-check, as the normal world may write at
+    /// that instant (the harness's torn-request tests).
+    #[cfg(feature = "harness")]
+    copy_hook: Option<fn(&MemoryRegion)>,
 }
 
 impl Ports {
@@ -385,7 +389,20 @@ impl Ports {
             },
         });
         let links = core::array::from_fn(|_| Link::default());
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, links, spin_ticks: 0 };
+        let ports = Self {
+            table,
+            ctrl,
+            rx,
+            tx,
+            scratch,
+            slots,
+            directory,
+            last_request: 0,
+            links,
+            spin_ticks: 0,
+            #[cfg(feature = "harness")]
+            copy_hook: None,
+        };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -711,7 +728,8 @@ impl Ports {
                     }
                 }
             }
-            if self.request_header().0 != self.last_request {
+            let (sequence, length) = self.request_header();
+            if sequence != self.last_request && length != 0 {
                 return true;
             }
             if microkit::timer::now() >= deadline {
@@ -933,17 +951,42 @@ impl Ports {
         Ok(turn)
     }
 
+    /// Runs `hook` between each control request's copy and its re-check (harness only).
+    #[cfg(feature = "harness")]
+    pub fn set_copy_hook(&mut self, hook: Option<fn(&MemoryRegion)>) {
+        self.copy_hook = hook;
+    }
+
     /// Handles the request in the mailbox if it is new; `true` if it was.
+    ///
+    /// The normal world may write the slot at any time: a driver that gave up waiting (its
+    /// timeout) writes its next request while this one may still be copied. So the header word
+    /// is read before and after the copy (a sequence lock, as `MemoryRegion::snapshot`), and a
+    /// copy during which it changed is dropped unanswered and unrun: the request it was is
+    /// abandoned, the one that replaced it is taken whole on the next look. A header with length
+    /// 0 announces a request being written (docs/ports.md): it is no request yet.
     fn control(&mut self, services: &mut impl Services) -> bool {
         let (sequence, length) = self.request_header();
-        if sequence == self.last_request {
+        if sequence == self.last_request || length == 0 {
             return false;
         }
-        self.last_request = sequence;
         let mut message = [0u8; MAX_CONTROL_MESSAGE];
+        let copied = self.copy_request(length as usize, &mut message);
+        #[cfg(feature = "harness")]
+        if let Some(hook) = self.copy_hook {
+            hook(&self.ctrl);
+        }
+        // The copy's loads before the re-check's.
+        core::sync::atomic::fence(Ordering::Acquire);
+        if self.request_header() != (sequence, length) {
+            log::warn!("control request {sequence} was rewritten while it was copied: dropped");
+            return false;
+        }
+        // Taken once: from here on the request runs, whatever the slot says.
+        self.last_request = sequence;
         let mut reply = [0u8; MAX_CONTROL_MESSAGE];
         let (head, body) = reply.split_at_mut(core::mem::size_of::<Reply>());
-        let header = match self.copy_request(length as usize, &mut message) {
+        let header = match copied {
             Some((request, payload)) => {
                 let payload = &message[core::mem::size_of::<Request>()..][..payload];
                 match self.handle(services, &request, payload, body) {

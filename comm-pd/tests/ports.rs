@@ -19,7 +19,7 @@ use tzcomm::{Backend, Error, Mapping, Region, Transport, Tz};
 use tzmk_interface::port::ring::{PeerMisbehaviour, SendError};
 use tzmk_interface::port::{
     command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, Service, SinkTotals,
-    DIRECTORY_OFFSET,
+    DIRECTORY_OFFSET, REPLY_OFFSET, REQUEST_OFFSET,
 };
 use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
@@ -275,6 +275,74 @@ fn garbage_in_the_mailbox_gets_typed_errors() {
     echo_once(&mut echo, 1, 1000, &mut message, &mut buf);
 }
 
+/// The mailbox's request header: (sequence, length).
+fn request_header(shared: &Shared) -> (u32, u32) {
+    let mut word = [0u8; 8];
+    shared.harness().peek(Area::Ctrl, REQUEST_OFFSET, &mut word);
+    let word = u64::from_ne_bytes(word);
+    (word as u32, (word >> 32) as u32)
+}
+
+/// The sequence number of the mailbox's last reply.
+fn reply_sequence(shared: &Shared) -> u32 {
+    let mut word = [0u8; 8];
+    shared.harness().peek(Area::Ctrl, REPLY_OFFSET, &mut word);
+    u64::from_ne_bytes(word) as u32
+}
+
+/// Writes `message` as request `sequence` the way the driver does: body, then the header word.
+fn write_request(shared: &Shared, sequence: u32, message: &[u8]) {
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET + 8, message);
+    let header = u64::from(sequence) | (message.len() as u64) << 32;
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET, &header.to_ne_bytes());
+}
+
+/// The normal world's next request lands while comm-pd copies the current one: the driver gave
+/// up on it (its timeout) and wrote an open of port 2 over the slot.
+fn rewrite_during_copy(ctrl: &microkit::MemoryRegion) {
+    let word = ctrl.atomic_u64(REQUEST_OFFSET).unwrap();
+    let sequence = (word.load(std::sync::atomic::Ordering::Relaxed) as u32).wrapping_add(1);
+    let open = request(Operation::OpenId as u32, 2, 0, &[]);
+    ctrl.write_bytes(REQUEST_OFFSET + 8, &open).unwrap();
+    word.store(u64::from(sequence) | (open.len() as u64) << 32, std::sync::atomic::Ordering::Release);
+}
+
+#[test]
+fn a_request_rewritten_while_it_is_copied_never_runs() {
+    let (shared, _tz) = local();
+    let state = |id: u16| shared.harness().ports.status(id).unwrap().state;
+    let (sequence, _) = request_header(&shared);
+    shared.harness().ports.set_copy_hook(Some(rewrite_during_copy));
+    // Request N opens port 1; between its copy and the re-check the slot becomes request N+1.
+    write_request(&shared, sequence.wrapping_add(1), &request(Operation::OpenId as u32, 1, 0, &[]));
+    let poll = shared.run();
+    shared.harness().ports.set_copy_hook(None);
+    assert_eq!(poll.requests, 0, "a request whose slot changed under the copy was handled");
+    assert_eq!(state(1), PortState::Closed as u8, "the abandoned request (open port 1) ran");
+    assert_ne!(reply_sequence(&shared), sequence.wrapping_add(1), "the abandoned request was answered");
+    // The request that replaced it runs whole, once.
+    assert_eq!(shared.run().requests, 1);
+    assert_eq!(reply_sequence(&shared), sequence.wrapping_add(2));
+    assert_eq!((state(1), state(2)), (PortState::Closed as u8, PortState::Open as u8));
+    assert_eq!(shared.run().requests, 0, "a request ran twice");
+}
+
+#[test]
+fn a_header_of_length_zero_is_a_request_being_written() {
+    let (shared, _tz) = local();
+    let (sequence, _) = request_header(&shared);
+    let next = sequence.wrapping_add(1);
+    // The header first, with length 0: the body that follows is not yet a request.
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET, &u64::from(next).to_ne_bytes());
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET + 8, &request(Operation::OpenId as u32, 1, 0, &[])[..7]);
+    assert_eq!(shared.run().requests, 0);
+    assert_ne!(reply_sequence(&shared), next);
+    write_request(&shared, next, &request(Operation::OpenId as u32, 1, 0, &[]));
+    assert_eq!(shared.run().requests, 1);
+    assert_eq!(reply_sequence(&shared), next);
+    assert_eq!(shared.harness().ports.status(1).unwrap().state, PortState::Open as u8);
+}
+
 /// Where a port's rx ring starts in port_rx, from the directory the engine published.
 fn rx_offset(shared: &Shared, name: &str) -> usize {
     let directory = shared.directory();
@@ -521,7 +589,8 @@ proptest! {
                 Scribble::Ctrl(o, b) => shared.harness().scribble_anywhere(Area::Ctrl, o, &b),
                 Scribble::Rx(o, b) => shared.harness().scribble_anywhere(Area::Rx, o, &b),
                 Scribble::Tx(o, b) => shared.harness().scribble_anywhere(Area::Tx, o, &b),
-                Scribble::Request(b, l) => { raw_request(&shared, &b, l); }
+                // (Length 0 is the "being written" header: no request, no answer.)
+                Scribble::Request(b, l) => { raw_request(&shared, &b, l.max(1)); }
                 Scribble::Control(o, p, c) => {
                     shared.harness().control(o, p, c, &[]).expect("the engine answers every request");
                 }
