@@ -52,6 +52,14 @@ pub enum TableError {
     BadCapacity {
         port: &'static str,
     },
+    /// A reply of the port's service (`Service::reply_room`) can take `reply` bytes, its tx ring
+    /// carries `carries`: such a message would wait in the rx ring for good (build.rs refuses
+    /// these through tools/sdf; kept for hand-made tables).
+    ReplyTooLarge {
+        port: &'static str,
+        reply: usize,
+        carries: usize,
+    },
     /// `region` holds `size` bytes, the rings need `needed`.
     RegionTooSmall {
         region: &'static str,
@@ -67,6 +75,10 @@ impl fmt::Display for TableError {
             TableError::BadCapacity { port } => {
                 write!(f, "port '{port}': ring capacity is not a power of two in 64..=2^30")
             }
+            TableError::ReplyTooLarge { port, reply, carries } => write!(
+                f,
+                "port '{port}': a reply may take {reply} bytes, its tx ring carries messages of at most {carries}"
+            ),
             TableError::RegionTooSmall { region, needed, size } => {
                 write!(f, "system.xml maps {size:#x} bytes of {region}; the ports of ports.toml need {needed:#x}")
             }
@@ -146,6 +158,13 @@ pub fn check_table(
     }
     if ctrl_size < PORT_CTRL_SIZE {
         return Err(TableError::RegionTooSmall { region: "port_ctrl", needed: PORT_CTRL_SIZE, size: ctrl_size });
+    }
+    for port in table {
+        let (rx, tx) = layouts(port)?;
+        let reply = port.service.reply_room(rx.max_message());
+        if reply > tx.max_message() {
+            return Err(TableError::ReplyTooLarge { port: port.name, reply, carries: tx.max_message() });
+        }
     }
     let (rx_end, tx_end, _) = place(table, table.len())?;
     if rx_end > rx_size {

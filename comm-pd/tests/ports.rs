@@ -827,3 +827,24 @@ fn an_owner_region_too_small_for_the_port_is_refused_by_name() {
     let refused = unsafe { ports.attach_owner(4, requests.region(), replies.region()) }.unwrap_err();
     assert_eq!(refused.to_string(), "port 4 is no `forward` port of ports.toml");
 }
+
+#[test]
+fn a_table_whose_replies_cannot_fit_is_refused_by_name() {
+    static SHORT: [PortConfig; 1] =
+        [PortConfig { id: 1, name: "short", service: Service::Echo, rx_capacity: 0x2000, tx_capacity: 0x1000 }];
+    static EVIDENCE: [PortConfig; 1] = [PortConfig {
+        id: 5,
+        name: "attestation",
+        service: Service::Attestation,
+        rx_capacity: 0x2000,
+        tx_capacity: 0x2000,
+    }];
+    assert_eq!(
+        Harness::new(&SHORT).unwrap_err().to_string(),
+        "port 'short': a reply may take 2040 bytes, its tx ring carries messages of at most 1016"
+    );
+    assert_eq!(
+        Harness::new(&EVIDENCE).unwrap_err().to_string(),
+        "port 'attestation': a reply may take 3072 bytes, its tx ring carries messages of at most 2040"
+    );
+}

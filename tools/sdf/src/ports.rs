@@ -88,6 +88,48 @@ pub fn ring_region_size(capacity: u64) -> u64 {
     (tzmk_ring::HEADER_SIZE as u64 + capacity).div_ceil(4096) * 4096
 }
 
+/// The largest message a port ring of `capacity` bytes carries (`RingLayout::max_message`).
+pub fn largest_message(capacity: u64) -> u64 {
+    capacity / 4 - tzmk_ring::RECORD_HEADER as u64
+}
+
+/// The smallest ring capacity whose messages carry `bytes`.
+fn capacity_for(bytes: u64) -> u64 {
+    (4 * (bytes + tzmk_ring::RECORD_HEADER as u64)).next_power_of_two().max(64)
+}
+
+/// Refuses a port whose replies can never fit its tx ring: comm-pd takes a message only when the
+/// room its reply may need is free (`Service::reply_room`), so such a message would wait in the
+/// rx ring for good, stalling the port. An echo's reply is as long as the message (up to the rx
+/// ring's largest), an attestation port's evidence up to `MAX_EVIDENCE`, an rt port's
+/// statistics a fixed size.
+fn replies_fit(port: &Port) -> Result<(), String> {
+    use tzmk_interface::port::Service;
+    let Some(service) = Service::ALL.into_iter().find(|s| s.name() == port.service) else { return Ok(()) };
+    let (rx, tx) = (port.rx_capacity, port.tx_capacity);
+    let (largest_in, largest_out) = (largest_message(rx), largest_message(tx));
+    let reply = service.reply_room(largest_in as usize) as u64;
+    if reply <= largest_out {
+        return Ok(());
+    }
+    let name = &port.name;
+    let what = match service {
+        Service::Echo => {
+            format!("an echo's reply is as long as its message, up to {largest_in} bytes (rx_capacity {rx:#x})")
+        }
+        Service::Attestation => format!(
+            "an evidence reply (token and certificate chain) is up to {} bytes",
+            tzmk_interface::attestation::MAX_EVIDENCE
+        ),
+        _ => format!("a reply of service '{}' is up to {reply} bytes", port.service),
+    };
+    Err(format!(
+        "port '{name}': {what}, but its tx ring ({tx:#x} bytes) carries messages of at most {largest_out}: \
+         such a message would stall the port for good; tx_capacity must be at least {:#x}",
+        capacity_for(reply)
+    ))
+}
+
 fn capacity(entry: &Entry, field: &str, value: Option<u64>) -> Result<u64, String> {
     let value =
         value.or(entry.capacity).ok_or_else(|| format!("port '{}': needs `capacity` or `{field}`", entry.name))?;
@@ -137,14 +179,16 @@ pub fn parse(text: &str) -> Result<Vec<Port>, String> {
             }
             None => {}
         }
-        ports.push(Port {
+        let port = Port {
             id: entry.id as u16,
             name: name.clone(),
             service: entry.service.clone(),
             owner: entry.owner.clone(),
             rx_capacity: capacity(entry, "rx_capacity", entry.rx_capacity)?,
             tx_capacity: capacity(entry, "tx_capacity", entry.tx_capacity)?,
-        });
+        };
+        replies_fit(&port)?;
+        ports.push(port);
     }
     Ok(ports)
 }
@@ -293,6 +337,33 @@ mod tests {
         assert_eq!(
             one("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\ncapacity = 1000"),
             "port 'a': rx_capacity 0x3e8 is not a power of two in 64..=2^30"
+        );
+        // Replies that can never fit the tx ring (issue 20): the port would stall for good.
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\nrx_capacity = 0x2000\ntx_capacity = 0x1000"),
+            "port 'a': an echo's reply is as long as its message, up to 2040 bytes (rx_capacity 0x2000), but its tx \
+             ring (0x1000 bytes) carries messages of at most 1016: such a message would stall the port for good; \
+             tx_capacity must be at least 0x2000"
+        );
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"attestation\"\nowner = \"attestation-pd\"\ncapacity = 0x2000"),
+            "port 'a': an evidence reply (token and certificate chain) is up to 3072 bytes, but its tx ring (0x2000 \
+             bytes) carries messages of at most 2040: such a message would stall the port for good; tx_capacity \
+             must be at least 0x4000"
+        );
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"rt\"\nowner = \"rt-task\"\ncapacity = 0x40"),
+            "port 'a': a reply of service 'rt' is up to 56 bytes, but its tx ring (0x40 bytes) carries messages of at \
+             most 8: such a message would stall the port for good; tx_capacity must be at least 0x100"
+        );
+        // A larger tx ring, a sink (no reply), a forwarded port (the owner's replies ring is
+        // the forwarded-port rule's) are fine.
+        let fine = |body: &str| parse(&format!("[[port]]\n{body}")).map(|_| ());
+        assert_eq!(fine("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\nrx_capacity = 0x1000\ntx_capacity = 0x2000"), Ok(()));
+        assert_eq!(fine("id = 1\nname = \"a\"\nservice = \"sink\"\nowner = \"comm-pd\"\nrx_capacity = 0x10000\ntx_capacity = 0x40"), Ok(()));
+        assert_eq!(
+            fine("id = 1\nname = \"a\"\nservice = \"attestation\"\nowner = \"attestation-pd\"\ncapacity = 0x4000"),
+            Ok(())
         );
     }
 
