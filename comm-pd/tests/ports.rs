@@ -848,3 +848,79 @@ fn a_table_whose_replies_cannot_fit_is_refused_by_name() {
         "port 'attestation': a reply may take 3072 bytes, its tx ring carries messages of at most 2040"
     );
 }
+
+/// The reply in the mailbox: its sequence and header.
+fn mailbox_reply(shared: &Shared) -> (u32, Reply) {
+    let mut bytes = [0u8; std::mem::size_of::<Reply>()];
+    shared.harness().peek(Area::Ctrl, REPLY_OFFSET + 8, &mut bytes);
+    (reply_sequence(shared), Reply::read_from_bytes(&bytes).unwrap())
+}
+
+/// Far beyond any test's run time: the deadline passes only when a test moves the clock.
+const FAR: u64 = 1 << 60;
+
+#[test]
+fn an_owner_that_never_answers_a_call_costs_only_its_own_port() {
+    let (shared, tz) = local_with(&FORWARDED);
+    shared.harness().ports.set_call_deadline(FAR);
+    let hello = tz.open("hello").unwrap();
+    let mut echo = tz.open("echo").unwrap();
+    assert_eq!(hello.call(comm_pd::harness::Reverser::REQUESTS, &[]).unwrap().len(), 8, "a live owner answers");
+    // The owner goes silent. A call, straight into the mailbox (tzcomm would wait for its
+    // answer): comm-pd posts it to the owner and does not wait.
+    shared.harness().services.owner.as_mut().unwrap().silent = true;
+    let call = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert!(call.is_none(), "a call the owner never answered was answered: {call:?}");
+    let (call_sequence, _) = request_header(&shared);
+    assert!(shared.harness().ports.call_pending(9));
+    // Meanwhile every other port goes on, doorbells and all.
+    let (mut message, mut buf) = (Vec::new(), vec![0u8; 4096]);
+    let rung = shared.harness().services.rung.len();
+    for i in 0..20 {
+        echo_once(&mut echo, i, 1000, &mut message, &mut buf);
+    }
+    assert!(shared.harness().services.rung.len() > rung, "no doorbell rang while the call was pending");
+    assert_ne!(reply_sequence(&shared), call_sequence, "the call was answered before its deadline");
+    // The deadline passes: the call is refused with a typed error, the owner's port faulted.
+    shared.harness().ports.advance_clock(FAR);
+    shared.run();
+    let (sequence, reply) = mailbox_reply(&shared);
+    assert_eq!(sequence, call_sequence, "the call's request was never answered");
+    assert_eq!(ControlError::from_u32(reply.error), Some(ControlError::ServiceUnavailable), "{reply:?}");
+    assert!(!shared.harness().ports.call_pending(9));
+    let status = tz.status("hello").unwrap();
+    assert_eq!(status.state, PortState::Faulted as u8);
+    assert_eq!(PortFault(status.last_fault), PortFault::owner_silent(), "{status:?}");
+    assert!(shared.harness().ports.is_cut_off(9));
+    assert!(matches!(tz.open("hello"), Err(Error::Control(ControlError::ServiceUnavailable))));
+    // And the rest still works: control requests and echo.
+    assert_eq!(tz.status("echo").unwrap().state, PortState::Open as u8);
+    echo_once(&mut echo, 99, 1000, &mut message, &mut buf);
+}
+
+#[test]
+fn the_mailbox_goes_on_while_an_owner_holds_a_call() {
+    let (shared, tz) = local_with(&FORWARDED);
+    shared.harness().ports.set_call_deadline(FAR);
+    let _hello = tz.open("hello").unwrap();
+    shared.harness().services.owner.as_mut().unwrap().silent = true;
+    let call = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert!(call.is_none());
+    // The normal world gives up on the call (the driver's timeout) and sends other requests:
+    // each is answered; a second call to the same owner is refused at once.
+    assert_eq!(tz.status("echo").unwrap().state, PortState::Closed as u8);
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8);
+    let again = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert_eq!(again.map(|r| ControlError::from_u32(r.error)), Some(Some(ControlError::ServiceUnavailable)));
+    let latest = reply_sequence(&shared);
+    // The owner comes back and answers the abandoned call: it is not the mailbox's request any
+    // more, so nothing is written over the latest reply.
+    shared.harness().services.owner.as_mut().unwrap().silent = false;
+    shared.run();
+    assert!(!shared.harness().ports.call_pending(9));
+    assert_eq!(reply_sequence(&shared), latest);
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8, "an owner that answered was cut off");
+    shared.harness().ports.advance_clock(FAR);
+    shared.run();
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8, "a deadline of an answered call ran");
+}
