@@ -81,3 +81,46 @@ fn every_isolation_rule_is_exercised_by_the_corpus() {
         assert!(corpus.contains(&format!("[{rule}]")), "no corpus file breaks rule {rule}");
     }
 }
+
+/// The bad-port-table corpus: every `tests/audit/ports/NAME.toml` is a comm-pd/ports.toml that
+/// `tzmk audit` and comm-pd's build refuse. Alone, its `# expect: MESSAGE` line is the table's
+/// refusal (tools/sdf `ports::parse`, the message comm-pd's build prints); with a `NAME.xml`
+/// beside it, the table parses and the `# expect:` lines are the audit's lines for that system
+/// (the forwarded-port rule), in order.
+#[test]
+fn every_bad_port_table_gets_its_exact_error() {
+    let dir = tzmk_tests::workspace_root().join("tests/audit/ports");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .expect("port corpus directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "the port corpus holds {} tables", files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = fs::read_to_string(path).expect("readable corpus file");
+        let want: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).map(str::to_owned).collect();
+        assert!(!want.is_empty(), "{name} expects no error: a bad table must produce one");
+        let system_path = path.with_extension("xml");
+        let got = match (tzmk_sdf::ports::parse(&text), system_path.exists()) {
+            (Err(message), false) => vec![message],
+            (Ok(_), false) => vec!["(accepted)".to_owned()],
+            (Err(message), true) => vec![format!("(the table is refused: {message})")],
+            (Ok(ports), true) => {
+                let xml_name = system_path.file_name().unwrap().to_string_lossy().into_owned();
+                let xml = fs::read_to_string(&system_path).expect("readable corpus system");
+                let system = tzmk_sdf::parse_system(&xml_name, &xml).expect("the corpus system is valid");
+                tzmk_sdf::ports::audit(&system, &ports)
+                    .iter()
+                    .map(|v| tzmk_sdf::format_violation(&xml_name, v))
+                    .collect()
+            }
+        };
+        if got != want {
+            failures.push(format!("{name}:\n  want: {want:#?}\n  got:  {got:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} port tables differ:\n{}", failures.len(), failures.join("\n"));
+}

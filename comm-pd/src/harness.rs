@@ -1,8 +1,8 @@
 //! A host harness for the port engine: the three port regions, the scratch region and a secure
 //! feed (rt-task's event ring, with the harness as its producer) in process memory, local
 //! services (echo, sink, canned attestation and rt answers) and, for a table with a `forward`
-//! port, its owner: the runtime's `PortServer` over the two secure rings, answering each request
-//! with its bytes reversed. For the engine's tests, its property tests and its fuzz target
+//! port, its owner: the runtime's `PortServer` over the two secure rings and call slots,
+//! answering each request with its bytes reversed (or, `silent`, never answering at all). For the engine's tests, its property tests and its fuzz target
 //! (comm-pd/fuzz); not part of the PD.
 
 extern crate std;
@@ -111,6 +111,8 @@ impl PortService for Reverser {
 #[derive(Debug)]
 pub struct Owner {
     pub id: u16,
+    /// A hostile owner: it never runs, so it never answers anything (requests or calls).
+    pub silent: bool,
     pub server: PortServer,
     pub logic: Reverser,
     pub requests: Memory,
@@ -165,7 +167,7 @@ impl Harness {
                 // SAFETY: as above.
                 let server = unsafe { PortServer::new(requests.region(), replies.region(), microkit::Channel::new(0)) }
                     .expect("the harness's owner regions hold rings");
-                Some(Owner { id: port.id, server, logic: Reverser::default(), requests, replies })
+                Some(Owner { id: port.id, silent: false, server, logic: Reverser::default(), requests, replies })
             }
             None => None,
         };
@@ -179,7 +181,7 @@ impl Harness {
     pub fn poll(&mut self) -> crate::ports::Poll {
         let mut poll = self.ports.poll(&mut self.services);
         self.ports.announce(poll.pending, &mut self.services);
-        while let Some(owner) = self.services.owner.as_mut() {
+        while let Some(owner) = self.services.owner.as_mut().filter(|owner| !owner.silent) {
             if !owner.server.serve(&mut owner.logic).notify {
                 break;
             }
@@ -308,7 +310,7 @@ impl Services for LocalServices {
         port: &PortConfig,
         status: &PortStatus,
         command: u32,
-        input: &[u8],
+        _input: &[u8],
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
         match (port.service, command) {
@@ -317,14 +319,8 @@ impl Services for LocalServices {
                 output[..16].copy_from_slice(totals.as_bytes());
                 Ok(16)
             }
-            // The owner's protected procedure, without the message registers.
-            (Service::Forward, command) => {
-                let owner = self.owner.as_mut().ok_or(ControlError::ServiceUnavailable)?;
-                let mut out = [0u8; tzmk_interface::port::MAX_CONTROL_PAYLOAD];
-                let length = owner.server.call(&mut owner.logic, command, input, &mut out)?;
-                output[..length].copy_from_slice(&out[..length]);
-                Ok(length)
-            }
+            // The engine posts a forwarded port's calls to its owner itself (its call slots).
+            (Service::Forward, _) => Err(ControlError::ServiceUnavailable),
             _ => Err(ControlError::UnknownCommand),
         }
     }

@@ -8,7 +8,8 @@
 //! through its statistics block and channel, rt-task's event ring (`rt_events`), which the
 //! engine forwards to the `rt` port, and any PD that owns a `forward` port of ports.toml: the
 //! engine copies the port's messages to it over a secure ring pair and forwards its replies
-//! (docs/ports.md, "Forwarded ports"); its control calls are pp calls here.
+//! (docs/ports.md, "Forwarded ports"); its control calls go through a call slot, never a call
+//! that waits, so an owner that stops answering costs its own port only.
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(feature = "harness")]
@@ -22,7 +23,6 @@ use tzmk_interface::attestation::{
     ERR_MALFORMED, MAX_EVIDENCE, MAX_NONCE, MEASURE_NAME_SIZE, OK, OP_EVIDENCE, OP_MEASURE, OP_UPDATE, OP_VERSION,
 };
 use tzmk_interface::driver::{ANY_CORE, KICK_SEEN_OFFSET, PENDING_CONTROL};
-use tzmk_interface::forward;
 use tzmk_interface::port::{
     command, parse_attestation_request, AttestationCall, AttestationReply, ControlError, PortStatus, Service,
     SinkTotals,
@@ -134,33 +134,6 @@ pub struct SecureServices {
     rt_last: Option<RtStats>,
     /// By port table index: the channel to a forwarded port's owner, and the owner's name.
     owners: [Option<(Channel, &'static str)>; tzmk_interface::port::MAX_PORTS],
-}
-
-impl SecureServices {
-    /// A control call on a forwarded port: a protected procedure call to its owner
-    /// (tzmk_interface::forward), whose reply is checked like anything another PD writes.
-    fn forward_call(
-        &self,
-        port: &PortConfig,
-        command: u32,
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, ControlError> {
-        let index = PORTS.iter().position(|p| p.id == port.id);
-        let (channel, owner) = index.and_then(|i| self.owners[i]).ok_or(ControlError::ServiceUnavailable)?;
-        let words =
-            microkit::with_msg_regs_mut(|registers| forward::pack_call(input, &mut registers[..forward::CALL_WORDS]));
-        let reply = channel.pp_call(MessageInfo::new(u64::from(command), words));
-        let unpacked = match forward::reply_label(reply.label()) {
-            Ok(Ok(())) => microkit::with_msg_regs(|registers| forward::unpack_call(registers, reply.count(), output)),
-            Ok(Err(refused)) => return Err(refused),
-            Err(e) => Err(e),
-        };
-        unpacked.map_err(|e| {
-            log::warn!("port '{}': {owner} answered a call wrongly ({e}): refused", port.name);
-            ControlError::ServiceUnavailable
-        })
-    }
 }
 
 impl SecureServices {
@@ -341,7 +314,8 @@ impl Services for SecureServices {
     ) -> Result<usize, ControlError> {
         let totals = SinkTotals { messages: status.messages_in, bytes: status.bytes_in };
         match (port.service, command) {
-            (Service::Forward, command) => self.forward_call(port, command, input, output),
+            // The engine posts a forwarded port's calls to its owner itself (Ports' call slots).
+            (Service::Forward, _) => Err(ControlError::ServiceUnavailable),
             (Service::Sink, command::SINK_TOTALS) | (Service::Echo, command::ECHO_TOTALS) => {
                 put(output, totals.as_bytes())
             }

@@ -11,11 +11,13 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
+use microkit::port_server::CallSlot;
 use microkit::MemoryRegion;
 use tzmk_interface::driver::{
     ANY_CORE, DOORBELL_RUNG_OFFSET, PENDING_ANY, PENDING_CONTROL, PENDING_CORES, PENDING_OFFSET, READER_CORE_OFFSET,
     SPIN_DEFAULT, SPIN_HINT_OFFSET,
 };
+use tzmk_interface::forward;
 use tzmk_interface::port::ring::{
     Consumer, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
 };
@@ -44,6 +46,11 @@ pub const MAX_DOORBELL_CORES: usize = 8;
 /// Messages taken from one port before the others get their turn.
 const MESSAGES_PER_TURN: usize = 64;
 
+/// How long a forwarded port's owner has to answer a control call before comm-pd cuts it off
+/// and faults its port ([`Ports::set_call_deadline`]): well inside the Linux driver's 5 s
+/// control timeout, so that the caller gets the refusal rather than a timeout.
+pub const OWNER_CALL_MICROS: u64 = 1_000_000;
+
 /// Why the port table cannot be served from the regions system.xml maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
@@ -51,6 +58,14 @@ pub enum TableError {
     /// A capacity that is no ring capacity (build.rs refuses these; kept for hand-made tables).
     BadCapacity {
         port: &'static str,
+    },
+    /// A reply of the port's service (`Service::reply_room`) can take `reply` bytes, its tx ring
+    /// carries `carries`: such a message would wait in the rx ring for good (build.rs refuses
+    /// these through tools/sdf; kept for hand-made tables).
+    ReplyTooLarge {
+        port: &'static str,
+        reply: usize,
+        carries: usize,
     },
     /// `region` holds `size` bytes, the rings need `needed`.
     RegionTooSmall {
@@ -67,6 +82,10 @@ impl fmt::Display for TableError {
             TableError::BadCapacity { port } => {
                 write!(f, "port '{port}': ring capacity is not a power of two in 64..=2^30")
             }
+            TableError::ReplyTooLarge { port, reply, carries } => write!(
+                f,
+                "port '{port}': a reply may take {reply} bytes, its tx ring carries messages of at most {carries}"
+            ),
             TableError::RegionTooSmall { region, needed, size } => {
                 write!(f, "system.xml maps {size:#x} bytes of {region}; the ports of ports.toml need {needed:#x}")
             }
@@ -146,6 +165,13 @@ pub fn check_table(
     }
     if ctrl_size < PORT_CTRL_SIZE {
         return Err(TableError::RegionTooSmall { region: "port_ctrl", needed: PORT_CTRL_SIZE, size: ctrl_size });
+    }
+    for port in table {
+        let (rx, tx) = layouts(port)?;
+        let reply = port.service.reply_room(rx.max_message());
+        if reply > tx.max_message() {
+            return Err(TableError::ReplyTooLarge { port: port.name, reply, carries: tx.max_message() });
+        }
     }
     let (rx_end, tx_end, _) = place(table, table.len())?;
     if rx_end > rx_size {
@@ -280,8 +306,33 @@ struct Link {
     /// owner broke the protocol (then the port is faulted and refuses to open).
     requests: Option<Producer>,
     feed: Option<Feed>,
-    /// The owner broke a ring: cut off for good.
+    /// The owner broke a ring or left a call unanswered: cut off for good.
     cut_off: bool,
+    /// The call slots shared with the owner, and the call it has not answered yet.
+    call: Option<OwnerCall>,
+}
+
+/// A forwarded port's control calls: comm-pd writes each into `to_owner` (the slot at the end of
+/// the requests region) and notifies the owner; it answers in `from_owner` (the replies region's)
+/// and notifies back (tzmk_interface::forward). comm-pd never waits for it: it goes on serving
+/// and looks at the answer, or the deadline, on each poll.
+#[derive(Debug)]
+struct OwnerCall {
+    to_owner: CallSlot,
+    from_owner: CallSlot,
+    pending: Option<PendingCall>,
+}
+
+/// A call posted to an owner and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct PendingCall {
+    /// The control request it answers (its reply is written only while that is still the
+    /// mailbox's latest request).
+    request: u32,
+    /// The call's own sequence number in the slots.
+    call: u32,
+    /// The counter reading after which the owner is cut off.
+    deadline: u64,
 }
 
 /// Why a forwarded port's owner cannot be attached (comm-pd refuses to start, naming the port).
@@ -341,6 +392,17 @@ pub struct Ports {
     /// Counter ticks to keep looking for more messages once the rings run dry, after a turn that
     /// took some, before asking for a kick (0: never; see [`set_spin`](Self::set_spin)).
     spin_ticks: u64,
+    /// Run between a control request's copy and its re-check, as the normal world may write at
+    /// that instant (the harness's torn-request tests).
+    #[cfg(feature = "harness")]
+    copy_hook: Option<fn(&MemoryRegion)>,
+    /// The next control call's sequence number (never 0).
+    next_call: u32,
+    /// Counter ticks an owner has to answer a call.
+    call_ticks: u64,
+    /// Ticks added to the counter (the harness's clock, which tests move by hand).
+    #[cfg(feature = "harness")]
+    clock_offset: u64,
 }
 
 impl Ports {
@@ -385,7 +447,24 @@ impl Ports {
             },
         });
         let links = core::array::from_fn(|_| Link::default());
-        let ports = Self { table, ctrl, rx, tx, scratch, slots, directory, last_request: 0, links, spin_ticks: 0 };
+        let ports = Self {
+            table,
+            ctrl,
+            rx,
+            tx,
+            scratch,
+            slots,
+            directory,
+            last_request: 0,
+            links,
+            spin_ticks: 0,
+            #[cfg(feature = "harness")]
+            copy_hook: None,
+            next_call: 1,
+            call_ticks: microkit::timer::ticks_from_micros(OWNER_CALL_MICROS),
+            #[cfg(feature = "harness")]
+            clock_offset: 0,
+        };
         // The request slot may hold anything at boot: only a sequence number different from the
         // one found now is a request.
         let mut ports = ports;
@@ -455,12 +534,10 @@ impl Ports {
             .ok_or(LinkError::NotForwarded { id })?;
         let port = &self.table[index];
         let (rx, tx) = layouts(port).map_err(|_| LinkError::NotForwarded { id })?;
+        // Each region: the ring, then the call slot at its end (tzmk_interface::forward).
         let ring = |region: &MemoryRegion, name: &'static str, carries: RingLayout| {
-            let layout = RingLayout::largest_within(region.size()).map_err(|error| LinkError::Layout {
-                port: port.name,
-                ring: name,
-                error,
-            })?;
+            let layout = RingLayout::largest_within(forward::ring_bytes(region.size()))
+                .map_err(|error| LinkError::Layout { port: port.name, ring: name, error })?;
             if layout.max_message() < carries.max_message() {
                 return Err(LinkError::RingTooSmall {
                     port: port.name,
@@ -479,17 +556,31 @@ impl Ports {
         let (request_base, request_layout) = ring(&requests, "requests", rx)?;
         let (reply_base, reply_layout) = ring(&replies, "replies", tx)?;
         // SAFETY: forwarded contract; each layout fits in its region.
-        let producer = unsafe { Producer::new(request_base, requests.size(), request_layout) }
+        let producer = unsafe { Producer::new(request_base, forward::ring_bytes(requests.size()), request_layout) }
             .map_err(|error| LinkError::Layout { port: port.name, ring: "requests", error })?;
         // SAFETY: as above.
-        let consumer = unsafe { Consumer::attach(reply_base, replies.size(), reply_layout) }.map_err(|e| match e {
-            PeerMisbehaviourOrLayout::Layout(error) => LinkError::Layout { port: port.name, ring: "replies", error },
-            PeerMisbehaviourOrLayout::Peer(misbehaviour) => LinkError::Peer { port: port.name, misbehaviour },
-        })?;
+        let consumer = unsafe { Consumer::attach(reply_base, forward::ring_bytes(replies.size()), reply_layout) }
+            .map_err(|e| match e {
+                PeerMisbehaviourOrLayout::Layout(error) => {
+                    LinkError::Layout { port: port.name, ring: "replies", error }
+                }
+                PeerMisbehaviourOrLayout::Peer(misbehaviour) => LinkError::Peer { port: port.name, misbehaviour },
+            })?;
+        let slot = |region, ring| {
+            CallSlot::at_end_of(region).ok_or(LinkError::Layout {
+                port: port.name,
+                ring,
+                error: tzmk_interface::port::ring::LayoutError::Misaligned,
+            })
+        };
+        let (to_owner, from_owner) = (slot(requests, "requests")?, slot(replies, "replies")?);
+        // comm-pd writes the requests region's slot: no call yet.
+        to_owner.write(0, 0, &[]);
         self.links[index] = Link {
             requests: Some(producer),
             feed: Some(Feed { ring: Some(consumer), status: FeedStatus::default() }),
             cut_off: false,
+            call: Some(OwnerCall { to_owner, from_owner, pending: None }),
         };
         Ok(())
     }
@@ -502,6 +593,33 @@ impl Ports {
     /// are not looked at (the client's read kicks). 0, the default, returns at once.
     pub fn set_spin(&mut self, ticks: u64) {
         self.spin_ticks = ticks;
+    }
+
+    /// How long an owner has to answer a control call, in counter ticks (by default
+    /// [`OWNER_CALL_MICROS`]): comm-pd looks at the deadline on every poll (every kick, owner
+    /// notification and rt-task's statistics notification), so a silent owner is cut off within
+    /// the deadline and the next event after it.
+    pub fn set_call_deadline(&mut self, ticks: u64) {
+        self.call_ticks = ticks;
+    }
+
+    /// Moves the engine's clock on by `ticks` (harness only: tests pass deadlines without waiting).
+    #[cfg(feature = "harness")]
+    pub fn advance_clock(&mut self, ticks: u64) {
+        self.clock_offset += ticks;
+    }
+
+    /// The counter, as the engine's deadlines read it.
+    fn now(&self) -> u64 {
+        #[cfg(feature = "harness")]
+        return microkit::timer::now().saturating_add(self.clock_offset);
+        #[cfg(not(feature = "harness"))]
+        microkit::timer::now()
+    }
+
+    /// Whether forwarded port `id` has a control call its owner has not answered yet.
+    pub fn call_pending(&self, id: u16) -> bool {
+        self.index_of(id).is_some_and(|i| self.links[i].call.as_ref().is_some_and(|c| c.pending.is_some()))
     }
 
     /// The counters of the feed to port `id` (`None` without one).
@@ -551,6 +669,7 @@ impl Ports {
                 poll.doorbell = true;
                 poll.pending |= PENDING_CONTROL;
             }
+            self.calls(&mut poll);
             let mut more = false;
             // Ports drained this round (they ask for a kick before the engine returns), and ports
             // waiting for tx room (the client's release kicks).
@@ -711,7 +830,8 @@ impl Ports {
                     }
                 }
             }
-            if self.request_header().0 != self.last_request {
+            let (sequence, length) = self.request_header();
+            if sequence != self.last_request && length != 0 {
                 return true;
             }
             if microkit::timer::now() >= deadline {
@@ -814,15 +934,100 @@ impl Ports {
     /// port's session ends as a faulted one and the port refuses to open again; every other
     /// port goes on.
     fn cut_off(&mut self, index: usize, misbehaviour: PeerMisbehaviour) {
+        if let Some(feed) = self.links[index].feed.as_mut() {
+            feed.status.fault.get_or_insert(misbehaviour);
+        }
+        log::warn!("port '{}': its owner broke a ring ({misbehaviour}): cut off", self.table[index].name);
+        self.end_owner(index, PortFault::new(PortFault::OWNER, misbehaviour));
+    }
+
+    /// Cuts off forwarded port `index`'s owner: nothing more to it or from it (rings, calls),
+    /// the port's session ends faulted by `fault` and the port refuses to open again.
+    fn end_owner(&mut self, index: usize, fault: PortFault) {
         let link = &mut self.links[index];
         link.cut_off = true;
         link.requests = None;
         if let Some(feed) = link.feed.as_mut() {
             feed.ring = None;
-            feed.status.fault.get_or_insert(misbehaviour);
         }
-        log::warn!("port '{}': its owner broke a ring ({misbehaviour}): cut off", self.table[index].name);
-        self.end_faulted(index, PortFault::new(PortFault::OWNER, misbehaviour));
+        if let Some(call) = link.call.as_mut() {
+            call.pending = None;
+        }
+        self.end_faulted(index, fault);
+    }
+
+    /// Looks at every call posted to an owner: an answer is checked and becomes the control
+    /// reply; an owner past its deadline is cut off, its port faulted
+    /// ([`PortFault::owner_silent`]) and the call refused (`ServiceUnavailable`). A reply is
+    /// written only while the call's request is still the mailbox's latest: a normal world that
+    /// gave up on it and sent another has its new request answered instead.
+    fn calls(&mut self, poll: &mut Poll) {
+        let now = self.now();
+        for index in 0..self.table.len() {
+            let Some(call) = self.links[index].call.as_mut() else { continue };
+            let Some(pending) = call.pending else { continue };
+            let mut output = [0u8; MAX_CONTROL_PAYLOAD];
+            let answer = match call.from_owner.sequence() == pending.call {
+                true => call.from_owner.read(&mut output).filter(|a| a.sequence == pending.call),
+                false => None,
+            };
+            let port = self.table[index].name;
+            let outcome = match answer {
+                Some(answer) => {
+                    call.pending = None;
+                    match forward::answer(&answer) {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            log::warn!("port '{port}': its owner answered a call wrongly ({e}): refused");
+                            Err(ControlError::ServiceUnavailable)
+                        }
+                    }
+                }
+                None if now >= pending.deadline => {
+                    log::warn!("port '{port}': its owner left a call unanswered past the deadline: cut off");
+                    self.end_owner(index, PortFault::owner_silent());
+                    poll.faults += 1;
+                    poll.doorbell = true;
+                    poll.pending |= 1 << index;
+                    Err(ControlError::ServiceUnavailable)
+                }
+                None => continue,
+            };
+            if pending.request != self.last_request {
+                continue;
+            }
+            let header = match outcome {
+                Ok(length) => Reply { error: 0, port: self.table[index].id.into(), value: 0, length: length as u32 },
+                Err(e) => Reply { error: e as u32, port: self.table[index].id.into(), value: 0, length: 0 },
+            };
+            self.write_reply(pending.request, &header, &output[..header.length as usize]);
+            poll.doorbell = true;
+            poll.pending |= PENDING_CONTROL;
+        }
+    }
+
+    /// Posts a control call to forwarded port `index`'s owner for control request `request`: one
+    /// call per owner at a time (another is refused until it answers or is cut off).
+    fn post_call(
+        &mut self,
+        index: usize,
+        request: u32,
+        command: u32,
+        input: &[u8],
+        services: &mut impl Services,
+    ) -> Result<(), ControlError> {
+        let sequence = self.next_call;
+        let deadline = self.now().saturating_add(self.call_ticks);
+        let link = &mut self.links[index];
+        let call = link.call.as_mut().filter(|_| !link.cut_off).ok_or(ControlError::ServiceUnavailable)?;
+        if call.pending.is_some() {
+            return Err(ControlError::ServiceUnavailable);
+        }
+        call.to_owner.write(sequence, command, input);
+        call.pending = Some(PendingCall { request, call: sequence, deadline });
+        self.next_call = sequence.wrapping_add(1).max(1);
+        services.notify_owner(&self.table[index]);
+        Ok(())
     }
 
     fn fault(&mut self, index: usize, fault: PortFault) {
@@ -933,35 +1138,71 @@ impl Ports {
         Ok(turn)
     }
 
+    /// Runs `hook` between each control request's copy and its re-check (harness only).
+    #[cfg(feature = "harness")]
+    pub fn set_copy_hook(&mut self, hook: Option<fn(&MemoryRegion)>) {
+        self.copy_hook = hook;
+    }
+
     /// Handles the request in the mailbox if it is new; `true` if it was.
+    ///
+    /// The normal world may write the slot at any time: a driver that gave up waiting (its
+    /// timeout) writes its next request while this one may still be copied. So the header word
+    /// is read before and after the copy (a sequence lock, as `MemoryRegion::snapshot`), and a
+    /// copy during which it changed is dropped unanswered and unrun: the request it was is
+    /// abandoned, the one that replaced it is taken whole on the next look. A header with length
+    /// 0 announces a request being written (docs/ports.md): it is no request yet.
     fn control(&mut self, services: &mut impl Services) -> bool {
         let (sequence, length) = self.request_header();
-        if sequence == self.last_request {
+        if sequence == self.last_request || length == 0 {
             return false;
         }
-        self.last_request = sequence;
         let mut message = [0u8; MAX_CONTROL_MESSAGE];
-        let mut reply = [0u8; MAX_CONTROL_MESSAGE];
-        let (head, body) = reply.split_at_mut(core::mem::size_of::<Reply>());
-        let header = match self.copy_request(length as usize, &mut message) {
+        let copied = self.copy_request(length as usize, &mut message);
+        #[cfg(feature = "harness")]
+        if let Some(hook) = self.copy_hook {
+            hook(&self.ctrl);
+        }
+        // The copy's loads before the re-check's.
+        core::sync::atomic::fence(Ordering::Acquire);
+        if self.request_header() != (sequence, length) {
+            log::warn!("control request {sequence} was rewritten while it was copied: dropped");
+            return false;
+        }
+        // Taken once: from here on the request runs, whatever the slot says.
+        self.last_request = sequence;
+        let mut body = [0u8; MAX_CONTROL_PAYLOAD];
+        let header = match copied {
             Some((request, payload)) => {
                 let payload = &message[core::mem::size_of::<Request>()..][..payload];
-                match self.handle(services, &request, payload, body) {
-                    Ok((value, length)) => Reply { error: 0, port: request.port, value, length: length as u32 },
+                match self.handle(services, sequence, &request, payload, &mut body) {
+                    Ok(Handled::Reply { value, length }) => {
+                        Reply { error: 0, port: request.port, value, length: length as u32 }
+                    }
+                    // Answered when the owner answers, or refused at the deadline (`calls`).
+                    Ok(Handled::Posted) => return true,
                     Err(e) => Reply { error: e as u32, port: request.port, value: 0, length: 0 },
                 }
             }
             None => Reply { error: ControlError::Malformed as u32, ..Default::default() },
         };
+        self.write_reply(sequence, &header, &body[..header.length as usize]);
+        true
+    }
+
+    /// Writes the reply to control request `sequence`: the body first, then the header word with
+    /// the request's sequence, so the normal world sees the sequence only once the reply is whole.
+    fn write_reply(&self, sequence: u32, header: &Reply, body: &[u8]) {
+        let mut reply = [0u8; MAX_CONTROL_MESSAGE];
+        let (head, rest) = reply.split_at_mut(core::mem::size_of::<Reply>());
         head.copy_from_slice(header.as_bytes());
-        let length = head.len() + header.length as usize;
-        // Body first, then the header word with the request's sequence: the normal world sees the
-        // sequence only once the reply is whole.
+        let body = &body[..body.len().min(rest.len())];
+        rest[..body.len()].copy_from_slice(body);
+        let length = head.len() + body.len();
         let _ = self.ctrl.write_bytes(REPLY_OFFSET + 8, &reply[..length]);
         if let Ok(word) = self.ctrl.atomic_u64(REPLY_OFFSET) {
             word.store(u64::from(sequence) | (length as u64) << 32, Ordering::Release);
         }
-        true
     }
 
     /// Copies the request out of the mailbox (once) and checks its framing: the request header
@@ -977,14 +1218,16 @@ impl Ports {
         (payload == length - header_size && payload <= MAX_CONTROL_PAYLOAD).then_some((request, payload))
     }
 
-    /// One checked control request: `(value, payload length)` of the reply.
+    /// One checked control request (number `sequence`): the reply's value and payload length, or
+    /// a call posted to a forwarded port's owner, answered later.
     fn handle(
         &mut self,
         services: &mut impl Services,
+        sequence: u32,
         request: &Request,
         payload: &[u8],
-        out: &mut [u8],
-    ) -> Result<(u32, usize), ControlError> {
+        out: &mut [u8; MAX_CONTROL_PAYLOAD],
+    ) -> Result<Handled, ControlError> {
         let operation = Operation::from_u32(request.operation).ok_or(ControlError::Malformed)?;
         let index = match operation {
             Operation::OpenName => {
@@ -1001,7 +1244,7 @@ impl Ports {
                 self.open(index)?;
                 let entry = self.directory.ports[index];
                 out[..entry.as_bytes().len()].copy_from_slice(entry.as_bytes());
-                Ok((entry.session, entry.as_bytes().len()))
+                Ok(Handled::Reply { value: entry.session, length: entry.as_bytes().len() })
             }
             Operation::Close => {
                 let slot = &mut self.slots[index];
@@ -1013,21 +1256,25 @@ impl Ports {
                 slot.end_session();
                 slot.status.state = PortState::Closed as u8;
                 self.publish_directory();
-                Ok((0, 0))
+                Ok(Handled::Reply { value: 0, length: 0 })
             }
             Operation::Status => {
                 let status = self.slots[index].status;
                 out[..status.as_bytes().len()].copy_from_slice(status.as_bytes());
-                Ok((status.session, status.as_bytes().len()))
+                Ok(Handled::Reply { value: status.session, length: status.as_bytes().len() })
             }
             Operation::Call => {
                 let slot = &self.slots[index];
                 if slot.status.state != PortState::Open as u8 {
                     return Err(ControlError::NotOpen);
                 }
-                let out = &mut out[..MAX_CONTROL_PAYLOAD];
+                // A forwarded port's owner answers by its call slot, never by a call that waits.
+                if self.table[index].service == Service::Forward {
+                    self.post_call(index, sequence, request.command, payload, services)?;
+                    return Ok(Handled::Posted);
+                }
                 let length = services.call(&self.table[index], &slot.status, request.command, payload, out)?;
-                Ok((0, length.min(MAX_CONTROL_PAYLOAD)))
+                Ok(Handled::Reply { value: 0, length: length.min(MAX_CONTROL_PAYLOAD) })
             }
         }
     }
@@ -1068,6 +1315,15 @@ impl Ports {
         self.publish_directory();
         Ok(())
     }
+}
+
+/// What a control request came to.
+#[derive(Debug, Clone, Copy)]
+enum Handled {
+    /// The reply: its value and payload length.
+    Reply { value: u32, length: usize },
+    /// A call posted to a forwarded port's owner: the reply comes with its answer.
+    Posted,
 }
 
 #[derive(Debug, Default)]

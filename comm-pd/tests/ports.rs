@@ -19,7 +19,7 @@ use tzcomm::{Backend, Error, Mapping, Region, Transport, Tz};
 use tzmk_interface::port::ring::{PeerMisbehaviour, SendError};
 use tzmk_interface::port::{
     command, ControlError, Directory, Operation, PortFault, PortState, Reply, Request, Service, SinkTotals,
-    DIRECTORY_OFFSET,
+    DIRECTORY_OFFSET, REPLY_OFFSET, REQUEST_OFFSET,
 };
 use tzmk_interface::rt::{RtEvent, RtEventKind, RtStats, RT_EVENT_MAGIC};
 use zerocopy::{FromBytes, IntoBytes};
@@ -275,6 +275,74 @@ fn garbage_in_the_mailbox_gets_typed_errors() {
     echo_once(&mut echo, 1, 1000, &mut message, &mut buf);
 }
 
+/// The mailbox's request header: (sequence, length).
+fn request_header(shared: &Shared) -> (u32, u32) {
+    let mut word = [0u8; 8];
+    shared.harness().peek(Area::Ctrl, REQUEST_OFFSET, &mut word);
+    let word = u64::from_ne_bytes(word);
+    (word as u32, (word >> 32) as u32)
+}
+
+/// The sequence number of the mailbox's last reply.
+fn reply_sequence(shared: &Shared) -> u32 {
+    let mut word = [0u8; 8];
+    shared.harness().peek(Area::Ctrl, REPLY_OFFSET, &mut word);
+    u64::from_ne_bytes(word) as u32
+}
+
+/// Writes `message` as request `sequence` the way the driver does: body, then the header word.
+fn write_request(shared: &Shared, sequence: u32, message: &[u8]) {
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET + 8, message);
+    let header = u64::from(sequence) | (message.len() as u64) << 32;
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET, &header.to_ne_bytes());
+}
+
+/// The normal world's next request lands while comm-pd copies the current one: the driver gave
+/// up on it (its timeout) and wrote an open of port 2 over the slot.
+fn rewrite_during_copy(ctrl: &microkit::MemoryRegion) {
+    let word = ctrl.atomic_u64(REQUEST_OFFSET).unwrap();
+    let sequence = (word.load(std::sync::atomic::Ordering::Relaxed) as u32).wrapping_add(1);
+    let open = request(Operation::OpenId as u32, 2, 0, &[]);
+    ctrl.write_bytes(REQUEST_OFFSET + 8, &open).unwrap();
+    word.store(u64::from(sequence) | (open.len() as u64) << 32, std::sync::atomic::Ordering::Release);
+}
+
+#[test]
+fn a_request_rewritten_while_it_is_copied_never_runs() {
+    let (shared, _tz) = local();
+    let state = |id: u16| shared.harness().ports.status(id).unwrap().state;
+    let (sequence, _) = request_header(&shared);
+    shared.harness().ports.set_copy_hook(Some(rewrite_during_copy));
+    // Request N opens port 1; between its copy and the re-check the slot becomes request N+1.
+    write_request(&shared, sequence.wrapping_add(1), &request(Operation::OpenId as u32, 1, 0, &[]));
+    let poll = shared.run();
+    shared.harness().ports.set_copy_hook(None);
+    assert_eq!(poll.requests, 0, "a request whose slot changed under the copy was handled");
+    assert_eq!(state(1), PortState::Closed as u8, "the abandoned request (open port 1) ran");
+    assert_ne!(reply_sequence(&shared), sequence.wrapping_add(1), "the abandoned request was answered");
+    // The request that replaced it runs whole, once.
+    assert_eq!(shared.run().requests, 1);
+    assert_eq!(reply_sequence(&shared), sequence.wrapping_add(2));
+    assert_eq!((state(1), state(2)), (PortState::Closed as u8, PortState::Open as u8));
+    assert_eq!(shared.run().requests, 0, "a request ran twice");
+}
+
+#[test]
+fn a_header_of_length_zero_is_a_request_being_written() {
+    let (shared, _tz) = local();
+    let (sequence, _) = request_header(&shared);
+    let next = sequence.wrapping_add(1);
+    // The header first, with length 0: the body that follows is not yet a request.
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET, &u64::from(next).to_ne_bytes());
+    shared.scribble(Area::Ctrl, REQUEST_OFFSET + 8, &request(Operation::OpenId as u32, 1, 0, &[])[..7]);
+    assert_eq!(shared.run().requests, 0);
+    assert_ne!(reply_sequence(&shared), next);
+    write_request(&shared, next, &request(Operation::OpenId as u32, 1, 0, &[]));
+    assert_eq!(shared.run().requests, 1);
+    assert_eq!(reply_sequence(&shared), next);
+    assert_eq!(shared.harness().ports.status(1).unwrap().state, PortState::Open as u8);
+}
+
 /// Where a port's rx ring starts in port_rx, from the directory the engine published.
 fn rx_offset(shared: &Shared, name: &str) -> usize {
     let directory = shared.directory();
@@ -521,7 +589,8 @@ proptest! {
                 Scribble::Ctrl(o, b) => shared.harness().scribble_anywhere(Area::Ctrl, o, &b),
                 Scribble::Rx(o, b) => shared.harness().scribble_anywhere(Area::Rx, o, &b),
                 Scribble::Tx(o, b) => shared.harness().scribble_anywhere(Area::Tx, o, &b),
-                Scribble::Request(b, l) => { raw_request(&shared, &b, l); }
+                // (Length 0 is the "being written" header: no request, no answer.)
+                Scribble::Request(b, l) => { raw_request(&shared, &b, l.max(1)); }
                 Scribble::Control(o, p, c) => {
                     shared.harness().control(o, p, c, &[]).expect("the engine answers every request");
                 }
@@ -757,4 +826,101 @@ fn an_owner_region_too_small_for_the_port_is_refused_by_name() {
     // SAFETY: as above.
     let refused = unsafe { ports.attach_owner(4, requests.region(), replies.region()) }.unwrap_err();
     assert_eq!(refused.to_string(), "port 4 is no `forward` port of ports.toml");
+}
+
+#[test]
+fn a_table_whose_replies_cannot_fit_is_refused_by_name() {
+    static SHORT: [PortConfig; 1] =
+        [PortConfig { id: 1, name: "short", service: Service::Echo, rx_capacity: 0x2000, tx_capacity: 0x1000 }];
+    static EVIDENCE: [PortConfig; 1] = [PortConfig {
+        id: 5,
+        name: "attestation",
+        service: Service::Attestation,
+        rx_capacity: 0x2000,
+        tx_capacity: 0x2000,
+    }];
+    assert_eq!(
+        Harness::new(&SHORT).unwrap_err().to_string(),
+        "port 'short': a reply may take 2040 bytes, its tx ring carries messages of at most 1016"
+    );
+    assert_eq!(
+        Harness::new(&EVIDENCE).unwrap_err().to_string(),
+        "port 'attestation': a reply may take 3072 bytes, its tx ring carries messages of at most 2040"
+    );
+}
+
+/// The reply in the mailbox: its sequence and header.
+fn mailbox_reply(shared: &Shared) -> (u32, Reply) {
+    let mut bytes = [0u8; std::mem::size_of::<Reply>()];
+    shared.harness().peek(Area::Ctrl, REPLY_OFFSET + 8, &mut bytes);
+    (reply_sequence(shared), Reply::read_from_bytes(&bytes).unwrap())
+}
+
+/// Far beyond any test's run time: the deadline passes only when a test moves the clock.
+const FAR: u64 = 1 << 60;
+
+#[test]
+fn an_owner_that_never_answers_a_call_costs_only_its_own_port() {
+    let (shared, tz) = local_with(&FORWARDED);
+    shared.harness().ports.set_call_deadline(FAR);
+    let hello = tz.open("hello").unwrap();
+    let mut echo = tz.open("echo").unwrap();
+    assert_eq!(hello.call(comm_pd::harness::Reverser::REQUESTS, &[]).unwrap().len(), 8, "a live owner answers");
+    // The owner goes silent. A call, straight into the mailbox (tzcomm would wait for its
+    // answer): comm-pd posts it to the owner and does not wait.
+    shared.harness().services.owner.as_mut().unwrap().silent = true;
+    let call = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert!(call.is_none(), "a call the owner never answered was answered: {call:?}");
+    let (call_sequence, _) = request_header(&shared);
+    assert!(shared.harness().ports.call_pending(9));
+    // Meanwhile every other port goes on, doorbells and all.
+    let (mut message, mut buf) = (Vec::new(), vec![0u8; 4096]);
+    let rung = shared.harness().services.rung.len();
+    for i in 0..20 {
+        echo_once(&mut echo, i, 1000, &mut message, &mut buf);
+    }
+    assert!(shared.harness().services.rung.len() > rung, "no doorbell rang while the call was pending");
+    assert_ne!(reply_sequence(&shared), call_sequence, "the call was answered before its deadline");
+    // The deadline passes: the call is refused with a typed error, the owner's port faulted.
+    shared.harness().ports.advance_clock(FAR);
+    shared.run();
+    let (sequence, reply) = mailbox_reply(&shared);
+    assert_eq!(sequence, call_sequence, "the call's request was never answered");
+    assert_eq!(ControlError::from_u32(reply.error), Some(ControlError::ServiceUnavailable), "{reply:?}");
+    assert!(!shared.harness().ports.call_pending(9));
+    let status = tz.status("hello").unwrap();
+    assert_eq!(status.state, PortState::Faulted as u8);
+    assert_eq!(PortFault(status.last_fault), PortFault::owner_silent(), "{status:?}");
+    assert!(shared.harness().ports.is_cut_off(9));
+    assert!(matches!(tz.open("hello"), Err(Error::Control(ControlError::ServiceUnavailable))));
+    // And the rest still works: control requests and echo.
+    assert_eq!(tz.status("echo").unwrap().state, PortState::Open as u8);
+    echo_once(&mut echo, 99, 1000, &mut message, &mut buf);
+}
+
+#[test]
+fn the_mailbox_goes_on_while_an_owner_holds_a_call() {
+    let (shared, tz) = local_with(&FORWARDED);
+    shared.harness().ports.set_call_deadline(FAR);
+    let _hello = tz.open("hello").unwrap();
+    shared.harness().services.owner.as_mut().unwrap().silent = true;
+    let call = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert!(call.is_none());
+    // The normal world gives up on the call (the driver's timeout) and sends other requests:
+    // each is answered; a second call to the same owner is refused at once.
+    assert_eq!(tz.status("echo").unwrap().state, PortState::Closed as u8);
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8);
+    let again = shared.harness().control(Operation::Call as u32, 9, comm_pd::harness::Reverser::REQUESTS, &[]);
+    assert_eq!(again.map(|r| ControlError::from_u32(r.error)), Some(Some(ControlError::ServiceUnavailable)));
+    let latest = reply_sequence(&shared);
+    // The owner comes back and answers the abandoned call: it is not the mailbox's request any
+    // more, so nothing is written over the latest reply.
+    shared.harness().services.owner.as_mut().unwrap().silent = false;
+    shared.run();
+    assert!(!shared.harness().ports.call_pending(9));
+    assert_eq!(reply_sequence(&shared), latest);
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8, "an owner that answered was cut off");
+    shared.harness().ports.advance_clock(FAR);
+    shared.run();
+    assert_eq!(tz.status("hello").unwrap().state, PortState::Open as u8, "a deadline of an answered call ran");
 }

@@ -9,67 +9,89 @@
 //! other writes, so an owner that breaks a ring is cut off (its port faulted with
 //! `PortFault::OWNER`) and every other port goes on.
 //!
-//! Control calls (the normal world's `Call` on the port): a protected procedure call from comm-pd
-//! on the channel the two PDs share. Request: label = the command, MR0 = the input's length,
-//! MR1.. = the input, packed little-endian. Reply: label = 0 and MR0 = the output's length, MR1..
-//! = the output; or label = a [`ControlError`] code and nothing else. comm-pd checks the reply
-//! (lengths, codes) as it checks everything a PD other than itself writes.
+//! Control calls (the normal world's `Call` on the port) are asynchronous, so that an owner that
+//! never answers cannot stop comm-pd (a protected procedure call cannot time out in seL4): the
+//! last [`CALL_SLOT_SIZE`] bytes of each region are a *call slot*, the rest is the ring
+//! ([`ring_bytes`]). comm-pd writes a call into the requests region's slot and notifies the owner
+//! on their channel; the owner writes its answer into the replies region's slot and notifies
+//! back. comm-pd keeps serving everything else meanwhile, and an owner that has not answered by a
+//! deadline loses its port (faulted, [`OWNER_SILENT`](crate::port::PortFault::OWNER_SILENT)).
+//!
+//! A slot: [`CallHeader`] (16 bytes) then the payload (at most [`MAX_CONTROL_PAYLOAD`] bytes).
+//! The header's first word (`sequence | length << 32`) is stored last, atomically with release
+//! ordering, so a reader that sees the sequence sees the whole body; the reader loads it with
+//! acquire ordering, copies, and loads it again (a sequence lock) before it believes the copy.
+//! A call's `sequence` is comm-pd's (never 0, which a fresh slot holds), its `word` the command;
+//! an answer echoes the call's sequence, its `word` 0 or a [`ControlError`] code, and carries
+//! the output. Everything read from the other side's slot is checked: lengths, codes, sequence.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::port::{ControlError, MAX_CONTROL_PAYLOAD};
 
-/// Message registers a call's input or output takes at most: its length word and the bytes.
-pub const CALL_WORDS: usize = 1 + MAX_CONTROL_PAYLOAD.div_ceil(8);
+/// Bytes at the end of each forwarded-port region that carry control calls (the requests
+/// region's: comm-pd's calls; the replies region's: the owner's answers).
+pub const CALL_SLOT_SIZE: usize = 512;
 
-/// Why a call's reply (owner -> comm-pd) is refused.
+/// The bytes of a region of `region_size` bytes that hold its ring: all but the call slot.
+pub const fn ring_bytes(region_size: usize) -> usize {
+    region_size.saturating_sub(CALL_SLOT_SIZE)
+}
+
+/// Where the call slot of a region of `region_size` bytes starts (`None`: too small for one).
+pub const fn slot_offset(region_size: usize) -> Option<usize> {
+    region_size.checked_sub(CALL_SLOT_SIZE)
+}
+
+/// The head of a call slot; the payload follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CallHeader {
+    /// The call's number (comm-pd counts from 1); an answer echoes it. Stored last (with
+    /// `length`, as one u64).
+    pub sequence: u32,
+    /// Bytes of payload after the header.
+    pub length: u32,
+    /// A call: the command. An answer: 0, or a [`ControlError`] code.
+    pub word: u32,
+    pub reserved: u32,
+}
+
+/// The header's size: the payload's offset in the slot.
+pub const CALL_HEADER_SIZE: usize = core::mem::size_of::<CallHeader>();
+
+const _: () = assert!(CALL_HEADER_SIZE + MAX_CONTROL_PAYLOAD <= CALL_SLOT_SIZE);
+
+/// Why an answer (owner -> comm-pd) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyError {
-    /// The label is no [`ControlError`] code.
-    UnknownError(u64),
-    /// MR0 claims more than a control reply carries, or than the message registers sent hold.
-    BadLength(u64),
+    /// The word is no [`ControlError`] code.
+    UnknownError(u32),
+    /// The length is more than a control reply carries.
+    BadLength(u32),
 }
 
 impl core::fmt::Display for ReplyError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ReplyError::UnknownError(label) => write!(f, "label {label} is no control error code"),
+            ReplyError::UnknownError(word) => write!(f, "{word} is no control error code"),
             ReplyError::BadLength(length) => {
-                write!(f, "a call output of {length} bytes (at most {MAX_CONTROL_PAYLOAD}, within the words sent)")
+                write!(f, "a call output of {length} bytes (at most {MAX_CONTROL_PAYLOAD})")
             }
         }
     }
 }
 
-/// Packs `bytes` (at most [`MAX_CONTROL_PAYLOAD`]) as MR0 = length, MR1.. = bytes; returns the
-/// words used.
-pub fn pack_call(bytes: &[u8], registers: &mut [u64]) -> usize {
-    let bytes = &bytes[..bytes.len().min(MAX_CONTROL_PAYLOAD)];
-    let words = 1 + bytes.len().div_ceil(8);
-    registers[0] = bytes.len() as u64;
-    crate::rt::pack(bytes, &mut registers[1..words]);
-    words
-}
-
-/// Unpacks what [`pack_call`] packed from the `count` words sent into `out` (at least
-/// [`MAX_CONTROL_PAYLOAD`] bytes); the length, or the reason it is not believed.
-pub fn unpack_call(registers: &[u64], count: usize, out: &mut [u8]) -> Result<usize, ReplyError> {
-    let count = count.min(registers.len());
-    let length = *registers.first().filter(|_| count > 0).ok_or(ReplyError::BadLength(0))?;
-    if length > MAX_CONTROL_PAYLOAD as u64 || length > out.len() as u64 || 1 + (length as usize).div_ceil(8) > count {
-        return Err(ReplyError::BadLength(length));
+/// The outcome an answer's header gives: the output's length, or the owner's [`ControlError`];
+/// or why the answer is not believed.
+pub fn answer(header: &CallHeader) -> Result<Result<usize, ControlError>, ReplyError> {
+    if header.word != 0 {
+        return ControlError::from_u32(header.word).map(Err).ok_or(ReplyError::UnknownError(header.word));
     }
-    let length = length as usize;
-    crate::rt::unpack(&registers[1..count], &mut out[..length]);
-    Ok(length)
-}
-
-/// The outcome a reply's label gives: `Ok(())` for 0, else the owner's [`ControlError`].
-pub fn reply_label(label: u64) -> Result<Result<(), ControlError>, ReplyError> {
-    if label == 0 {
-        return Ok(Ok(()));
+    if header.length as usize > MAX_CONTROL_PAYLOAD {
+        return Err(ReplyError::BadLength(header.length));
     }
-    let code = u32::try_from(label).map_err(|_| ReplyError::UnknownError(label))?;
-    ControlError::from_u32(code).map(Err).ok_or(ReplyError::UnknownError(label))
+    Ok(Ok(header.length as usize))
 }
 
 #[cfg(test)]
@@ -77,35 +99,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_call_round_trips_through_the_registers() {
-        let mut registers = [0u64; 120];
-        for length in [0, 1, 7, 8, 9, MAX_CONTROL_PAYLOAD] {
-            let mut input = [0u8; MAX_CONTROL_PAYLOAD];
-            input.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 ^ 0x5a);
-            let input = &input[..length];
-            let words = pack_call(input, &mut registers);
-            assert_eq!(words, 1 + length.div_ceil(8));
-            assert!(words <= CALL_WORDS);
-            let mut out = [0u8; MAX_CONTROL_PAYLOAD];
-            assert_eq!(unpack_call(&registers, words, &mut out), Ok(length));
-            assert_eq!(&out[..length], input);
-        }
+    fn the_slot_fits_a_whole_call_and_the_ring_the_rest() {
+        assert_eq!(CALL_HEADER_SIZE, 16);
+        assert_eq!(ring_bytes(0x2000), 0x1e00);
+        assert_eq!(slot_offset(0x2000), Some(0x1e00));
+        assert_eq!(slot_offset(0x100), None);
+        assert_eq!(ring_bytes(0x100), 0);
     }
 
     #[test]
-    fn lying_replies_are_refused() {
-        let mut out = [0u8; MAX_CONTROL_PAYLOAD];
-        let mut registers = [0u64; 120];
-        registers[0] = MAX_CONTROL_PAYLOAD as u64 + 1;
-        assert!(matches!(unpack_call(&registers, 120, &mut out), Err(ReplyError::BadLength(_))));
-        // 16 bytes claimed, one word sent after the length.
-        registers[0] = 16;
-        assert_eq!(unpack_call(&registers, 2, &mut out), Err(ReplyError::BadLength(16)));
-        assert_eq!(unpack_call(&registers, 3, &mut out), Ok(16));
-        assert_eq!(unpack_call(&registers, 0, &mut out), Err(ReplyError::BadLength(0)));
-        assert_eq!(reply_label(0), Ok(Ok(())));
-        assert_eq!(reply_label(4), Ok(Err(ControlError::UnknownCommand)));
-        assert_eq!(reply_label(99), Err(ReplyError::UnknownError(99)));
-        assert_eq!(reply_label(1 << 40), Err(ReplyError::UnknownError(1 << 40)));
+    fn lying_answers_are_refused() {
+        let header = |word, length| CallHeader { sequence: 1, length, word, reserved: 0 };
+        assert_eq!(answer(&header(0, 16)), Ok(Ok(16)));
+        assert_eq!(answer(&header(0, MAX_CONTROL_PAYLOAD as u32)), Ok(Ok(MAX_CONTROL_PAYLOAD)));
+        assert_eq!(answer(&header(0, MAX_CONTROL_PAYLOAD as u32 + 1)), Err(ReplyError::BadLength(489)));
+        assert_eq!(answer(&header(4, 0)), Ok(Err(ControlError::UnknownCommand)));
+        assert_eq!(answer(&header(99, 0)), Err(ReplyError::UnknownError(99)));
     }
 }

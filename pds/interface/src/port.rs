@@ -192,9 +192,17 @@ impl PortFault {
     /// Not the normal world's fault: the secure PD that owns a forwarded port broke one of the
     /// rings it shares with comm-pd, and comm-pd cut it off (the port stays faulted).
     pub const OWNER: u32 = 3;
+    /// With [`OWNER`](Self::OWNER), in place of a ring's misbehaviour: the owner left a control
+    /// call unanswered past comm-pd's deadline (tzmk_interface::forward), and comm-pd cut it off.
+    pub const SILENT: u32 = 0x10;
 
     pub fn new(ring: u32, misbehaviour: ring::PeerMisbehaviour) -> Self {
         Self(ring << 8 | misbehaviour as u32)
+    }
+
+    /// The fault of an owner that did not answer a call in time.
+    pub const fn owner_silent() -> Self {
+        Self(Self::OWNER << 8 | Self::SILENT)
     }
 
     pub fn ring(self) -> &'static str {
@@ -216,6 +224,7 @@ impl core::fmt::Display for PortFault {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.misbehaviour() {
             Some(m) => write!(f, "{} ring: {m}", self.ring()),
+            None if *self == Self::owner_silent() => f.write_str("the owner did not answer a call in time"),
             None => write!(f, "fault code {:#x}", self.0),
         }
     }

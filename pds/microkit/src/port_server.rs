@@ -13,11 +13,13 @@
 //!         if channels.contains(self.server.channel()) { self.server.notified(&mut self.logic); }
 //!         Ok(())
 //!     }
-//!     fn protected(&mut self, _: Channel, msg: MessageInfo) -> Result<MessageInfo, Self::Error> {
-//!         Ok(self.server.protected(msg, &mut self.logic))
-//!     }
 //! }
 //! ```
+//!
+//! Control calls come the same way as requests, by notification: comm-pd writes the call into
+//! the call slot at the end of the requests region and the server writes the answer into the
+//! one at the end of the replies region ([`CallSlot`]; tzmk_interface::forward). comm-pd never
+//! waits for the answer: an owner that does not answer by comm-pd's deadline loses its port.
 //!
 //! [`PortServer::serve`] and [`PortServer::call`] are the event-free core (no system call), so a
 //! PD's logic is tested on the host against real rings (pds/template's tests).
@@ -25,13 +27,15 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use tzmk_interface::forward::{pack_call, unpack_call, CALL_WORDS};
+use core::sync::atomic::{fence, Ordering};
+
+use tzmk_interface::forward::{ring_bytes, slot_offset, CallHeader, CALL_HEADER_SIZE};
 use tzmk_interface::port::ring::{
     Consumer, LayoutError, PeerMisbehaviour, PeerMisbehaviourOrLayout, Producer, RecvError, RingLayout, SendError,
 };
 use tzmk_interface::port::{ControlError, MAX_CONTROL_PAYLOAD};
 
-use crate::{Channel, MemoryRegion, MessageInfo};
+use crate::{Channel, MemoryRegion};
 
 /// The largest request a [`PortServer`] takes by default: a 4 KiB port's (a quarter of its ring,
 /// less the record header).
@@ -77,6 +81,68 @@ impl Replies<'_> {
     /// The largest reply the ring carries.
     pub fn largest(&self) -> usize {
         self.producer.layout().max_message()
+    }
+}
+
+/// One call slot of a forwarded port: the last `CALL_SLOT_SIZE` bytes of one of its two regions
+/// (tzmk_interface::forward). Its writer (comm-pd for calls, the owner for answers) stores the
+/// header word last; its reader copies under a sequence lock. Shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSlot {
+    region: MemoryRegion,
+    offset: usize,
+}
+
+impl CallSlot {
+    /// The slot at the end of `region`; `None` when the region is too small for one, or its end
+    /// is not 8-byte aligned.
+    pub fn at_end_of(region: MemoryRegion) -> Option<Self> {
+        let offset = slot_offset(region.size())?;
+        region.atomic_u64(offset).ok()?;
+        Some(Self { region, offset })
+    }
+
+    /// Writes a message: the word and the payload (at most `MAX_CONTROL_PAYLOAD` bytes) first,
+    /// then the header word with `sequence` and the length, with release ordering.
+    pub fn write(&self, sequence: u32, word: u32, payload: &[u8]) {
+        let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+        let mut tail = [0u8; 8];
+        tail[..4].copy_from_slice(&word.to_le_bytes());
+        // In bounds: `at_end_of` left CALL_SLOT_SIZE bytes, which hold a header and the payload.
+        let _ = self.region.write_bytes(self.offset + 8, &tail);
+        let _ = self.region.write_bytes(self.offset + CALL_HEADER_SIZE, payload);
+        if let Ok(header) = self.region.atomic_u64(self.offset) {
+            header.store(u64::from(sequence) | (payload.len() as u64) << 32, Ordering::Release);
+        }
+    }
+
+    /// The sequence number the slot holds now (one atomic load).
+    pub fn sequence(&self) -> u32 {
+        self.region.atomic_u64(self.offset).map_or(0, |w| w.load(Ordering::Acquire)) as u32
+    }
+
+    /// Copies the message in the slot: its header (as written: the caller checks the length),
+    /// and up to `out.len()` bytes of its payload into `out`. `None` when the writer changed the
+    /// header word during the copy (look again when it next notifies).
+    pub fn read(&self, out: &mut [u8; MAX_CONTROL_PAYLOAD]) -> Option<CallHeader> {
+        let word = self.region.atomic_u64(self.offset).ok()?;
+        let before = word.load(Ordering::Acquire);
+        let mut tail = [0u8; 8];
+        self.region.read_bytes(self.offset + 8, &mut tail).ok()?;
+        let length = (before >> 32) as usize;
+        self.region.read_bytes(self.offset + CALL_HEADER_SIZE, &mut out[..length.min(MAX_CONTROL_PAYLOAD)]).ok()?;
+        // The copy's loads before the re-check's.
+        fence(Ordering::Acquire);
+        if word.load(Ordering::Relaxed) != before {
+            return None;
+        }
+        let [a, b, c, d, e, f, g, h] = tail;
+        Some(CallHeader {
+            sequence: before as u32,
+            length: (before >> 32) as u32,
+            word: u32::from_le_bytes([a, b, c, d]),
+            reserved: u32::from_le_bytes([e, f, g, h]),
+        })
     }
 }
 
@@ -131,14 +197,20 @@ pub struct Served {
 pub struct PortServer<const MAX_REQUEST: usize = DEFAULT_MAX_REQUEST> {
     requests: Option<Consumer>,
     replies: Producer,
+    /// comm-pd's calls (the requests region's slot) and this PD's answers (the replies region's).
+    calls: CallSlot,
+    answers: CallSlot,
+    /// The sequence number of the last call answered (0: none; comm-pd's calls count from 1).
+    answered: u32,
     channel: Channel,
     buffer: [u8; MAX_REQUEST],
     status: ServerStatus,
 }
 
+/// The ring of a forwarded-port region: all of it but the call slot at its end.
 fn ring(region: &MemoryRegion, name: &'static str) -> Result<(NonNull<u8>, RingLayout), PortServerError> {
-    let layout =
-        RingLayout::largest_within(region.size()).map_err(|error| PortServerError::Layout { ring: name, error })?;
+    let layout = RingLayout::largest_within(ring_bytes(region.size()))
+        .map_err(|error| PortServerError::Layout { ring: name, error })?;
     let base =
         NonNull::new(region.as_ptr()).ok_or(PortServerError::Layout { ring: name, error: LayoutError::Misaligned })?;
     Ok((base, layout))
@@ -146,7 +218,8 @@ fn ring(region: &MemoryRegion, name: &'static str) -> Result<(NonNull<u8>, RingL
 
 impl<const MAX_REQUEST: usize> PortServer<MAX_REQUEST> {
     /// Takes this PD's ends: attaches to the request ring (comm-pd resets it; zeroed memory is an
-    /// empty ring) and resets the reply ring.
+    /// empty ring), resets the reply ring and empties its answer slot. Each region is its ring
+    /// and, at its end, a call slot (tzmk_interface::forward).
     ///
     /// # Safety
     /// Both regions stay mapped read-write for the PD's life and are shared with comm-pd only
@@ -165,17 +238,26 @@ impl<const MAX_REQUEST: usize> PortServer<MAX_REQUEST> {
         }
         let (reply_base, reply_layout) = ring(&replies, "replies")?;
         // SAFETY: forwarded contract; the layouts fit in their regions.
-        let consumer =
-            unsafe { Consumer::attach(request_base, requests.size(), request_layout) }.map_err(|e| match e {
+        let consumer = unsafe { Consumer::attach(request_base, ring_bytes(requests.size()), request_layout) }.map_err(
+            |e| match e {
                 PeerMisbehaviourOrLayout::Layout(error) => PortServerError::Layout { ring: "requests", error },
                 PeerMisbehaviourOrLayout::Peer(m) => PortServerError::Peer(m),
-            })?;
+            },
+        )?;
         // SAFETY: as above.
-        let producer = unsafe { Producer::new(reply_base, replies.size(), reply_layout) }
+        let producer = unsafe { Producer::new(reply_base, ring_bytes(replies.size()), reply_layout) }
             .map_err(|error| PortServerError::Layout { ring: "replies", error })?;
+        let slot = |region, ring| {
+            CallSlot::at_end_of(region).ok_or(PortServerError::Layout { ring, error: LayoutError::Misaligned })
+        };
+        let (calls, answers) = (slot(requests, "requests")?, slot(replies, "replies")?);
+        answers.write(0, 0, &[]);
         Ok(Self {
             requests: Some(consumer),
             replies: producer,
+            calls,
+            answers,
+            answered: 0,
             channel,
             buffer: [0; MAX_REQUEST],
             status: ServerStatus::default(),
@@ -191,32 +273,38 @@ impl<const MAX_REQUEST: usize> PortServer<MAX_REQUEST> {
         self.status
     }
 
-    /// comm-pd notified: serve what waits and notify it back if it must be told.
+    /// comm-pd notified: answer its call, serve what waits, and notify it back if it must be told.
     pub fn notified(&mut self, service: &mut impl PortService) {
         if self.serve(service).notify {
             self.channel.notify();
         }
     }
 
-    /// comm-pd's protected procedure call (a control call): unpacks the message registers, calls
-    /// the service, packs its answer.
-    pub fn protected(&mut self, msg_info: MessageInfo, service: &mut impl PortService) -> MessageInfo {
-        let mut input = [0u8; MAX_CONTROL_PAYLOAD];
-        let unpacked = crate::with_msg_regs(|registers| unpack_call(registers, msg_info.count(), &mut input));
-        let Ok(length) = unpacked else { return MessageInfo::new(ControlError::BadArgument as u64, 0) };
-        let mut output = [0u8; MAX_CONTROL_PAYLOAD];
-        let command = u32::try_from(msg_info.label()).unwrap_or(u32::MAX);
-        match self.call(service, command, &input[..length], &mut output) {
-            Ok(length) => {
-                let words =
-                    crate::with_msg_regs_mut(|registers| pack_call(&output[..length], &mut registers[..CALL_WORDS]));
-                MessageInfo::new(0, words)
-            }
-            Err(e) => MessageInfo::new(e as u64, 0),
+    /// Answers comm-pd's call in the call slot if it is new: runs the service's call and writes
+    /// the answer (the call's sequence, 0 or the error, the output). `true` when it answered
+    /// (comm-pd must be told). A call whose input claims more than a call carries is answered
+    /// `BadArgument`; a call rewritten during the copy waits for comm-pd's next notification.
+    pub fn answer_call(&mut self, service: &mut impl PortService) -> bool {
+        let sequence = self.calls.sequence();
+        if sequence == 0 || sequence == self.answered {
+            return false;
         }
+        let mut input = [0u8; MAX_CONTROL_PAYLOAD];
+        let Some(call) = self.calls.read(&mut input).filter(|c| c.sequence == sequence) else { return false };
+        self.answered = sequence;
+        let mut output = [0u8; MAX_CONTROL_PAYLOAD];
+        let outcome = match input.get(..call.length as usize) {
+            Some(input) => self.call(service, call.word, input, &mut output),
+            None => Err(ControlError::BadArgument),
+        };
+        match outcome {
+            Ok(length) => self.answers.write(sequence, 0, &output[..length]),
+            Err(e) => self.answers.write(sequence, e as u32, &[]),
+        }
+        true
     }
 
-    /// A control call, without the message registers.
+    /// A control call, without the call slots.
     pub fn call(
         &mut self,
         service: &mut impl PortService,
@@ -249,10 +337,10 @@ impl<const MAX_REQUEST: usize> PortServer<MAX_REQUEST> {
         }
     }
 
-    /// Serves the requests waiting; no system call (the caller notifies comm-pd when
-    /// [`Served::notify`] says so).
+    /// Answers a new control call and serves the requests waiting; no system call (the caller
+    /// notifies comm-pd when [`Served::notify`] says so).
     pub fn serve(&mut self, service: &mut impl PortService) -> Served {
-        let mut served = Served::default();
+        let mut served = Served { notify: self.answer_call(service), ..Served::default() };
         let Some(requests) = self.requests.as_mut() else { return served };
         // Until the ring is dry or a reply does not fit: comm-pd only forwards what the normal
         // world sends, and this PD's own budget bounds the time it takes.

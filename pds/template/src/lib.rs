@@ -10,7 +10,7 @@
 use core::convert::Infallible;
 
 use microkit::port_server::{PortServer, PortService, Replies};
-use microkit::{channel, memory_region, Channel, ChannelSet, Handler, MessageInfo};
+use microkit::{channel, memory_region, ChannelSet, Handler};
 use tzmk_interface::port::ControlError;
 
 /// Control call: the requests and bytes taken so far, two little-endian u64: an echo port's
@@ -58,7 +58,8 @@ pub struct Pd {
     logic: Logic,
 }
 
-/// The PD's start: binds the regions and the channel system.xml gives it.
+/// The PD's start: binds the regions and the channel system.xml gives it. Requests, control calls
+/// and room for replies all arrive as notifications on that channel (`PortServer::notified`).
 pub fn init() -> Pd {
     microkit::logger::init(log::LevelFilter::Info);
     let requests = memory_region!(requests_vaddr, requests_size);
@@ -83,10 +84,6 @@ impl Handler for Pd {
         }
         Ok(())
     }
-
-    fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Infallible> {
-        Ok(self.server.protected(msg_info, &mut self.logic))
-    }
 }
 
 #[cfg(test)]
@@ -94,7 +91,9 @@ mod tests {
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::ptr::NonNull;
 
-    use microkit::MemoryRegion;
+    use microkit::port_server::CallSlot;
+    use microkit::{Channel, MemoryRegion};
+    use tzmk_interface::forward::{ring_bytes, CallHeader};
     use tzmk_interface::port::ring::{Consumer, Producer, RingLayout};
     use tzmk_interface::port::MAX_CONTROL_PAYLOAD;
 
@@ -122,14 +121,50 @@ mod tests {
 
     /// The server, and comm-pd's ends of its rings (comm-pd produces requests, resets that ring).
     fn rig(requests: &Region, replies: &Region) -> (PortServer, Producer, Consumer) {
-        let layout = RingLayout::largest_within(SIZE).unwrap();
+        // Each region: its ring, then the call slot (tzmk_interface::forward).
+        let ring = ring_bytes(SIZE);
+        let layout = RingLayout::largest_within(ring).unwrap();
         // SAFETY: the regions outlive the rig; each ring has one producer and one consumer.
-        let producer = unsafe { Producer::new(requests.0, SIZE, layout) }.unwrap();
+        let producer = unsafe { Producer::new(requests.0, ring, layout) }.unwrap();
         // SAFETY: as above.
         let server = unsafe { PortServer::new(requests.region(), replies.region(), Channel::new(0)) }.unwrap();
         // SAFETY: as above.
-        let consumer = unsafe { Consumer::attach(replies.0, SIZE, layout) }.unwrap();
+        let consumer = unsafe { Consumer::attach(replies.0, ring, layout) }.unwrap();
         (server, producer, consumer)
+    }
+
+    /// comm-pd's side of a control call: the call into the requests region's slot, the
+    /// server's turn, the answer out of the replies region's slot.
+    fn call(
+        server: &mut PortServer,
+        logic: &mut Logic,
+        (requests, replies): (&Region, &Region),
+        sequence: u32,
+        command: u32,
+        input: &[u8],
+    ) -> (CallHeader, Vec<u8>) {
+        CallSlot::at_end_of(requests.region()).unwrap().write(sequence, command, input);
+        assert!(server.serve(logic).notify, "an answered call must notify comm-pd");
+        let mut out = [0u8; MAX_CONTROL_PAYLOAD];
+        let header = CallSlot::at_end_of(replies.region()).unwrap().read(&mut out).unwrap();
+        (header, out[..header.length as usize].to_vec())
+    }
+
+    #[test]
+    fn a_call_through_the_slots_is_answered_once() {
+        let (requests, replies) = (Region::new(), Region::new());
+        let (mut server, _comm, _answers) = rig(&requests, &replies);
+        let mut logic = Logic { requests: 3, bytes: 7 };
+        let (header, output) = call(&mut server, &mut logic, (&requests, &replies), 1, TOTALS, &[]);
+        assert_eq!((header.sequence, header.word, header.length), (1, 0, 16));
+        assert_eq!(output, [3u64.to_le_bytes(), 7u64.to_le_bytes()].concat());
+        // The same call again is no new call: nothing to answer.
+        assert!(!server.serve(&mut logic).notify);
+        let (header, _) = call(&mut server, &mut logic, (&requests, &replies), 2, TOTALS, b"?");
+        assert_eq!((header.sequence, header.word), (2, ControlError::BadArgument as u32));
+        let (header, _) = call(&mut server, &mut logic, (&requests, &replies), 3, 9, &[]);
+        assert_eq!((header.sequence, header.word), (3, ControlError::UnknownCommand as u32));
+        assert_eq!(server.status().calls, 3);
     }
 
     #[test]

@@ -83,9 +83,60 @@ pub struct ForwardSymbols {
 }
 
 /// The bytes a region needs to hold a ring carrying a port ring's messages of `capacity` bytes:
-/// the ring header and the data, in whole pages.
+/// the ring header, the data and the call slot at the region's end
+/// (tzmk_interface::forward), in whole pages.
 pub fn ring_region_size(capacity: u64) -> u64 {
-    (tzmk_ring::HEADER_SIZE as u64 + capacity).div_ceil(4096) * 4096
+    let slot = tzmk_interface::forward::CALL_SLOT_SIZE as u64;
+    (tzmk_ring::HEADER_SIZE as u64 + capacity + slot).div_ceil(4096) * 4096
+}
+
+/// The largest message the ring of a forwarded-port region of `size` bytes carries (both ends
+/// lay it out this way: the region but its call slot), or 0 when it holds no ring.
+pub fn region_ring_largest(size: u64) -> u64 {
+    let bytes = tzmk_interface::forward::ring_bytes(usize::try_from(size).unwrap_or(usize::MAX));
+    tzmk_ring::RingLayout::largest_within(bytes).map_or(0, |layout| layout.max_message() as u64)
+}
+
+/// The largest message a port ring of `capacity` bytes carries (`RingLayout::max_message`).
+pub fn largest_message(capacity: u64) -> u64 {
+    capacity / 4 - tzmk_ring::RECORD_HEADER as u64
+}
+
+/// The smallest ring capacity whose messages carry `bytes`.
+fn capacity_for(bytes: u64) -> u64 {
+    (4 * (bytes + tzmk_ring::RECORD_HEADER as u64)).next_power_of_two().max(64)
+}
+
+/// Refuses a port whose replies can never fit its tx ring: comm-pd takes a message only when the
+/// room its reply may need is free (`Service::reply_room`), so such a message would wait in the
+/// rx ring for good, stalling the port. An echo's reply is as long as the message (up to the rx
+/// ring's largest), an attestation port's evidence up to `MAX_EVIDENCE`, an rt port's
+/// statistics a fixed size.
+fn replies_fit(port: &Port) -> Result<(), String> {
+    use tzmk_interface::port::Service;
+    let Some(service) = Service::ALL.into_iter().find(|s| s.name() == port.service) else { return Ok(()) };
+    let (rx, tx) = (port.rx_capacity, port.tx_capacity);
+    let (largest_in, largest_out) = (largest_message(rx), largest_message(tx));
+    let reply = service.reply_room(largest_in as usize) as u64;
+    if reply <= largest_out {
+        return Ok(());
+    }
+    let name = &port.name;
+    let what = match service {
+        Service::Echo => {
+            format!("an echo's reply is as long as its message, up to {largest_in} bytes (rx_capacity {rx:#x})")
+        }
+        Service::Attestation => format!(
+            "an evidence reply (token and certificate chain) is up to {} bytes",
+            tzmk_interface::attestation::MAX_EVIDENCE
+        ),
+        _ => format!("a reply of service '{}' is up to {reply} bytes", port.service),
+    };
+    Err(format!(
+        "port '{name}': {what}, but its tx ring ({tx:#x} bytes) carries messages of at most {largest_out}: \
+         such a message would stall the port for good; tx_capacity must be at least {:#x}",
+        capacity_for(reply)
+    ))
 }
 
 fn capacity(entry: &Entry, field: &str, value: Option<u64>) -> Result<u64, String> {
@@ -137,14 +188,16 @@ pub fn parse(text: &str) -> Result<Vec<Port>, String> {
             }
             None => {}
         }
-        ports.push(Port {
+        let port = Port {
             id: entry.id as u16,
             name: name.clone(),
             service: entry.service.clone(),
             owner: entry.owner.clone(),
             rx_capacity: capacity(entry, "rx_capacity", entry.rx_capacity)?,
             tx_capacity: capacity(entry, "tx_capacity", entry.tx_capacity)?,
-        });
+        };
+        replies_fit(&port)?;
+        ports.push(port);
     }
     Ok(ports)
 }
@@ -159,8 +212,12 @@ pub fn load(path: &std::path::Path) -> Result<Vec<Port>, crate::Diagnostic> {
 
 /// The `forwarded-port` rule: for each forwarded port, system.xml gives comm-pd and the owner
 /// (and no one else) the two secure regions, large enough, under comm-pd's symbols, and a
-/// channel on which comm-pd may call the owner (`pp`), also under its symbol. Without them,
-/// comm-pd would not start (a setvar it needs is missing) or the port would not work.
+/// channel for their notifications, also under its symbol. Without them, comm-pd would not start
+/// (a setvar it needs is missing) or the port would not work. comm-pd's end must not be able to
+/// call the owner (`pp`): a protected procedure call waits for the owner, which could then stop
+/// comm-pd for good (issue 20); control calls go through the call slots. And the owner's reply
+/// ring must not carry replies longer than the port's tx ring does: comm-pd copies each reply
+/// unchanged, and one it cannot place would break the port.
 pub fn audit(system: &System, ports: &[Port]) -> Vec<Violation> {
     let mut out = Vec::new();
     let Some(comm_index) = system.pd_index("comm-pd") else { return out };
@@ -214,6 +271,21 @@ pub fn audit(system: &System, ports: &[Port]) -> Vec<Violation> {
                     ),
                 );
             }
+            let largest = region_ring_largest(mr.size);
+            if region == &symbols.replies && largest > largest_message(port.tx_capacity) {
+                violation(
+                    mr.pos,
+                    format!(
+                        "region '{}' ({:#x} bytes) holds a reply ring carrying replies of up to {largest} bytes, but the \
+                         port's tx ring ({:#x} bytes) carries at most {}: such a reply would break the port; map {:#x} bytes",
+                        mr.name,
+                        mr.size,
+                        port.tx_capacity,
+                        largest_message(port.tx_capacity),
+                        ring_region_size(port.tx_capacity)
+                    ),
+                );
+            }
             for (index, pd) in system.protection_domains.iter().enumerate() {
                 let maps = pd.maps.iter().filter(|m| m.mr == map.mr);
                 for m in maps {
@@ -250,10 +322,14 @@ pub fn audit(system: &System, ports: &[Port]) -> Vec<Violation> {
                         ),
                     );
                 }
-                if !mine.pp {
+                if mine.pp {
                     violation(
                         mine.pos,
-                        format!("comm-pd's end of the channel to '{}' needs pp=\"true\" (control calls)", owner.name),
+                        format!(
+                            "comm-pd's end of the channel to '{}' must not have pp=\"true\": a call would wait for \
+                             the owner, which could stop comm-pd (control calls go through the call slots)",
+                            owner.name
+                        ),
                     );
                 }
             }
@@ -294,6 +370,33 @@ mod tests {
             one("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\ncapacity = 1000"),
             "port 'a': rx_capacity 0x3e8 is not a power of two in 64..=2^30"
         );
+        // Replies that can never fit the tx ring (issue 20): the port would stall for good.
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\nrx_capacity = 0x2000\ntx_capacity = 0x1000"),
+            "port 'a': an echo's reply is as long as its message, up to 2040 bytes (rx_capacity 0x2000), but its tx \
+             ring (0x1000 bytes) carries messages of at most 1016: such a message would stall the port for good; \
+             tx_capacity must be at least 0x2000"
+        );
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"attestation\"\nowner = \"attestation-pd\"\ncapacity = 0x2000"),
+            "port 'a': an evidence reply (token and certificate chain) is up to 3072 bytes, but its tx ring (0x2000 \
+             bytes) carries messages of at most 2040: such a message would stall the port for good; tx_capacity \
+             must be at least 0x4000"
+        );
+        assert_eq!(
+            one("id = 1\nname = \"a\"\nservice = \"rt\"\nowner = \"rt-task\"\ncapacity = 0x40"),
+            "port 'a': a reply of service 'rt' is up to 56 bytes, but its tx ring (0x40 bytes) carries messages of at \
+             most 8: such a message would stall the port for good; tx_capacity must be at least 0x100"
+        );
+        // A larger tx ring, a sink (no reply), a forwarded port (the owner's replies ring is
+        // the forwarded-port rule's) are fine.
+        let fine = |body: &str| parse(&format!("[[port]]\n{body}")).map(|_| ());
+        assert_eq!(fine("id = 1\nname = \"a\"\nservice = \"echo\"\nowner = \"comm-pd\"\nrx_capacity = 0x1000\ntx_capacity = 0x2000"), Ok(()));
+        assert_eq!(fine("id = 1\nname = \"a\"\nservice = \"sink\"\nowner = \"comm-pd\"\nrx_capacity = 0x10000\ntx_capacity = 0x40"), Ok(()));
+        assert_eq!(
+            fine("id = 1\nname = \"a\"\nservice = \"attestation\"\nowner = \"attestation-pd\"\ncapacity = 0x4000"),
+            Ok(())
+        );
     }
 
     const SYSTEM: &str = r#"<system>
@@ -310,7 +413,7 @@ mod tests {
         <map mr="hello_replies" vaddr="0x2200000" perms="rw" setvar_vaddr="replies_vaddr" setvar_size="replies_size" />
     </protection_domain>
     <channel>
-        <end pd="comm-pd" id="3" pp="true" setvar_id="hello_channel" />
+        <end pd="comm-pd" id="3" setvar_id="hello_channel" />
         <end pd="hello" id="0" setvar_id="comm_channel" />
     </channel>
 </system>"#;
@@ -338,11 +441,22 @@ mod tests {
             ]
         );
         assert_eq!(
-            rules(&SYSTEM.replace(" pp=\"true\" setvar_id=\"hello_channel\"", ""), &hello(4096)),
+            rules(&SYSTEM.replace(" setvar_id=\"hello_channel\"", " pp=\"true\""), &hello(4096)),
             [
                 "port 'hello': comm-pd's end of the channel to 'hello' needs setvar_id=\"hello_channel\"",
-                "port 'hello': comm-pd's end of the channel to 'hello' needs pp=\"true\" (control calls)",
+                "port 'hello': comm-pd's end of the channel to 'hello' must not have pp=\"true\": a call would wait \
+                 for the owner, which could stop comm-pd (control calls go through the call slots)",
             ]
+        );
+        // A reply ring larger than the port's tx ring: the owner could send a reply that breaks it.
+        assert_eq!(
+            rules(
+                &SYSTEM.replace("name=\"hello_replies\" size=\"0x2000\"", "name=\"hello_replies\" size=\"0x4000\""),
+                &hello(4096)
+            ),
+            ["port 'hello': region 'hello_replies' (0x4000 bytes) holds a reply ring carrying replies of up to 2040 \
+              bytes, but the port's tx ring (0x1000 bytes) carries at most 1016: such a reply would break the port; \
+              map 0x2000 bytes"]
         );
         assert_eq!(
             rules(&SYSTEM.replace("setvar_vaddr=\"hello_replies_vaddr\"", ""), &hello(4096)),

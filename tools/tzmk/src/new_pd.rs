@@ -37,7 +37,8 @@ pub struct Args {
     /// The port it serves (default: NAME).
     #[arg(long, value_name = "PORTNAME")]
     pub port: Option<String>,
-    /// Its priority: above comm-pd's, which calls it (default: the lowest free one above it).
+    /// Its priority (default: the lowest free one above comm-pd's, so that it answers comm-pd's
+    /// notifications before comm-pd runs on).
     #[arg(long, value_name = "P")]
     pub priority: Option<u8>,
     /// Its budget in microseconds per period (with --period; default: Microkit's, the whole
@@ -252,7 +253,8 @@ pub fn plan(args: &Args) -> Result<Plan, Refusal> {
         "\n    <!-- {name} (pds/{name}, added by `tzmk new-pd`): serves port '{port}' of comm-pd/ports.toml.\n\
          \x20        Its two regions are secure RAM the tool allocates, mapped into comm-pd and {name} only:\n\
          \x20        comm-pd writes validated requests into {requests}, {name} answers on {replies}.\n\
-         \x20        comm-pd calls it (pp) for the port's control calls, so its priority is above comm-pd's. -->\n\
+         \x20        The port's control calls go through the call slots at the regions' ends, by notification:\n\
+         \x20        comm-pd never waits for {name} (it cuts off an owner that does not answer in time). -->\n\
          \x20   <memory_region name=\"{requests}\" size=\"{region_size:#x}\" />\n\
          \x20   <memory_region name=\"{replies}\" size=\"{region_size:#x}\" />\n\
          \x20   <protection_domain name=\"{name}\" priority=\"{priority}\"{timing} stack_size=\"{STACK_SIZE:#x}\">\n\
@@ -263,7 +265,7 @@ pub fn plan(args: &Args) -> Result<Plan, Refusal> {
          \x20            setvar_vaddr=\"replies_vaddr\" setvar_size=\"replies_size\" />\n\
          \x20   </protection_domain>\n\
          \x20   <channel>\n\
-         \x20       <end pd=\"comm-pd\" id=\"{channel_id}\" pp=\"true\" setvar_id=\"{symbol}_channel\" />\n\
+         \x20       <end pd=\"comm-pd\" id=\"{channel_id}\" setvar_id=\"{symbol}_channel\" />\n\
          \x20       <end pd=\"{name}\" id=\"0\" setvar_id=\"comm_channel\" />\n\
          \x20   </channel>\n"
     );
