@@ -248,6 +248,12 @@ fn full_system() {
 /// an update's duration from Linux (about 0.4 to 1 s on QEMU: docs/trusted-boot.md).
 const RESET_DELAYS_MS: [u64; 8] = [0, 150, 300, 450, 600, 750, 900, 1050];
 
+/// The number right after `prefix` on the first line of `log` that has it.
+fn number_after(log: &str, prefix: &str) -> Option<u32> {
+    let line = log.lines().find_map(|l| l.split_once(prefix))?.1.trim_start();
+    line[..line.find(|c: char| !c.is_ascii_digit()).unwrap_or(line.len())].parse().ok()
+}
+
 /// The last number on the first line of `log` that contains `prefix`.
 fn logged_number(log: &str, prefix: &str) -> Option<u32> {
     let line = log.lines().find(|l| l.contains(prefix))?;
@@ -304,7 +310,7 @@ fn reset_during_update() {
             answer_updates(vec![]),
         );
         let monitor_log = std::fs::read_to_string(&log2).unwrap_or_default();
-        let booted = logged_number(&monitor_log, "manifest verified with the platform key, security version");
+        let booted = number_after(&monitor_log, "manifest verified with the platform key, security version");
         let counter = logged_number(&monitor_log, "trusted boot: security-version counter");
         if again.timed_out || booted.is_none() {
             println!("---- UART0, boot after the reset at {delay} ms ----\n{}\n---- secure UART ----\n{monitor_log}---- end ----", again.console);
