@@ -67,11 +67,19 @@ fn refused_images(e: Stage1Error) -> UpdateOutcome {
 }
 
 /// Checks a candidate; the parsed manifest when it may replace `stored.current`. The cheap
-/// checks of what the candidate claims (its format, security version, images and kinds) come
-/// before the signature, the one expensive step (an Ed25519 verification, most of an update's
-/// time at EL3), so that a candidate refused for any other reason costs the secure core next to
-/// nothing; nothing is accepted before it verifies.
+/// checks of what the candidate claims ([`check_claims`]) come before the signature, the one
+/// expensive step (an Ed25519 verification, most of an update's time at EL3), so that a
+/// candidate refused for any other reason costs the secure core next to nothing; nothing is
+/// accepted before it verifies.
 pub fn check<'m>(candidate: &'m [u8], stored: &Stored, layout: &Layout) -> Result<&'m Manifest, UpdateOutcome> {
+    let manifest = check_claims(candidate, stored, layout)?;
+    manifest.verify(&stored.platform_key).map_err(UpdateOutcome::from)?;
+    Ok(manifest)
+}
+
+/// What [`check`] checks before the signature: the format, the security version against the
+/// stored one, the images against the platform and the kinds against the stored manifest.
+pub fn check_claims<'m>(candidate: &'m [u8], stored: &Stored, layout: &Layout) -> Result<&'m Manifest, UpdateOutcome> {
     let manifest = Manifest::parse(candidate).map_err(UpdateOutcome::from)?;
     manifest.check_security_version(stored.floor.max(stored.counter)).map_err(UpdateOutcome::from)?;
     check_images(manifest, layout).map_err(refused_images)?;
@@ -80,8 +88,21 @@ pub fn check<'m>(candidate: &'m [u8], stored: &Stored, layout: &Layout) -> Resul
             return Err(UpdateOutcome::Images { kind: kind as u32, reason: update::IMAGE_KINDS_DIFFER });
         }
     }
-    manifest.verify(&stored.platform_key).map_err(UpdateOutcome::from)?;
     Ok(manifest)
+}
+
+/// Whether flash may take another write of a manifest of `version` (read from the counter's
+/// log, no write): a full log, or [`SAME_VERSION_WRITES`] writes of the counter's own version
+/// already, refuse it.
+fn writable<B: FlashBus>(flash: &mut Cfi01<B>, sectors: &Sectors, version: u32) -> Result<(), UpdateOutcome> {
+    let log = counter::scan(flash, sectors.counter).map_err(flash_failed)?;
+    if log.next.is_none() {
+        return Err(UpdateOutcome::CounterFull);
+    }
+    if version == log.value && log.at_value >= SAME_VERSION_WRITES {
+        return Err(UpdateOutcome::RewriteLimit { version, limit: SAME_VERSION_WRITES });
+    }
+    Ok(())
 }
 
 fn flash_failed(e: FlashError) -> UpdateOutcome {
@@ -102,15 +123,8 @@ pub fn apply<B: FlashBus>(
     previous: u32,
 ) -> UpdateOutcome {
     let version = manifest.header.security_version.get();
-    let log = match counter::scan(flash, sectors.counter) {
-        Ok(log) => log,
-        Err(e) => return flash_failed(e),
-    };
-    if log.next.is_none() {
-        return UpdateOutcome::CounterFull;
-    }
-    if version == log.value && log.at_value >= SAME_VERSION_WRITES {
-        return UpdateOutcome::RewriteLimit { version, limit: SAME_VERSION_WRITES };
+    if let Err(outcome) = writable(flash, sectors, version) {
+        return outcome;
     }
     let at = sectors.slots[target % 2];
     let record = at + RECORD_OFFSET as u64;
@@ -212,8 +226,14 @@ impl Updater {
         }
         let Ok(current) = Manifest::parse(&self.stored.manifest) else { return UpdateOutcome::Unavailable };
         let stored = Stored { platform_key: self.stored.platform_key, floor: self.stored.floor, counter, current };
-        self.verifications += 1;
-        let outcome = match check(candidate, &stored, layout) {
+        // The claims, then whether flash may take it, then (only then) the signature.
+        let checked = check_claims(candidate, &stored, layout).and_then(|manifest| {
+            writable(flash, sectors, manifest.header.security_version.get())?;
+            self.verifications += 1;
+            manifest.verify(&stored.platform_key).map_err(UpdateOutcome::from)?;
+            Ok(manifest)
+        });
+        let outcome = match checked {
             Err(outcome) => outcome,
             Ok(manifest) => {
                 let Some(hold) = lock.try_hold() else { return UpdateOutcome::Unavailable };
@@ -392,11 +412,12 @@ mod tests {
             UpdateOutcome::Rollback { found: 1, stored: 2 }
         );
         assert_eq!(updater.request(&bad_signature, &mut flash, &SECTORS, &LAYOUT, &lock), refused);
-        assert_eq!(updater.verifications(), 3);
+        // The rollback was refused before its signature: only the bad signature was verified again.
+        assert_eq!(updater.verifications(), 2);
         // An accepted update forgets the refusal (it was judged against the old state).
         assert!(updater.request(&v3, &mut flash, &SECTORS, &LAYOUT, &lock).is_accepted());
         assert_eq!(updater.request(&bad_signature, &mut flash, &SECTORS, &LAYOUT, &lock), refused);
-        assert_eq!(updater.verifications(), 5);
+        assert_eq!(updater.verifications(), 4);
     }
 
     #[test]
@@ -426,6 +447,12 @@ mod tests {
             let outcome = updater.request(candidate, &mut flash, &SECTORS, &LAYOUT, &lock);
             assert!(outcome.is_accepted() || outcome == UpdateOutcome::RewriteLimit { version: 3, limit: 8 });
         }
+        assert_eq!((flash.stats(), updater.verifications()), (stats, verifications));
+        // Nor does a third candidate of that version: the limit is read before the signature.
+        let mut third = second.clone();
+        *third.last_mut().unwrap() ^= 1;
+        let outcome = updater.request(&third, &mut flash, &SECTORS, &LAYOUT, &lock);
+        assert_eq!(outcome, UpdateOutcome::RewriteLimit { version: 3, limit: SAME_VERSION_WRITES });
         assert_eq!((flash.stats(), updater.verifications()), (stats, verifications));
         // A higher security version is accepted.
         let v4 = manifest(4);
