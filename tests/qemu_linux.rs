@@ -197,6 +197,7 @@ fn full_system() {
     // The token reports what booted (v1's versions and digests) and v2 as the pending update.
     check_evidence(&run.console, &flash, &v1, Some(&v2));
     check_hostile_gic(&run.console);
+    check_update_storm(&run.console);
 
     // Boot again with the same F: stage 1 verifies v2 against the counter 2; v1 is refused again.
     let log2 = secure_log("full-again");
@@ -355,6 +356,21 @@ fn answer_updates(manifests: Vec<Vec<u8>>) -> impl FnMut(&str) -> Option<Vec<u8>
 /// What /init printed for each `tzctl update`.
 fn update_answers(console: &str) -> Vec<String> {
     console.lines().filter_map(|l| l.strip_prefix("tzmk-init: tzctl update: ")).map(str::to_owned).collect()
+}
+
+/// The update storm (tests/linux's `tzmk-hostile update-storm`): it ran to its end, which means
+/// every request got the answer it must (the stored manifest accepted again, every flipped
+/// signature refused), rt-task published new releases after it, and the second uid's every open,
+/// status, echo and close completed within the tool's stated bound (it fails otherwise).
+fn check_update_storm(console: &str) {
+    let lines: Vec<&str> = console.lines().filter(|l| l.starts_with("tzmk-hostile: update-storm: ")).collect();
+    for line in &lines {
+        println!("{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains(" rounds of open, status, echo and close on ")), "{lines:#?}");
+    let storm =
+        lines.iter().find(|l| l.contains(" requests in ")).unwrap_or_else(|| panic!("no storm summary: {lines:#?}"));
+    assert!(storm.contains(" flipped signatures refused)") && storm.contains("; rt-task: "), "{storm}");
 }
 
 /// The hostile normal world against rt-task (tests/linux's `tzmk-hostile gic`). What QEMU can

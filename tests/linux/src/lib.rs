@@ -240,6 +240,10 @@ pub const UPDATE_PROMPT: &str = "update: manifests? (hex, one per line; an empty
 /// A line `reset-after MS` at the update prompt: the next line's manifest goes to `tzctl update`
 /// and MS ms later /init resets the machine from another core (PSCI SYSTEM_RESET).
 pub const RESET_AFTER: &str = "reset-after ";
+/// Where /init keeps the manifest an update stored this boot (for the update storm).
+pub const STORED_MANIFEST_PATH: &str = "/stored-manifest.bin";
+/// How long the update storm runs.
+pub const UPDATE_STORM_MS: u64 = 6000;
 
 /// The nonce /init asks evidence for in the full-system run (32 bytes, hex); the host test checks
 /// the token carries it.

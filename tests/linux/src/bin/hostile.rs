@@ -19,6 +19,13 @@
 //!   write to a Group 0 interrupt that took effect where GIC-400 ignores it, a case that stopped
 //!   rt-task's releases, or secure RAM that answered is a FAIL.
 //!
+//! - `tzmk-hostile update-storm STORED MILLIS`: for MILLIS, resubmits the stored manifest (the
+//!   file STORED) and copies of it with one signature byte flipped (a different byte each time)
+//!   on the attestation port, as fast as the answers come, while a second process as uid 1000
+//!   (`storm-client PORT MILLIS`) opens, queries, echoes on and closes PORT over and over: rt-task
+//!   must keep releasing and each of the second uid's operations must complete within
+//!   [`STORM_CLIENT_BOUND`].
+//!
 //! Exit status 0 when every expectation held.
 
 use std::fs::OpenOptions;
@@ -544,6 +551,135 @@ fn gic(hold_ms: u64) {
     println!("tzmk-hostile: gic: every case held; the echo port answered after each");
 }
 
+/// The most one operation of the second uid (open, status, an echo, close) may take while the
+/// storm runs: an update request costs the secure side at most one Ed25519 verification at a
+/// time (in attestation-pd, below rt-task's priority, while comm-pd waits for it), far less
+/// than this on QEMU; the bound leaves room for a loaded CI machine's stalls.
+const STORM_CLIENT_BOUND: Duration = Duration::from_secs(3);
+
+fn update_storm(stored_path: &str, millis: u64) {
+    use tzmk_interface::attestation::{OK, OP_UPDATE};
+    use tzmk_interface::port::AttestationReply;
+    use tzmk_interface::update::{UpdateOutcome, UpdateReply, UpdateRequest, MANIFEST_BYTES};
+    use zerocopy::{FromBytes, IntoBytes};
+    const CLIENT_PORT: &str = "echo-small";
+    let stored = std::fs::read(stored_path).unwrap_or_else(|e| fail(format!("{stored_path}: {e}")));
+    if stored.len() != MANIFEST_BYTES {
+        fail(format!("{stored_path}: {} bytes, not a manifest", stored.len()));
+    }
+    let tz = tzcomm::Tz::driver().unwrap_or_else(|e| fail(format!("tzmk.ko: {e}")));
+    let rt = tz.open("rt").unwrap_or_else(|e| fail(format!("open rt: {e}")));
+    let before = rt_counts(&rt, None).unwrap_or_else(|| fail("the rt port answered no latency figures".into()));
+    let node = device(CLIENT_PORT);
+    std::os::unix::fs::chown(&node, Some(1000), Some(1000)).unwrap_or_else(|e| fail(format!("chown {node}: {e}")));
+    let client = std::process::Command::new(std::env::current_exe().unwrap_or_else(|e| fail(format!("{e}"))))
+        .args(["storm-client", CLIENT_PORT, &millis.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(format!("storm-client: {e}")));
+    let mut port = tz.open("attestation").unwrap_or_else(|e| fail(format!("open attestation: {e}")));
+    port.set_timeout(Some(Duration::from_secs(30)));
+    let mut reply = vec![0u8; port.max_message()];
+    let (mut same, mut refused, mut slowest) = (0u64, 0u64, Duration::ZERO);
+    let started = Instant::now();
+    let mut k = 0usize;
+    while started.elapsed() < Duration::from_millis(millis) {
+        let mut request =
+            UpdateRequest { operation: OP_UPDATE, length: MANIFEST_BYTES as u64, manifest: [0; MANIFEST_BYTES] };
+        request.manifest.copy_from_slice(&stored);
+        let flipped = !k.is_multiple_of(2);
+        if flipped {
+            // A different signature byte (and bit) each time: never the last refused one.
+            let byte = MANIFEST_BYTES - 64 + (k / 2) % 64;
+            request.manifest[byte] ^= 1 << ((k / 128) % 8);
+        }
+        k += 1;
+        let call = Instant::now();
+        port.write(request.as_bytes()).unwrap_or_else(|e| fail(format!("update-storm: write: {e}")));
+        let n = port.read(&mut reply).unwrap_or_else(|e| fail(format!("update-storm: read: {e}")));
+        slowest = slowest.max(call.elapsed());
+        let answer = AttestationReply::read_from_bytes(&reply[..n])
+            .unwrap_or_else(|_| fail(format!("update-storm: {n} bytes are no attestation reply")));
+        if answer.label != OK {
+            fail(format!("update-storm: the attestation port refused the request (label {})", answer.label));
+        }
+        let outcome = UpdateOutcome::from_reply(&UpdateReply::from_words([answer.words[0], answer.words[1]]));
+        match (flipped, outcome) {
+            (false, outcome) if outcome.is_accepted() => same += 1,
+            (true, UpdateOutcome::NotSigned { .. }) => refused += 1,
+            (_, outcome) => fail(format!("update-storm: request {k} (flipped: {flipped}) answered {outcome}")),
+        }
+    }
+    let output = client.wait_with_output().unwrap_or_else(|e| fail(format!("storm-client: {e}")));
+    let said = String::from_utf8_lossy(&output.stdout);
+    let _ = std::os::unix::fs::chown(&node, Some(0), Some(0));
+    print!("{said}");
+    if !output.status.success() {
+        fail(format!("update-storm: the second uid's client failed: {}", said.lines().last().unwrap_or("no output")));
+    }
+    let after = rt_counts(&rt, Some(before.0)).unwrap_or_else(|| {
+        fail("update-storm: rt-task published nothing new for 10 s after the storm: it stopped".into())
+    });
+    println!(
+        "tzmk-hostile: update-storm: {} requests in {} ms ({same} stored manifest accepted again, {refused} flipped \
+         signatures refused), slowest answer {} ms; rt-task: {} releases, {} misses, {} overruns",
+        same + refused,
+        started.elapsed().as_millis(),
+        slowest.as_millis(),
+        after.0 - before.0,
+        after.1 - before.1,
+        after.2 - before.2
+    );
+}
+
+/// The storm's second uid: open, status, one echo and close on `port` over and over for `millis`;
+/// fails when one operation takes longer than [`STORM_CLIENT_BOUND`].
+fn storm_client(port: &str, millis: u64) {
+    // SAFETY: setgid/setuid on ourselves; nothing else in this process depends on the uid.
+    if unsafe { libc::setgid(1000) } != 0 || unsafe { libc::setuid(1000) } != 0 {
+        fail(format!("setuid(1000): {}", std::io::Error::last_os_error()));
+    }
+    let tz = tzcomm::Tz::driver().unwrap_or_else(|e| fail(format!("uid 1000: tzmk.ko: {e}")));
+    let (mut rounds, mut slowest) = (0u64, (Duration::ZERO, ""));
+    let mut check = |what: &'static str, at: Instant, result: Result<(), String>| {
+        let took = at.elapsed();
+        if let Err(e) = result {
+            fail(format!("storm-client: uid 1000: {what} {port}: {e}"));
+        }
+        if took > slowest.0 {
+            slowest = (took, what);
+        }
+        if took > STORM_CLIENT_BOUND {
+            fail(format!("storm-client: uid 1000: {what} {port} took {} ms, above the bound", took.as_millis()));
+        }
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(millis) {
+        let at = Instant::now();
+        let mut echo = tz.open(port).unwrap_or_else(|e| fail(format!("storm-client: uid 1000: open {port}: {e}")));
+        check("open", at, Ok(()));
+        echo.set_timeout(Some(STORM_CLIENT_BOUND * 2));
+        let at = Instant::now();
+        check("status", at, echo.status().map(|_| ()).map_err(|e| e.to_string()));
+        let at = Instant::now();
+        let mut buf = [0u8; 64];
+        let echoed =
+            echo.write(b"the second uid").and_then(|()| echo.read(&mut buf)).map_err(|e| e.to_string()).and_then(|n| {
+                (&buf[..n] == b"the second uid").then_some(()).ok_or_else(|| format!("echo answered {:?}", &buf[..n]))
+            });
+        check("echo", at, echoed);
+        let at = Instant::now();
+        check("close", at, echo.close().map_err(|e| e.to_string()));
+        rounds += 1;
+    }
+    println!(
+        "tzmk-hostile: update-storm: uid 1000: {rounds} rounds of open, status, echo and close on {port}; slowest: {} {} ms (bound {} ms)",
+        slowest.1,
+        slowest.0.as_millis(),
+        STORM_CLIENT_BOUND.as_millis()
+    );
+}
+
 fn main() {
     tzcomm::process::default_sigpipe();
     let args: Vec<String> = std::env::args().collect();
@@ -552,6 +688,12 @@ fn main() {
         ["calls", port] => calls(port),
         ["unprivileged", port] => unprivileged(port),
         ["gic", millis] => gic(millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?")))),
+        ["update-storm", stored, millis] => {
+            update_storm(stored, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
+        }
+        ["storm-client", port, millis] => {
+            storm_client(port, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
+        }
         _ => fail("usage: tzmk-hostile rings PORT MILLIS | calls PORT | unprivileged PORT | gic MILLIS".into()),
     }
 }
