@@ -197,6 +197,7 @@ fn full_system() {
     // The token reports what booted (v1's versions and digests) and v2 as the pending update.
     check_evidence(&run.console, &flash, &v1, Some(&v2));
     check_hostile_gic(&run.console);
+    check_hostile_driver(&run.console);
     check_update_storm(&run.console);
 
     // Boot again with the same F: stage 1 verifies v2 against the counter 2; v1 is refused again.
@@ -400,6 +401,36 @@ fn check_hostile_gic(console: &str) {
         .filter(|l| l.contains(" releases, ") && l.contains(" misses, ") && l.trim_end().ends_with("; echo answered"))
         .count();
     assert_eq!(counted, 14, "after every hostile case rt-task released again and echo answered: {cases:#?}");
+}
+
+/// The hostile normal world against tzmk.ko (tests/linux's `tzmk-hostile calls`, `stress` and
+/// `flood`, issue 20): a child confirmed it held its ports before it was killed and they were
+/// closed; the driver stress left no oops, WARN, BUG or hung task and its port reopened; another
+/// process's opens, ioctls and closes completed while a control-call flood ran.
+fn check_hostile_driver(console: &str) {
+    let lines: Vec<&str> = console
+        .lines()
+        .map(|l| l.trim_start_matches("tzmk-init: "))
+        .filter(|l| {
+            ["tzmk-hostile: calls: ", "tzmk-hostile: stress: ", "tzmk-hostile: flood: "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    for line in &lines {
+        println!("{line}");
+    }
+    for want in [
+        "the killed child's ports were closed (it held 1 before it was killed)",
+        "tzmk-hostile: stress: no oops, WARN, BUG or hung task; echo-bulk reopened and echoes, echo echoes",
+        "open/status/close cycles on echo completed",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(want)), "no {want:?} from tzmk-hostile: {lines:#?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("tzmk-hostile: stress: echo-bulk: 3 rounds: ")),
+        "the driver stress did not report its rounds: {lines:#?}"
+    );
 }
 
 /// The evidence `tzctl attest --nonce` got inside Linux (hex on the console), checked on the host

@@ -23,6 +23,7 @@
 #include <linux/atomic.h>
 #include <linux/bitops.h>
 #include <linux/cdev.h>
+#include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/fs.h>
@@ -30,6 +31,7 @@
 #include <linux/io.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
+#include <linux/kref.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -41,8 +43,10 @@
 #include <linux/poll.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <asm/cputype.h>
 
 #include "tzmk_abi.h"
@@ -93,6 +97,27 @@ struct tzmk_consumer {
 
 struct tzmk_device;
 
+/*
+ * One control request on its way through the control worker (tzmk_control_work), which alone
+ * uses the mailbox, one request at a time, in the order they were queued. Its caller waits
+ * killably for it and may give up (`abandoned`); the worker then finishes it alone, and ends the
+ * session of an open nobody waits for any more. Two references: the caller's and the worker's.
+ */
+struct tzmk_control_call {
+	struct work_struct work;
+	struct kref ref;
+	struct completion done;
+	struct tzmk_device *tz;
+	u32 operation, port, command, payload_length;
+	/* Results, written by the worker before `finished`. */
+	int err;
+	u32 out_length, value;
+	/* Under tz->control_handoff. */
+	bool abandoned, finished;
+	u8 payload[TZMK_MAX_CONTROL_PAYLOAD];
+	u8 out[TZMK_MAX_CONTROL_MESSAGE];
+};
+
 struct tzmk_port {
 	struct tzmk_device *tz;
 	/* The port's index in the directory: its pending bit and reader_core slot. */
@@ -125,6 +150,13 @@ struct tzmk_port {
 	bool mapped;
 	/* rx_lock: the producer (write, poll's EPOLLOUT); tx_lock: the consumer (read, EPOLLIN). */
 	struct mutex rx_lock, tx_lock;
+	/*
+	 * At most one control call or status of this port's file queued at a time, however many
+	 * threads share the file: one file cannot fill the control queue ahead of the others.
+	 */
+	struct mutex call_lock;
+	/* The close that release queues (allocated at open: release cannot fail or wait). */
+	struct tzmk_control_call *close;
 	struct tzmk_producer rx;
 	struct tzmk_consumer tx;
 };
@@ -140,12 +172,19 @@ struct tzmk_device {
 	unsigned int minors;
 	struct tzmk_port ports[TZMK_MAX_PORTS];
 
-	/* The control mailbox: the driver's alone, one request at a time. */
-	struct mutex control_lock;
+	/*
+	 * The control mailbox: the control worker's alone (an ordered workqueue: one request at a
+	 * time, first queued first served). Callers never hold a lock across the secure side's
+	 * answer, so a request the secure side is slow to answer delays only the requests queued
+	 * behind it, each caller can be killed while it waits, and release never waits at all.
+	 */
+	struct workqueue_struct *control_queue;
+	/* Hands a finished or abandoned request between the worker and its caller. */
+	spinlock_t control_handoff;
 	wait_queue_head_t control_wait;
 	atomic_t control_events;
 	u32 sequence;
-	/* Private copies of a request and a reply, under control_lock. */
+	/* Private copies of a request and a reply: the worker's. */
 	u8 request[TZMK_MAX_CONTROL_MESSAGE];
 	u8 reply[TZMK_MAX_CONTROL_MESSAGE];
 
@@ -247,18 +286,24 @@ static int tzmk_snapshot(struct tzmk_device *tz, size_t sequence, size_t offset,
  * (rt-task preempts it, or its budget runs out), which a busy loop of a thousand tries does not
  * outlast: under a storm of resets of one port, every other port's open read as closed.
  */
-static int tzmk_entry_now(struct tzmk_port *port, struct tzmk_port_entry *entry)
+static int tzmk_directory_snapshot(struct tzmk_device *tz, size_t offset, void *out, size_t length)
 {
-	size_t offset = TZMK_DIRECTORY_OFFSET + offsetof(struct tzmk_directory, ports) +
-			port->index * sizeof(*entry);
 	int round;
 
 	for (round = 0; round < TZMK_SNAPSHOT_ROUNDS; round++) {
-		if (!tzmk_snapshot(port->tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, offset, entry, sizeof(*entry)))
+		if (!tzmk_snapshot(tz, TZMK_DIRECTORY_SEQUENCE_OFFSET, offset, out, length))
 			return 0;
 		usleep_range(200, 500);
 	}
 	return -EAGAIN;
+}
+
+static int tzmk_entry_now(struct tzmk_port *port, struct tzmk_port_entry *entry)
+{
+	size_t offset = TZMK_DIRECTORY_OFFSET + offsetof(struct tzmk_directory, ports) +
+			port->index * sizeof(*entry);
+
+	return tzmk_directory_snapshot(port->tz, offset, entry, sizeof(*entry));
 }
 
 /*
@@ -553,32 +598,29 @@ static bool tzmk_reply_ready(struct tzmk_device *tz, u32 sequence)
 }
 
 /*
- * One control request and its reply. The reply's payload (at most `out_size` bytes are kept) is
- * copied to `out`, its length to `*out_length`, its value to `*value`. 0 or a negative errno:
- * the secure world's refusal mapped by tzmk_control_errno, -ETIMEDOUT, -EIO for a reply that
- * breaks the protocol.
+ * One exchange through the mailbox, by the control worker only: `call`'s request, its reply's
+ * payload (at most TZMK_MAX_CONTROL_MESSAGE bytes kept) in call->out, its length and value. 0 or
+ * a negative errno: the secure world's refusal mapped by tzmk_control_errno, -ETIMEDOUT, -EIO for
+ * a reply that breaks the protocol. Waits without a signal or the load average (TASK_IDLE): the
+ * worker is a kernel thread, no user process is in this wait.
  */
-static int tzmk_control(struct tzmk_device *tz, u32 operation, u32 port, u32 command, const void *payload,
-			u32 payload_length, void *out, u32 out_size, u32 *out_length, u32 *value)
+static int tzmk_control_exchange(struct tzmk_device *tz, struct tzmk_control_call *call)
 {
 	u8 *ctrl = tz->region[TZMK_CTRL].base;
 	struct tzmk_request request = {
-		.operation = operation, .port = port, .command = command, .length = payload_length,
+		.operation = call->operation, .port = call->port, .command = call->command,
+		.length = call->payload_length,
 	};
 	struct tzmk_reply reply;
 	unsigned long deadline;
 	u32 length, sequence;
 	u64 answer;
-	int err;
 
-	if (payload_length > TZMK_MAX_CONTROL_PAYLOAD)
-		return -EMSGSIZE;
-	mutex_lock(&tz->control_lock);
 	sequence = ++tz->sequence;
 	memcpy(tz->request, &request, sizeof(request));
-	if (payload_length)
-		memcpy(tz->request + sizeof(request), payload, payload_length);
-	length = sizeof(request) + payload_length;
+	if (call->payload_length)
+		memcpy(tz->request + sizeof(request), call->payload, call->payload_length);
+	length = sizeof(request) + call->payload_length;
 	memcpy(ctrl + TZMK_REQUEST_OFFSET + sizeof(u64), tz->request, length);
 	/* The header word last: the body is complete before the secure side may look. */
 	smp_store_release(tzmk_word64(ctrl, TZMK_REQUEST_OFFSET), (u64)sequence | (u64)length << 32);
@@ -590,35 +632,133 @@ static int tzmk_control(struct tzmk_device *tz, u32 operation, u32 port, u32 com
 
 		if (left <= 0) {
 			dev_warn_ratelimited(tz->dev, "control request %u (operation %u) not answered within %d s\n",
-					     sequence, operation, TZMK_CONTROL_TIMEOUT / HZ);
-			err = -ETIMEDOUT;
-			goto out;
+					     sequence, call->operation, TZMK_CONTROL_TIMEOUT / HZ);
+			return -ETIMEDOUT;
 		}
-		wait_event_timeout(tz->control_wait, tzmk_reply_ready(tz, sequence), min(left, (long)TZMK_CONTROL_POLL));
+		wait_event_idle_timeout(tz->control_wait, tzmk_reply_ready(tz, sequence),
+					min(left, (long)TZMK_CONTROL_POLL));
 	}
 	answer = smp_load_acquire(tzmk_word64(ctrl, TZMK_REPLY_OFFSET));
 	length = upper_32_bits(answer);
-	err = -EIO;
 	if (length < sizeof(reply) || length > TZMK_MAX_CONTROL_MESSAGE)
-		goto out;
+		return -EIO;
 	/* Copied once: everything below looks at the private copy. */
 	memcpy(tz->reply, ctrl + TZMK_REPLY_OFFSET + sizeof(u64), length);
 	memcpy(&reply, tz->reply, sizeof(reply));
 	if (reply.length != length - sizeof(reply))
-		goto out;
-	if (reply.error) {
-		err = tzmk_control_errno(reply.error);
-		goto out;
+		return -EIO;
+	if (reply.error)
+		return tzmk_control_errno(reply.error);
+	memcpy(call->out, tz->reply + sizeof(reply), reply.length);
+	call->out_length = reply.length;
+	call->value = reply.value;
+	return 0;
+}
+
+static void tzmk_control_free(struct kref *ref)
+{
+	kfree(container_of(ref, struct tzmk_control_call, ref));
+}
+
+/* The control worker: one request, in queue order (tz->control_queue is ordered). */
+static void tzmk_control_work(struct work_struct *work)
+{
+	struct tzmk_control_call *call = container_of(work, struct tzmk_control_call, work);
+	struct tzmk_device *tz = call->tz;
+	bool abandoned;
+	int err;
+
+	err = tzmk_control_exchange(tz, call);
+	spin_lock(&tz->control_handoff);
+	call->err = err;
+	call->finished = true;
+	abandoned = call->abandoned;
+	spin_unlock(&tz->control_handoff);
+	if (abandoned && call->operation == TZMK_OP_OPEN_ID && !err) {
+		/* Its opener was killed while it waited: end the session nobody will hold. */
+		call->operation = TZMK_OP_CLOSE;
+		call->command = call->value;
+		call->payload_length = 0;
+		tzmk_control_exchange(tz, call);
 	}
-	if (out)
-		memcpy(out, tz->reply + sizeof(reply), min(reply.length, out_size));
-	if (out_length)
-		*out_length = reply.length;
-	if (value)
-		*value = reply.value;
-	err = 0;
-out:
-	mutex_unlock(&tz->control_lock);
+	complete(&call->done);
+	kref_put(&call->ref, tzmk_control_free);
+}
+
+/* A request ready to queue (both references held), or NULL when out of memory. */
+static struct tzmk_control_call *tzmk_control_alloc(struct tzmk_device *tz, u32 operation, u32 port, u32 command)
+{
+	struct tzmk_control_call *call = kzalloc(sizeof(*call), GFP_KERNEL);
+
+	if (!call)
+		return NULL;
+	INIT_WORK(&call->work, tzmk_control_work);
+	kref_init(&call->ref);
+	kref_get(&call->ref);
+	init_completion(&call->done);
+	call->tz = tz;
+	call->operation = operation;
+	call->port = port;
+	call->command = command;
+	return call;
+}
+
+/*
+ * Queues a request nobody waits for (release's close): the worker sends it in its turn and frees
+ * it. Never blocks.
+ */
+static void tzmk_control_post(struct tzmk_device *tz, struct tzmk_control_call *call)
+{
+	call->abandoned = true;
+	kref_put(&call->ref, tzmk_control_free);
+	queue_work(tz->control_queue, &call->work);
+}
+
+/*
+ * One control request and its reply, through the control worker. The reply's payload (at most
+ * `out_size` bytes are kept) is copied to `out`, its length to `*out_length`, its value to
+ * `*value`. 0 or a negative errno: the secure world's refusal mapped by tzmk_control_errno,
+ * -ETIMEDOUT, -EIO for a reply that breaks the protocol, -ENOMEM, or -EINTR when a fatal signal
+ * ended the wait (the worker then finishes the request alone).
+ */
+static int tzmk_control(struct tzmk_device *tz, u32 operation, u32 port, u32 command, const void *payload,
+			u32 payload_length, void *out, u32 out_size, u32 *out_length, u32 *value)
+{
+	struct tzmk_control_call *call;
+	bool finished;
+	int err;
+
+	if (payload_length > TZMK_MAX_CONTROL_PAYLOAD)
+		return -EMSGSIZE;
+	call = tzmk_control_alloc(tz, operation, port, command);
+	if (!call)
+		return -ENOMEM;
+	call->payload_length = payload_length;
+	if (payload_length)
+		memcpy(call->payload, payload, payload_length);
+	queue_work(tz->control_queue, &call->work);
+	if (wait_for_completion_killable(&call->done)) {
+		spin_lock(&tz->control_handoff);
+		finished = call->finished;
+		if (!finished)
+			call->abandoned = true;
+		spin_unlock(&tz->control_handoff);
+		if (!finished) {
+			kref_put(&call->ref, tzmk_control_free);
+			return -EINTR;
+		}
+		/* Finished meanwhile: its results are there (written before `finished`, under the lock). */
+	}
+	err = call->err;
+	if (!err) {
+		if (out)
+			memcpy(out, call->out, min(call->out_length, out_size));
+		if (out_length)
+			*out_length = call->out_length;
+		if (value)
+			*value = call->value;
+	}
+	kref_put(&call->ref, tzmk_control_free);
 	return err;
 }
 
@@ -897,9 +1037,15 @@ static int tzmk_open(struct inode *inode, struct file *file)
 
 	if (test_and_set_bit(0, &port->busy))
 		return -EBUSY;
+	/* Release's close, ready now: release must neither fail nor wait. */
+	port->close = tzmk_control_alloc(tz, TZMK_OP_CLOSE, port->id, 0);
+	err = -ENOMEM;
+	if (!port->close)
+		goto fail;
+	/* Killable: a killed opener leaves at once, and the worker closes what the open got. */
 	err = tzmk_control(tz, TZMK_OP_OPEN_ID, port->id, 0, NULL, 0, &entry, sizeof(entry), &length, &session);
 	if (err)
-		goto fail;
+		goto free;
 	err = -EIO;
 	if (length != sizeof(entry) || entry.id != port->id || entry.rx_offset != port->rx_offset ||
 	    entry.rx_capacity != port->rx_capacity || entry.tx_offset != port->tx_offset ||
@@ -919,7 +1065,15 @@ static int tzmk_open(struct inode *inode, struct file *file)
 	stream_open(inode, file);
 	return 0;
 close:
-	tzmk_control(tz, TZMK_OP_CLOSE, port->id, session, NULL, 0, NULL, 0, NULL, NULL);
+	port->close->command = session;
+	tzmk_control_post(tz, port->close);
+	port->close = NULL;
+free:
+	if (port->close) {
+		/* Never queued: both references are ours. */
+		kfree(port->close);
+		port->close = NULL;
+	}
 fail:
 	clear_bit(0, &port->busy);
 	return err;
@@ -928,10 +1082,17 @@ fail:
 static int tzmk_release(struct inode *inode, struct file *file)
 {
 	struct tzmk_port *port = file->private_data;
+	struct tzmk_control_call *close = port->close;
 
 	tzmk_set_reader_core(port, false);
-	/* Refused (NotOpen) when the secure side ended the session already: nothing to do then. */
-	tzmk_control(port->tz, TZMK_OP_CLOSE, port->id, port->session, NULL, 0, NULL, 0, NULL, NULL);
+	/*
+	 * Queued, not waited for: an exiting process never waits on the secure side. The worker sends
+	 * it before any later request, a new open of this port included. Refused (NotOpen) when the
+	 * secure side ended the session already: nothing to do then.
+	 */
+	close->command = port->session;
+	port->close = NULL;
+	tzmk_control_post(port->tz, close);
 	clear_bit(0, &port->busy);
 	return 0;
 }
@@ -1016,8 +1177,12 @@ static long tzmk_ioctl_call(struct tzmk_port *port, void __user *argument)
 	err = -EINVAL;
 	if (call->input_length > TZMK_MAX_CONTROL_PAYLOAD || call->reserved != 0)
 		goto out;
+	err = -ERESTARTSYS;
+	if (mutex_lock_interruptible(&port->call_lock))
+		goto out;
 	err = tzmk_control(port->tz, TZMK_OP_CALL, port->id, call->command, call->data, call->input_length,
 			   call->data, sizeof(call->data), &length, NULL);
+	mutex_unlock(&port->call_lock);
 	if (err)
 		goto out;
 	err = -EIO;
@@ -1051,8 +1216,11 @@ static long tzmk_ioctl(struct file *file, unsigned int command, unsigned long ar
 		tzmk_notify_secure(port->tz, port->index);
 		return 0;
 	case TZMK_IOC_STATUS:
+		if (mutex_lock_interruptible(&port->call_lock))
+			return -ERESTARTSYS;
 		err = tzmk_control(port->tz, TZMK_OP_STATUS, port->id, 0, NULL, 0, &status, sizeof(status), &length,
 				   NULL);
+		mutex_unlock(&port->call_lock);
 		if (err)
 			return err;
 		if (length != sizeof(status))
@@ -1125,8 +1293,11 @@ TZMK_PORT_ATTR(rx_capacity, "%u", port->rx_capacity);
 TZMK_PORT_ATTR(tx_capacity, "%u", port->tx_capacity);
 TZMK_PORT_ATTR(max_message, "%u", min(tzmk_max_message(port->rx_capacity), tzmk_max_message(port->tx_capacity)));
 
-/* An attribute read live from the port's directory entry. */
-#define TZMK_ENTRY_ATTR(field, format, value)                                                       \
+/*
+ * An attribute read live from the port's directory entry: one snapshot of the entry per read.
+ * `mode`: 0444, or 0400 for what tells when other users' ports are active.
+ */
+#define TZMK_ENTRY_ATTR(field, mode, format, value)                                                 \
 	static ssize_t field##_show(struct device *device, struct device_attribute *attr, char *buf) \
 	{                                                                                            \
 		struct tzmk_port *port = dev_get_drvdata(device);                                    \
@@ -1136,22 +1307,27 @@ TZMK_PORT_ATTR(max_message, "%u", min(tzmk_max_message(port->rx_capacity), tzmk_
 			return -EAGAIN;                                                              \
 		return sysfs_emit(buf, format "\n", value);                                          \
 	}                                                                                            \
-	static DEVICE_ATTR_RO(field)
+	static DEVICE_ATTR(field, mode, field##_show, NULL)
 
-TZMK_ENTRY_ATTR(state, "%s", tzmk_state_name(entry.state));
-TZMK_ENTRY_ATTR(session, "%u", entry.session);
-TZMK_ENTRY_ATTR(faults, "%u", entry.faults);
+TZMK_ENTRY_ATTR(state, 0444, "%s", tzmk_state_name(entry.state));
+/* A session number changes at every open: root's only. */
+TZMK_ENTRY_ATTR(session, 0400, "%u", entry.session);
+TZMK_ENTRY_ATTR(faults, 0444, "%u", entry.faults);
 /* The last fault's code (ring << 8 | misbehaviour, tzmk-interface PortFault; 0: none). */
-TZMK_ENTRY_ATTR(last_fault, "%#x", entry.last_fault);
+TZMK_ENTRY_ATTR(last_fault, 0444, "%#x", entry.last_fault);
 
-/* A per-CPU counter as `cpu0 N cpu1 N ...`. */
+/*
+ * A per-CPU counter as `cpu0 N cpu1 N ...`, each CPU's count read once. Root's only (0400): a
+ * count that moves tells when a port is in use.
+ */
 static ssize_t tzmk_emit_per_cpu(char *buf, unsigned long __percpu *counter)
 {
 	unsigned int cpu;
 	int used = 0;
 
 	for_each_possible_cpu(cpu)
-		used += sysfs_emit_at(buf, used, "%scpu%u %lu", used ? " " : "", cpu, *per_cpu_ptr(counter, cpu));
+		used += sysfs_emit_at(buf, used, "%scpu%u %lu", used ? " " : "", cpu,
+				      READ_ONCE(*per_cpu_ptr(counter, cpu)));
 	used += sysfs_emit_at(buf, used, "\n");
 	return used;
 }
@@ -1160,13 +1336,13 @@ static ssize_t doorbells_show(struct device *device, struct device_attribute *at
 {
 	return tzmk_emit_per_cpu(buf, ((struct tzmk_port *)dev_get_drvdata(device))->doorbells);
 }
-static DEVICE_ATTR_RO(doorbells);
+static DEVICE_ATTR_ADMIN_RO(doorbells);
 
 static ssize_t doorbells_other_show(struct device *device, struct device_attribute *attr, char *buf)
 {
 	return tzmk_emit_per_cpu(buf, ((struct tzmk_port *)dev_get_drvdata(device))->doorbells_other);
 }
-static DEVICE_ATTR_RO(doorbells_other);
+static DEVICE_ATTR_ADMIN_RO(doorbells_other);
 
 static struct attribute *tzmk_port_attrs[] = {
 	&dev_attr_id.attr,	    &dev_attr_name.attr,	&dev_attr_service.attr,	    &dev_attr_state.attr,
@@ -1176,25 +1352,37 @@ static struct attribute *tzmk_port_attrs[] = {
 };
 ATTRIBUTE_GROUPS(tzmk_port);
 
+/*
+ * One line per port, from one snapshot of the whole directory per read (not one per port).
+ * Root's only (0400): it shows each port's session.
+ */
 static ssize_t ports_show(struct device *device, struct device_attribute *attr, char *buf)
 {
 	struct tzmk_device *tz = dev_get_drvdata(device);
-	struct tzmk_port_entry entry;
+	struct tzmk_directory *directory;
 	unsigned int i;
+	bool known;
 	int used = 0;
 
+	directory = kmalloc(sizeof(*directory), GFP_KERNEL);
+	if (!directory)
+		return -ENOMEM;
+	known = !tzmk_directory_snapshot(tz, TZMK_DIRECTORY_OFFSET, directory, sizeof(*directory));
 	for (i = 0; i < tz->count; i++) {
-		struct tzmk_port *port = &tz->ports[i];
-		bool known = !tzmk_entry_now(port, &entry);
+		const struct tzmk_port *port = &tz->ports[i];
+		/* The entry at the index probe found the port at; its id must still say so. */
+		const struct tzmk_port_entry *entry = &directory->ports[i];
+		bool valid = known && entry->id == port->id;
 
 		used += sysfs_emit_at(buf, used, "%u %s %s %s session %u rx %u tx %u faults %u\n", port->id,
 				      port->name, tzmk_service_name(port->service),
-				      known ? tzmk_state_name(entry.state) : "unknown", known ? entry.session : 0,
-				      port->rx_capacity, port->tx_capacity, known ? entry.faults : 0);
+				      valid ? tzmk_state_name(entry->state) : "unknown", valid ? entry->session : 0,
+				      port->rx_capacity, port->tx_capacity, valid ? entry->faults : 0);
 	}
+	kfree(directory);
 	return used;
 }
-static DEVICE_ATTR_RO(ports);
+static DEVICE_ATTR_ADMIN_RO(ports);
 
 static ssize_t status_show(struct device *device, struct device_attribute *attr, char *buf)
 {
@@ -1231,7 +1419,8 @@ static ssize_t stamps_show(struct device *device, struct device_attribute *attr,
 			  READ_ONCE(*tzmk_word64(ctrl, TZMK_DOORBELL_RUNG_OFFSET)), atomic64_read(&tz->doorbell_taken),
 			  atomic64_read(&tz->kicks));
 }
-static DEVICE_ATTR_RO(stamps);
+/* Root's only: the stamps move whenever any port is used. */
+static DEVICE_ATTR_ADMIN_RO(stamps);
 
 /* The status page's bytes (struct tzmk_status_page), a stable copy: what tzcomm reads. */
 static ssize_t status_page_read(struct file *file, struct kobject *kobj, struct bin_attribute *attr, char *buf,
@@ -1276,6 +1465,17 @@ static bool tzmk_name_valid(const u8 *name)
 	return true;
 }
 
+/* Whether [a, a + a_size) and [b, b + b_size) share a byte. */
+static bool tzmk_overlap(u64 a, u64 a_size, u64 b, u64 b_size)
+{
+	return a < b + b_size && b < a + a_size;
+}
+
+static size_t tzmk_ring_map_size(u32 capacity)
+{
+	return PAGE_ALIGN((size_t)TZMK_RING_HEADER_SIZE + capacity);
+}
+
 /* A ring of the directory inside its region, page aligned, with a capacity pds/ring accepts. */
 static int tzmk_ring_valid(struct tzmk_device *tz, enum tzmk_region region, u32 offset, u32 capacity,
 			   size_t *map_size)
@@ -1286,11 +1486,24 @@ static int tzmk_ring_valid(struct tzmk_device *tz, enum tzmk_region region, u32 
 		return -EINVAL;
 	if (!PAGE_ALIGNED(offset))
 		return -EINVAL;
-	*map_size = PAGE_ALIGN((size_t)TZMK_RING_HEADER_SIZE + capacity);
+	*map_size = tzmk_ring_map_size(capacity);
 	end = (u64)offset + *map_size;
 	if (end > tz->region[region].size)
 		return -EINVAL;
 	return 0;
+}
+
+/*
+ * Entries i and j (both valid rings) share no page of a ring: defence in depth (only the secure
+ * side writes the directory), since two ports over the same bytes would let one port's user
+ * write into another's messages.
+ */
+static bool tzmk_rings_disjoint(const struct tzmk_port_entry *a, const struct tzmk_port_entry *b)
+{
+	return !tzmk_overlap(a->rx_offset, tzmk_ring_map_size(a->rx_capacity), b->rx_offset,
+			     tzmk_ring_map_size(b->rx_capacity)) &&
+	       !tzmk_overlap(a->tx_offset, tzmk_ring_map_size(a->tx_capacity), b->tx_offset,
+			     tzmk_ring_map_size(b->tx_capacity));
 }
 
 static int tzmk_read_directory(struct tzmk_device *tz, struct tzmk_directory *directory)
@@ -1325,13 +1538,18 @@ static int tzmk_read_directory(struct tzmk_device *tz, struct tzmk_directory *di
 				dev_err(tz->dev, "directory entries %u and %u: the same id or name\n", j, i);
 				return -EINVAL;
 			}
+		for (j = 0; j < i; j++)
+			if (!tzmk_rings_disjoint(&directory->ports[j], entry)) {
+				dev_err(tz->dev, "directory entries %u and %u: their rings overlap\n", j, i);
+				return -EINVAL;
+			}
 	}
 	return 0;
 }
 
 static int tzmk_map_regions(struct tzmk_device *tz)
 {
-	unsigned int i;
+	unsigned int i, j;
 
 	for (i = 0; i < TZMK_REGIONS; i++) {
 		const char *name = tzmk_region_names[i], *why = NULL;
@@ -1346,6 +1564,11 @@ static int tzmk_map_regions(struct tzmk_device *tz)
 			       TZMK_PORT_CTRL_SIZE);
 			return -EINVAL;
 		}
+		for (j = 0; j < i; j++)
+			if (tzmk_overlap(base, size, tz->region[j].phys, tz->region[j].size)) {
+				pr_err("memory-regions \"%s\" and \"%s\" overlap: no ports\n", tzmk_region_names[j], name);
+				return -EINVAL;
+			}
 		tz->region[i].phys = base;
 		tz->region[i].size = size;
 		tz->region[i].base = devm_memremap(tz->dev, base, size, MEMREMAP_WB);
@@ -1355,6 +1578,11 @@ static int tzmk_map_regions(struct tzmk_device *tz)
 		}
 	}
 	return 0;
+}
+
+static void tzmk_destroy_queue(void *queue)
+{
+	destroy_workqueue(queue);
 }
 
 /* SMCCC conduit, SiP Call UID and Revision, NOTIFY_SECURE: is there a tzmk secure world? */
@@ -1438,6 +1666,7 @@ static int tzmk_add_ports(struct tzmk_device *tz, const struct tzmk_directory *d
 		init_waitqueue_head(&port->wait);
 		mutex_init(&port->rx_lock);
 		mutex_init(&port->tx_lock);
+		mutex_init(&port->call_lock);
 		tzmk_set_reader_core(port, false);
 		port->doorbells = alloc_percpu(unsigned long);
 		port->doorbells_other = alloc_percpu(unsigned long);
@@ -1491,10 +1720,21 @@ static int tzmk_probe(struct platform_device *pdev)
 		return -ENOMEM;
 	}
 	tz->dev = &pdev->dev;
-	mutex_init(&tz->control_lock);
+	spin_lock_init(&tz->control_handoff);
 	init_waitqueue_head(&tz->control_wait);
 	platform_set_drvdata(pdev, tz);
 	err = tzmk_map_regions(tz);
+	if (err)
+		goto out;
+	/*
+	 * After the regions' devm mappings, so that it is released before them: destroying the queue
+	 * first sends the closes still queued (release returns before they are sent).
+	 */
+	tz->control_queue = alloc_ordered_workqueue("tzmk-control", 0);
+	err = -ENOMEM;
+	if (!tz->control_queue)
+		goto out;
+	err = devm_add_action_or_reset(&pdev->dev, tzmk_destroy_queue, tz->control_queue);
 	if (err)
 		goto out;
 	/* Requests continue after the last one a previous load made: never a sequence replayed. */

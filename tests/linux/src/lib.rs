@@ -275,6 +275,50 @@ pub fn kmsg_message(record: &str) -> &str {
     first.split_once(';').map_or(first, |(_, message)| message)
 }
 
+/// What in the kernel's log says the kernel went wrong: an oops, a WARN or BUG (and their call
+/// traces), or the hung-task detector's report of a task in D state ("INFO: task X:N blocked for
+/// more than S seconds.").
+const KERNEL_TROUBLE: [&str; 6] = ["Oops", "WARNING:", "BUG:", "Call trace", "Internal error", "blocked for more than"];
+
+/// The lines of `log` (kernel log messages) that say the kernel went wrong ([`KERNEL_TROUBLE`]).
+pub fn kernel_trouble<S: AsRef<str>>(log: &[S]) -> Vec<String> {
+    log.iter()
+        .map(AsRef::as_ref)
+        .filter(|line| KERNEL_TROUBLE.iter().any(|w| line.contains(w)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How long `tzmk-hostile stress` and `flood` run (the stress in rounds of a third of it each).
+pub const DRIVER_STRESS_MS: u64 = 4500;
+/// The hung-task detector's timeout (`/proc/sys/kernel/hung_task_timeout_secs`) during the
+/// driver stress: a task in D state this long is reported, well inside the stress's rounds.
+pub const HUNG_TASK_SECS: u32 = 2;
+
+/// Every message in the kernel's log buffer now (`/dev/kmsg`, read without blocking).
+pub fn kernel_log() -> Result<Vec<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|error| format!("open /dev/kmsg: {error}"))?;
+    let mut lines = Vec::new();
+    let mut record = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => lines.push(kmsg_message(&String::from_utf8_lossy(&record[..n])).to_owned()),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A record overwritten while we read (EPIPE): go on with the next.
+            Err(error) if error.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+            Err(error) => return Err(format!("reading /dev/kmsg: {error}")),
+        }
+    }
+    Ok(lines)
+}
+
 /// tzmk-check's verdict from its output and exit status: exactly one `tzmk-check: PASS` or
 /// `tzmk-check: FAIL: <reason>` line, and an exit status that agrees.
 pub fn check_driver_test(output: &str, success: bool) -> Result<(), String> {
@@ -570,6 +614,18 @@ mod tests {
         assert_eq!(counter_delta("cpu0 22 cpu1 873", "cpu0 4432 cpu1 873").as_deref(), Ok("cpu0 4410 cpu1 0"));
         assert!(counter_delta("cpu0 5", "cpu0 4").is_err());
         assert!(check_port_list("   id  name\n    1  echo\n").is_err());
+    }
+
+    #[test]
+    fn kernel_trouble_is_found() {
+        let log = [
+            "tzmk: 16 ports, doorbell irq 14",
+            "INFO: task tzmk-hostile:93 blocked for more than 2 seconds.",
+            "WARNING: CPU: 1 PID: 93 at drivers/tzmk.c:100 tzmk_read+0x10/0x20 [tzmk]",
+            "random: crng init done",
+        ];
+        assert_eq!(kernel_trouble(&log), [log[1], log[2]]);
+        assert!(kernel_trouble(&["tzmk: control request 4 (operation 3) not answered within 5 s"]).is_empty());
     }
 
     use super::*;

@@ -196,9 +196,11 @@ fn calls(port: &str) {
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => refusals += 1,
         other => fail(format!("a write of {} bytes answered {other:?}, not EMSGSIZE", oversize.len())),
     }
+    // A read into 0 bytes is no special case (linux-side/driver/README.md): nothing waits on this
+    // port (every call above was refused), so a non-blocking read answers EAGAIN, whatever the size.
     match file.read(&mut buffer[..0]) {
-        Ok(0) | Err(_) => refusals += 1,
-        Ok(n) => fail(format!("a read into 0 bytes returned {n}")),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => refusals += 1,
+        other => fail(format!("a non-blocking read into 0 bytes of an empty port answered {other:?}, not EAGAIN")),
     }
     // mmap: offsets other than the two rings', sizes beyond them, private or executable maps.
     let page = 4096usize;
@@ -216,25 +218,45 @@ fn calls(port: &str) {
         }
         refusals += 1;
     }
-    // A child opens two ports and is killed holding them: the driver's release closes both.
+    // A child opens ports and is killed holding them: the driver's release closes them.
     let others = ["rt"];
-    // SAFETY: the child only opens files and waits to be killed.
+    let (mut told, mut tell) =
+        std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| fail(format!("socketpair: {e}")));
+    // SAFETY: this process runs no other thread; the child only opens files, writes to its end of
+    // the socket and waits to be killed.
     match unsafe { libc::fork() } {
         0 => {
+            // One byte per port held: the parent kills us only once every open succeeded.
             let held: Vec<_> =
-                others.iter().filter_map(|p| OpenOptions::new().read(true).write(true).open(device(p)).ok()).collect();
-            println!("tzmk-hostile: child holds {} ports", held.len());
-            let _ = std::io::stdout().flush();
+                others.iter().map_while(|p| OpenOptions::new().read(true).write(true).open(device(p)).ok()).collect();
+            let _ = tell.write_all(&vec![b'h'; held.len()]);
+            drop(tell);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
         child if child > 0 => {
-            std::thread::sleep(Duration::from_millis(500));
+            drop(tell);
+            // Until the child's end closes: it held what it opened, or it died.
+            let mut said = Vec::new();
+            let _ = told.read_to_end(&mut said);
+            let held = said.len();
+            // Held for certain: a second open of each must be refused while the child lives.
+            let busy = others.iter().all(|p| {
+                OpenOptions::new().read(true).write(true).open(device(p)).err().and_then(|e| e.raw_os_error())
+                    == Some(libc::EBUSY)
+            });
             // SAFETY: our own child.
             unsafe {
                 libc::kill(child, libc::SIGKILL);
                 libc::waitpid(child, std::ptr::null_mut(), 0);
+            }
+            if held != others.len() || !busy {
+                fail(format!(
+                    "the child held {held} of {} ports ({others:?}) before it was killed{}",
+                    others.len(),
+                    if busy { "" } else { ", and a second open was not refused with EBUSY" }
+                ));
             }
             for other in others {
                 match OpenOptions::new().read(true).write(true).open(device(other)) {
@@ -245,7 +267,10 @@ fn calls(port: &str) {
         }
         _ => fail("fork failed".into()),
     }
-    println!("tzmk-hostile: calls: {refusals} refused, the killed child's ports were closed");
+    println!(
+        "tzmk-hostile: calls: {refusals} refused, the killed child's ports were closed (it held {} before it was killed)",
+        others.len()
+    );
 }
 
 fn unprivileged(port: &str) {
@@ -680,6 +705,303 @@ fn storm_client(port: &str, millis: u64) {
     );
 }
 
+/// The state letter of process `pid` (`R`, `S`, `D`, ...) from /proc/PID/stat, if it still runs.
+fn process_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S ...`: the command may hold spaces and parentheses; the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// One echo round trip on `port` through tzcomm: the port opens and the secure side answers.
+fn echo_once(tz: &tzcomm::Tz, port: &str, what: &[u8]) -> Result<(), String> {
+    let mut echo = tz.open(port).map_err(|e| format!("open {port}: {e}"))?;
+    echo.set_timeout(Some(Duration::from_secs(10)));
+    echo.write(what).map_err(|e| format!("{port}: {e}"))?;
+    let mut reply = [0u8; 256];
+    let n = echo.read(&mut reply).map_err(|e| format!("{port}: no answer: {e}"))?;
+    if &reply[..n] != what {
+        return Err(format!("{port} answered {:?}", &reply[..n]));
+    }
+    Ok(())
+}
+
+/// Counts of one stress round's calls that the driver answered and refused.
+#[derive(Default)]
+struct Tally {
+    done: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if ok { &self.done } else { &self.refused }.fetch_add(1, Relaxed);
+    }
+
+    fn said(&self, what: &str) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "{what} {} ({} refused)",
+            self.done.load(Relaxed) + self.refused.load(Relaxed),
+            self.refused.load(Relaxed)
+        )
+    }
+}
+
+/// `tzmk-hostile stress PORT OTHER MILLIS` (issue 20, "driver stress"): in rounds, PORT is opened
+/// and its tx ring mapped; a forked child holding the same file confirms it holds the port (its
+/// PORT_INFO answers) and is killed mid-round, in the middle of its own control calls, while two
+/// threads scribble over the mapped tx ring and others read, poll, write and make control calls
+/// on the port. The hung-task detector is set to [`HUNG_TASK_SECS`] meanwhile. Afterwards the
+/// kernel's log has no oops, WARN, BUG or hung task, PORT reopens and echoes, OTHER echoes.
+fn stress(port: &str, other: &str, millis: u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tzmk_interface::driver::{IOC_CALL, IOC_PORT_INFO, IOC_STATUS};
+    use tzmk_linux_guest::HUNG_TASK_SECS;
+    const ROUNDS: u64 = 3;
+    let hung = "/proc/sys/kernel/hung_task_timeout_secs";
+    let saved = std::fs::read_to_string(hung)
+        .unwrap_or_else(|e| fail(format!("{hung}: {e} (a kernel without the hung-task detector?)")));
+    std::fs::write(hung, HUNG_TASK_SECS.to_string()).unwrap_or_else(|e| fail(format!("{hung}: {e}")));
+    let driver = tzcomm::driver::Driver::open().unwrap_or_else(|e| fail(format!("no driver: {e}")));
+    let round = Duration::from_millis(millis / ROUNDS);
+    let (scribbles, reads, polls, calls, writes) =
+        (Tally::default(), Tally::default(), Tally::default(), Tally::default(), Tally::default());
+    let mut killed_in = Vec::new();
+    for number in 0..ROUNDS {
+        let file = driver.open_port(port).unwrap_or_else(|e| fail(format!("round {number}: open {port}: {e}")));
+        let info = file.info().unwrap_or_else(|e| fail(format!("port info: {e}")));
+        let tx_ring =
+            file.map(info.tx_mmap_offset, info.tx_mmap_size).unwrap_or_else(|e| fail(format!("mmap tx: {e}")));
+        let (tx, tx_size) = (tx_ring.base(), info.tx_mmap_size as usize);
+        let transport = file.transport();
+        let fd = transport.doorbell().as_raw_fd();
+        // Nothing may wait for a message a broken ring never brings: non-blocking.
+        // SAFETY: F_SETFL on our own open file.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
+        let (mut told, mut tell) =
+            std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| fail(format!("socketpair: {e}")));
+        // SAFETY: no other thread runs in this process now (the last round's are joined); the
+        // child makes ioctls on the file it inherited, writes one byte and loops until killed.
+        let child = match unsafe { libc::fork() } {
+            0 => {
+                let mut info = [0u8; std::mem::size_of::<tzmk_interface::driver::PortInfo>()];
+                // SAFETY: IOC_PORT_INFO writes one struct tzmk_port_info, the size of `info`.
+                let holds = unsafe { libc::ioctl(fd, IOC_PORT_INFO as _, info.as_mut_ptr()) } == 0;
+                let _ = tell.write_all(if holds { b"h" } else { b"n" });
+                let mut status = [0u8; std::mem::size_of::<tzmk_interface::port::PortStatus>()];
+                let mut call = [0u8; std::mem::size_of::<tzmk_interface::driver::Call>()];
+                call[..4].copy_from_slice(&tzmk_interface::port::command::ECHO_TOTALS.to_ne_bytes());
+                loop {
+                    // SAFETY: whole structs of the sizes the ioctls read and write.
+                    unsafe {
+                        libc::ioctl(fd, IOC_STATUS as _, status.as_mut_ptr());
+                        libc::ioctl(fd, IOC_CALL as _, call.as_mut_ptr());
+                    }
+                }
+            }
+            -1 => fail(format!("fork: {}", std::io::Error::last_os_error())),
+            child => child,
+        };
+        drop(tell);
+        let mut said = [0u8; 1];
+        if told.read_exact(&mut said).is_err() || said != *b"h" {
+            // SAFETY: our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            fail(format!("round {number}: the forked child does not hold {port} (PORT_INFO failed in it)"));
+        }
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for seed in [0x2545_f491_4f6c_dd1d_u64, 0x9e37_79b9_7f4a_7c15] {
+                let (stop, scribbles) = (&stop, &scribbles);
+                let base = tx.as_ptr() as usize;
+                scope.spawn(move || {
+                    let mut random = Random(seed ^ number);
+                    while !stop.load(Ordering::Relaxed) {
+                        // Half at the header's words (indices and flags), half over the records.
+                        let at = if random.next().is_multiple_of(2) {
+                            [0usize, 64, 128, 132][(random.next() % 4) as usize]
+                        } else {
+                            (random.next() % (tx_size.min(8192) / 4) as u64) as usize * 4
+                        };
+                        // SAFETY: `at` is inside the shared mapping of the tx ring (tx_size bytes,
+                        // mapped until the scope ends); the driver and the secure side treat its
+                        // bytes as hostile, which is the point.
+                        unsafe { (base as *mut u8).add(at).cast::<u32>().write_volatile(random.next() as u32) };
+                        scribbles.count(true);
+                    }
+                });
+            }
+            scope.spawn(|| {
+                let mut buffer = vec![0u8; 1 << 16];
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: a read into our own buffer of its length.
+                    let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+                    reads.count(n >= 0);
+                }
+            });
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut poll = libc::pollfd { fd, events: libc::POLLIN | libc::POLLOUT, revents: 0 };
+                    // SAFETY: one pollfd of ours.
+                    let n = unsafe { libc::poll(&mut poll, 1, 10) };
+                    polls.count(n >= 0);
+                }
+            });
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    calls.count(file.call(tzmk_interface::port::command::ECHO_TOTALS, &[]).is_ok());
+                    calls.count(file.status().is_ok());
+                }
+            });
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    writes.count(file.write_message(&[0x5a; 200]).is_ok());
+                }
+            });
+            std::thread::sleep(round / 2);
+            let state = process_state(child).unwrap_or('?');
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(child, libc::SIGKILL);
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+            }
+            killed_in.push(state);
+            std::thread::sleep(round / 2);
+            stop.store(true, Ordering::Relaxed);
+        });
+        drop(tx_ring);
+        drop(transport);
+        drop(file);
+    }
+    std::fs::write(hung, saved.trim()).unwrap_or_else(|e| fail(format!("{hung}: {e}")));
+    let tz = tzcomm::Tz::driver().unwrap_or_else(|e| fail(format!("tzmk.ko: {e}")));
+    for name in [port, other] {
+        echo_once(&tz, name, b"after the driver stress").unwrap_or_else(|e| fail(format!("after the stress: {e}")));
+    }
+    let trouble = tzmk_linux_guest::kernel_trouble(&tzmk_linux_guest::kernel_log().unwrap_or_else(|e| fail(e)));
+    if !trouble.is_empty() {
+        fail(format!("the kernel log after the driver stress: {trouble:?}"));
+    }
+    let states: String = killed_in.iter().collect();
+    println!(
+        "tzmk-hostile: stress: {port}: {ROUNDS} rounds: {}, {}, {}, {}, {}; a child holding the file killed in each \
+         (in state {states}); hung-task timeout {HUNG_TASK_SECS} s",
+        scribbles.said("scribbles"),
+        reads.said("reads"),
+        polls.said("polls"),
+        calls.said("control calls"),
+        writes.said("writes"),
+    );
+    println!("tzmk-hostile: stress: no oops, WARN, BUG or hung task; {port} reopened and echoes, {other} echoes");
+}
+
+/// `tzmk-hostile flood PORT OTHER MILLIS` (issue 20, "the driver"): four threads flood PORT with
+/// control calls and status requests while another process opens OTHER, asks its status and
+/// closes it, over and over. The flood lasts MILLIS and then until that process has reported: it
+/// must complete its calls while the flood runs (one file cannot starve the others). Prints how
+/// long its calls took and how often it was seen in D state; no bound on either is asserted.
+fn flood(port: &str, other: &str, millis: u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (mut parent_end, mut child_end) =
+        std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| fail(format!("socketpair: {e}")));
+    // SAFETY: no other thread runs in this process yet; the child opens, calls and closes a port
+    // node and talks through its socket, then leaves with `_exit`.
+    let child = match unsafe { libc::fork() } {
+        0 => {
+            drop(parent_end);
+            let report = flood_other(other, &mut child_end);
+            let _ = child_end.write_all(report.as_bytes());
+            // SAFETY: the child leaves at once.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => fail(format!("fork: {}", std::io::Error::last_os_error())),
+        child => child,
+    };
+    drop(child_end);
+    let file = tzcomm::driver::Driver::open()
+        .and_then(|driver| driver.open_port(port).map_err(std::io::Error::other))
+        .unwrap_or_else(|e| fail(format!("open {port}: {e}")));
+    let (stop, floods) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (mut samples, mut blocked) = (0u64, 0u64);
+    let report = std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = file.call(tzmk_interface::port::command::ECHO_TOTALS, &[]);
+                    let _ = file.status();
+                    floods.fetch_add(2, Ordering::Relaxed);
+                }
+            });
+        }
+        // The flood is on before the other process starts.
+        while floods.load(Ordering::Relaxed) < 100 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = parent_end.write_all(b"g");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(millis) {
+            samples += 1;
+            blocked += u64::from(process_state(child) == Some('D'));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = parent_end.write_all(b"s");
+        // Still flooding: the other process's calls in flight complete under the flood.
+        let mut report = String::new();
+        let _ = parent_end.read_to_string(&mut report);
+        stop.store(true, Ordering::Relaxed);
+        report
+    });
+    // SAFETY: our own child, which has written its report and left.
+    unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+    match report.split_once(' ') {
+        Some(("ok", figures)) => println!(
+            "tzmk-hostile: flood: {} calls and status requests on {port} by 4 threads; meanwhile another process's \
+             {figures}; seen in D state in {blocked} of {samples} samples",
+            floods.load(Ordering::Relaxed)
+        ),
+        _ => fail(format!("flood: the other process on {other}: {report:?}")),
+    }
+}
+
+/// The other process of [`flood`]: waits for `g`, then opens `other`, asks its status and closes
+/// it until `s` comes; `ok CYCLES ...` with the times, or what failed.
+fn flood_other(other: &str, parent: &mut std::os::unix::net::UnixStream) -> String {
+    let mut byte = [0u8; 1];
+    if parent.read_exact(&mut byte).is_err() || byte != *b"g" {
+        return "no go from the flooding process".into();
+    }
+    if let Err(e) = parent.set_nonblocking(true) {
+        return format!("set_nonblocking: {e}");
+    }
+    let (mut cycles, mut slowest, mut total) = (0u64, Duration::ZERO, Duration::ZERO);
+    loop {
+        let started = Instant::now();
+        let file = match OpenOptions::new().read(true).write(true).open(device(other)) {
+            Ok(file) => file,
+            Err(e) => return format!("open {other} in cycle {cycles}: {e}"),
+        };
+        let mut status = [0u8; std::mem::size_of::<tzmk_interface::port::PortStatus>()];
+        // SAFETY: IOC_STATUS writes one struct tzmk_port_status, the size of `status`.
+        if unsafe { libc::ioctl(file.as_raw_fd(), tzmk_interface::driver::IOC_STATUS as _, status.as_mut_ptr()) } != 0 {
+            return format!("TZMK_IOC_STATUS on {other} in cycle {cycles}: {}", std::io::Error::last_os_error());
+        }
+        drop(file);
+        let took = started.elapsed();
+        (cycles, slowest, total) = (cycles + 1, slowest.max(took), total + took);
+        match parent.read(&mut byte) {
+            Ok(1) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return format!("the flooding process went away ({other:?})"),
+        }
+    }
+    format!(
+        "ok {cycles} open/status/close cycles on {other} completed, the slowest in {} ms, {} ms on average",
+        slowest.as_millis(),
+        (total / cycles as u32).as_millis()
+    )
+}
+
 fn main() {
     tzcomm::process::default_sigpipe();
     let args: Vec<String> = std::env::args().collect();
@@ -688,12 +1010,23 @@ fn main() {
         ["calls", port] => calls(port),
         ["unprivileged", port] => unprivileged(port),
         ["gic", millis] => gic(millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?")))),
+        ["stress", port, other, millis] => {
+            stress(port, other, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
+        }
+        ["flood", port, other, millis] => {
+            flood(port, other, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
+        }
         ["update-storm", stored, millis] => {
             update_storm(stored, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
         }
         ["storm-client", port, millis] => {
             storm_client(port, millis.parse().unwrap_or_else(|_| fail(format!("{millis} ms?"))))
         }
-        _ => fail("usage: tzmk-hostile rings PORT MILLIS | calls PORT | unprivileged PORT | gic MILLIS".into()),
+        _ => fail(
+            "usage: tzmk-hostile rings PORT MILLIS | calls PORT | unprivileged PORT | gic MILLIS | \
+             stress PORT OTHER MILLIS | flood PORT OTHER MILLIS | \
+             update-storm STORED MILLIS | storm-client PORT MILLIS"
+                .into(),
+        ),
     }
 }

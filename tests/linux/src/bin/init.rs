@@ -17,9 +17,9 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, sync};
 
 use tzmk_linux_guest::{
     check_cpus_online, check_doorbells, check_driver_test, check_echo_report, check_hotplug_offline, check_port_list,
-    counter_delta, kmsg_message, Expect, Probe, BENCH_PATH, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD,
-    DRIVER_PATH, ECHOES, ECHO_COUNT, HOSTILE_HOLD_MS, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME, RTBENCH_PATH,
-    RT_RELEASES_PARAMETER, TZCTL_PATH,
+    counter_delta, kernel_log, Expect, Probe, BENCH_PATH, DRIVER_CHECK_PATH, DRIVER_DEV_DIR, DRIVER_NO_SECURE_WORLD,
+    DRIVER_PATH, DRIVER_STRESS_MS, ECHOES, ECHO_COUNT, HOSTILE_HOLD_MS, HOSTILE_PATH, HOTPLUG_CPU, MODULE_NAME,
+    RTBENCH_PATH, RT_RELEASES_PARAMETER, TZCTL_PATH,
 };
 
 /// Where build.mk's linux-initramfs puts the module.
@@ -107,30 +107,6 @@ fn load_module(path: &str, parameters: &std::ffi::CStr) -> Result<(), String> {
         .map_err(|error| format!("finit_module({path}): {error}"))
 }
 
-/// Every message in the kernel's log buffer now (`/dev/kmsg`, read without blocking).
-fn kernel_log() -> Result<Vec<String>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut kmsg = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .map_err(|error| format!("open /dev/kmsg: {error}"))?;
-    let mut lines = Vec::new();
-    let mut record = vec![0u8; 8192];
-    loop {
-        match kmsg.read(&mut record) {
-            Ok(0) => break,
-            Ok(n) => lines.push(kmsg_message(&String::from_utf8_lossy(&record[..n])).to_owned()),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-            // A record overwritten while we read (EPIPE): go on with the next.
-            Err(error) if error.raw_os_error() == Some(nix::libc::EPIPE) => continue,
-            Err(error) => return Err(format!("reading /dev/kmsg: {error}")),
-        }
-    }
-    Ok(lines)
-}
-
 /// The port devices tzmk.ko made (the names in /dev/tzmk), sorted.
 fn driver_ports() -> Vec<String> {
     let mut ports: Vec<String> = fs::read_dir(DRIVER_DEV_DIR)
@@ -179,7 +155,28 @@ fn check_driver(expect: Expect) -> Result<(), String> {
             if !output.status.success() {
                 return Err(format!("{HOSTILE_PATH} gic failed ({}): its last line says why", output.status));
             }
+            step("the driver under stress: a scribbled tx ring, reads, polls, calls and a killed child on one port; a control-call flood beside another process's calls");
+            // Two runs of DRIVER_STRESS_MS and their echoes on top of the usual run.
+            WATCHDOG_EXTRA.fetch_add(30, Ordering::SeqCst);
+            let millis = DRIVER_STRESS_MS.to_string();
+            for args in [["stress", "echo-bulk", "echo", &millis], ["flood", "echo-small", "echo", &millis]] {
+                let output = std::process::Command::new(HOSTILE_PATH)
+                    .args(args)
+                    .output()
+                    .map_err(|error| format!("{HOSTILE_PATH} {}: {error}", args[0]))?;
+                let text = String::from_utf8_lossy(&output.stdout);
+                for line in text.lines() {
+                    println!("{line}");
+                }
+                if !output.status.success() {
+                    return Err(format!(
+                        "{HOSTILE_PATH} {} failed ({}): its last line says why",
+                        args[0], output.status
+                    ));
+                }
+            }
             step("an update storm: the stored manifest and flipped signatures, beside rt-task and a second uid");
+            WATCHDOG_EXTRA.fetch_add(20, Ordering::SeqCst);
             update_storm()?;
         }
         Expect::Standalone => {
@@ -472,14 +469,11 @@ fn check_tzctl() -> Result<(), String> {
         "tzmk-hostile unprivileged",
     )?;
     say(unprivileged.trim());
-    let broken: Vec<String> = kernel_log()?
-        .into_iter()
-        .filter(|line| ["Oops", "WARNING:", "BUG:", "Call trace", "Internal error"].iter().any(|w| line.contains(w)))
-        .collect();
+    let broken = tzmk_linux_guest::kernel_trouble(&kernel_log()?);
     if !broken.is_empty() {
         return Err(format!("the kernel log has {broken:?}"));
     }
-    say("kernel log: no oops, WARN or BUG");
+    say("kernel log: no oops, WARN, BUG or hung task");
     let interrupts = read_trimmed("/proc/interrupts")?;
     if let Some(line) = interrupts.lines().find(|l| l.contains("tzmk")) {
         say(&format!("/proc/interrupts: {}", line.split_whitespace().collect::<Vec<_>>().join(" ")));
