@@ -621,6 +621,13 @@ static int tzmk_control_exchange(struct tzmk_device *tz, struct tzmk_control_cal
 	if (call->payload_length)
 		memcpy(tz->request + sizeof(request), call->payload, call->payload_length);
 	length = sizeof(request) + call->payload_length;
+	/*
+	 * (sequence, length 0) first: "a request being written" (docs/ports.md). comm-pd may still
+	 * be copying the previous request after a timeout; the header it re-reads after its copy has
+	 * then changed, and it drops the copy instead of running a torn request.
+	 */
+	smp_store_release(tzmk_word64(ctrl, TZMK_REQUEST_OFFSET), (u64)sequence);
+	smp_wmb();
 	memcpy(ctrl + TZMK_REQUEST_OFFSET + sizeof(u64), tz->request, length);
 	/* The header word last: the body is complete before the secure side may look. */
 	smp_store_release(tzmk_word64(ctrl, TZMK_REQUEST_OFFSET), (u64)sequence | (u64)length << 32);

@@ -371,6 +371,10 @@ impl Tz {
         let request = Request { operation: operation as u32, port, command, length: payload.len() as u32 };
         let mut message = request.as_bytes().to_vec();
         message.extend_from_slice(payload);
+        // (sequence, length 0) first, "a request being written" (docs/ports.md): comm-pd drops a
+        // copy of the previous request that this write tears.
+        request_word.store(u64::from(sequence), Ordering::Release);
+        std::sync::atomic::fence(Ordering::Release);
         write_bytes(ctrl, REQUEST_OFFSET + 8, &message);
         request_word.store(u64::from(sequence) | (message.len() as u64) << 32, Ordering::Release);
         control.clear()?;
