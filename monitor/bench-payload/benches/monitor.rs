@@ -21,6 +21,8 @@
 //! - `TZMK_BENCH_WITHOUT_MONITOR=1`: no monitor; QEMU's own PSCI answers (proves the payload, times
 //!   no EL3 code)
 //! - `TZMK_BENCH_TIMEOUT`: seconds the whole run may take (default 120)
+//! - `TZMK_BENCH_UPDATE_BOUND`: `check` (default) fails the bench when an update request the
+//!   issue-20 bound covers costs more than `UPDATE_BOUND` EL3 instructions; `report` only says so
 //!
 //! Relative paths are taken from the workspace's root.
 
@@ -129,6 +131,11 @@ fn run() -> Result<(), String> {
         None => DEFAULT_TIMEOUT,
     };
     let cpu = settings.get("TZMK_BENCH_CPU").unwrap_or(DEFAULT_CPU).to_string();
+    let enforce_update_bound = match settings.get("TZMK_BENCH_UPDATE_BOUND") {
+        None | Some("check") => true,
+        Some("report") => false,
+        Some(other) => return Err(format!("TZMK_BENCH_UPDATE_BOUND={other}: `check` (the default) or `report`")),
+    };
     let kind = firmware.kind();
     let expected_el = match kind {
         Firmware::Monitor => 1,
@@ -266,7 +273,7 @@ fn run() -> Result<(), String> {
     if kind == Firmware::QemuPsci {
         println!("\nQEMU answered these SMCs in its own C code: no EL3 instruction ran, so the figures only show the payload's loops cancel (0.0).");
     }
-    if !updates_within {
+    if !updates_within && enforce_update_bound {
         return Err(format!(
             "an update request the bound covers kept the secure core at EL3 for more than {} instructions (the table above)",
             bench_payload::UPDATE_BOUND
