@@ -2,9 +2,9 @@
 //!
 //! The bare-metal payload (`src/bin/bench-payload`) writes the lines; the host runner
 //! (`benches/monitor.rs`) parses them ([`report`]) and prints the table. Both use the types here,
-//! so the line format has one definition. The secure image (`src/bin/bench-secure`) prints only
-//! when it fails ([`SECURE_FAILED`]), on the secure UART. docs/monitor-bench.md explains the
-//! measurement.
+//! so the line format has one definition. The secure image (`src/bin/bench-secure`) prints, on
+//! the secure UART, when it fails ([`SECURE_FAILED`]) and, in the update bench's run only, its
+//! update lines ([`UpdateLine`]). docs/monitor-bench.md explains the measurement.
 #![cfg_attr(target_os = "none", no_std)]
 
 use core::fmt;
@@ -33,8 +33,9 @@ pub const FAILED: &str = "bench-monitor: failed:";
 // `SECURE_FOOTPRINT`, `GIC_DISTRIBUTOR_BASE`, `SECURE_UART_BASE`.
 include!(concat!(env!("OUT_DIR"), "/layout.rs"));
 
-/// The start of the secure image's only line, on the secure UART, when it cannot do its part
-/// (`go` refused, an exception, a panic); the reason follows. Silent when all is well.
+/// The start of the secure image's line, on the secure UART, when it cannot do its part (`go`
+/// refused, an exception, a panic); the reason follows. Silent when all is well, but for the
+/// update bench's lines in that run.
 pub const SECURE_FAILED: &str = "bench-secure: failed:";
 
 /// A SiP function the monitor does not implement: it must answer SMCCC `NOT_SUPPORTED`.
