@@ -658,7 +658,9 @@ bench-system:
 	$(MAKE) -f build.mk --no-print-directory image MICROKIT_CONFIG=$(SYSTEM_BENCH_CONFIG)
 	$(MAKE) -f build.mk --no-print-directory linux-setup linux-kernel linux-dtbs monitor keys
 	$(call flash-image,bench,$(BUILD_DIR)/loader.img,$(LINUX_DIR)/Image,$(LINUX_DIR)/tzmk-bench.dtb,$(LINUX_DIR)/initramfs.cpio)
-	$(MAKE) -f build.mk --no-print-directory bench-monitor > $(BUILD_DIR)/bench-monitor.log 2>&1 || { cat $(BUILD_DIR)/bench-monitor.log; exit 1; }
+	@# Only notify_secure's figure is needed here: the update requests' bound is bench-monitor's own
+	@# check (docs/monitor-bench.md, "Update requests"), reported, not enforced, in this run.
+	TZMK_BENCH_UPDATE_BOUND=report $(MAKE) -f build.mk --no-print-directory bench-monitor > $(BUILD_DIR)/bench-monitor.log 2>&1 || { cat $(BUILD_DIR)/bench-monitor.log; exit 1; }
 	@el3=$$(sed -n 's/.*call=notify_secure .*instructions_per_call=\([0-9.]*\) last_x0=0x0$$/\1/p' $(BUILD_DIR)/bench-monitor.log | head -n 1); \
 	if [ -z "$$el3" ]; then echo "error: bench-system: no notify_secure (secure world running) in $(BUILD_DIR)/bench-monitor.log" >&2; exit 1; fi; \
 	echo "bench-system: notify_secure with a secure world running: $$el3 EL3 instructions (bench-monitor, $(BUILD_DIR)/bench-monitor.log)"; \

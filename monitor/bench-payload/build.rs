@@ -28,8 +28,14 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=TZMK_BENCH_PAYLOAD_BASE");
     let platform = Platform::qemu_virt();
+    let system_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml");
+    println!("cargo:rerun-if-changed={}", system_path.display());
+    let system = tzmk_sdf::load_system(&system_path).unwrap_or_else(|e| panic!("{}: {e}", system_path.display()));
+    let partition = tzmk_sdf::partition::Partition::compute(&system, &platform)
+        .unwrap_or_else(|e| panic!("system.xml against the platform: {e}"));
+    let manifest_update = partition.manifest_update.expect("system.xml names the manifest_update region");
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let secure_entry = secure_layout(&platform, &out_dir);
+    let secure_entry = secure_layout(&platform, (manifest_update.base, manifest_update.size), &out_dir);
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
         return;
     }
@@ -66,12 +72,16 @@ fn main() {
 }
 
 /// Writes `layout.rs` (for the library, on every target) and returns the secure entry.
-fn secure_layout(platform: &Platform, out_dir: &Path) -> u64 {
+fn secure_layout(platform: &Platform, manifest_update: (u64, u64), out_dir: &Path) -> u64 {
     let entry = platform.boot.secure_entry;
     let kernel_ram = platform
         .range_containing(entry, SECURE_FOOTPRINT)
         .filter(|r| r.world == World::Secure && r.use_ == RangeUse::Kernel)
         .expect("the secure entry and the secure image's footprint lie in the secure kernel's RAM");
+    // The update bench's flag: the word just past the secure image's footprint, still in the
+    // secure kernel's RAM, outside anything stage 1 hashes (only the image's own bytes).
+    let flag = entry + SECURE_FOOTPRINT;
+    assert!(flag + 4 <= kernel_ram.end(), "the update bench's flag lies in the secure kernel's RAM");
     let named = |name: &str| {
         let range = platform.range_named(name).unwrap_or_else(|| panic!("the platform names {name}"));
         assert!(range.world == World::Secure, "{name} must be the secure world's");
@@ -87,11 +97,24 @@ fn secure_layout(platform: &Platform, out_dir: &Path) -> u64 {
          /// The GICv2 distributor (platform range `gic-distributor`); GICD_CTLR is its first word.\n\
          pub const GIC_DISTRIBUTOR_BASE: u64 = {:#x};\n\
          /// The secure PL011 UART (platform range `secure-uart`), the monitor's log.\n\
-         pub const SECURE_UART_BASE: u64 = {:#x};\n",
+         pub const SECURE_UART_BASE: u64 = {:#x};\n\
+         /// The word `bench-secure` reads to run the update bench ([`UPDATE_BENCH_MAGIC`]), just\n\
+         /// past its footprint; the runner's loader writes it.\n\
+         pub const UPDATE_BENCH_FLAG: u64 = {flag:#x};\n\
+         /// system.xml's `manifest_update` region (secure RAM): where an `UPDATE_MANIFEST` candidate\n\
+         /// lies, and its size.\n\
+         pub const MANIFEST_UPDATE_BASE: u64 = {:#x};\n\
+         pub const MANIFEST_UPDATE_SIZE: u64 = {:#x};\n\
+         /// The manifest's slot A in secure flash (physical: the flash bank is at 0), where\n\
+         /// `tzmk flash` puts the manifest the bench boots.\n\
+         pub const MANIFEST_SLOT_A: u64 = {:#x};\n",
         kernel_ram.base,
         kernel_ram.end(),
         named("gic-distributor"),
         named("secure-uart"),
+        manifest_update.0,
+        manifest_update.1,
+        platform.manifest_slots()[0],
     );
     std::fs::write(out_dir.join("layout.rs"), text).expect("OUT_DIR is writable");
     entry

@@ -11,13 +11,18 @@
 //! - `PAYLOAD`: the payload's ELF (`make -f build.mk bench-payload`)
 //! - `SECURE`: the bench's secure image (`make -f build.mk bench-secure`): given one, the bench runs
 //!   twice, without it and then with it at the secure entry (its `go` puts the secure world in
-//!   `Running`, so `notify_secure` takes the real path), and the table has a column for each run
+//!   `Running`, so `notify_secure` takes the real path), and the table has a column for each run;
+//!   then a third time, the secure image timing `UPDATE_MANIFEST` requests before its `go` (a
+//!   table of its own, checked against the issue-20 bound: docs/monitor-bench.md, "Update requests")
 //! - `TZMK_BENCH_CPU`: QEMU's `-cpu` (default cortex-a53; TF-A's figures are for cortex-a57 and max)
 //! - `TZMK_BENCH_SECURE_LOG`: a file for the secure UART (default: discarded); the run with the
-//!   secure image writes beside it, `.bench-secure` before the extension
+//!   secure image writes beside it, `.bench-secure` before the extension (`.bench-secure-updates`
+//!   for the update bench's run, which keeps its secure UART in cargo's tmp dir without one)
 //! - `TZMK_BENCH_WITHOUT_MONITOR=1`: no monitor; QEMU's own PSCI answers (proves the payload, times
 //!   no EL3 code)
 //! - `TZMK_BENCH_TIMEOUT`: seconds the whole run may take (default 120)
+//! - `TZMK_BENCH_UPDATE_BOUND`: `check` (default) fails the bench when an update request the
+//!   issue-20 bound covers costs more than `UPDATE_BOUND` EL3 instructions; `report` only says so
 //!
 //! Relative paths are taken from the workspace's root.
 
@@ -126,31 +131,53 @@ fn run() -> Result<(), String> {
         None => DEFAULT_TIMEOUT,
     };
     let cpu = settings.get("TZMK_BENCH_CPU").unwrap_or(DEFAULT_CPU).to_string();
+    let enforce_update_bound = match settings.get("TZMK_BENCH_UPDATE_BOUND") {
+        None | Some("check") => true,
+        Some("report") => false,
+        Some(other) => return Err(format!("TZMK_BENCH_UPDATE_BOUND={other}: `check` (the default) or `report`")),
+    };
     let kind = firmware.kind();
     let expected_el = match kind {
         Firmware::Monitor => 1,
         Firmware::QemuPsci => 2,
     };
-    // First as before, with nothing in the secure world; then, given one, with the secure image.
-    let mut configurations = vec![(SecureImage::Absent, None)];
+    // First as before, with nothing in the secure world; then, given one, with the secure image;
+    // then with the secure image's update bench before its `go` (its own table; the payload's
+    // figures of that run are not shown: its reset figure counts the update bench).
+    let mut configurations = vec![(SecureImage::Absent, None, false)];
     if let Some(path) = secure {
-        configurations.push((SecureImage::BenchSecure, Some(path)));
+        configurations.push((SecureImage::BenchSecure, Some(path.clone()), false));
+        configurations.push((SecureImage::BenchSecure, Some(path), true));
     }
 
     let mut runs = Vec::new();
+    let mut updates = None;
     let mut powered_off = true;
-    for (secure_image, secure_path) in configurations {
+    for (secure_image, secure_path, update_bench) in configurations {
+        let log = settings.path("TZMK_BENCH_SECURE_LOG").map(|log| secure_log(&log, secure_image, update_bench));
+        // The update bench's lines come on the secure UART: its run keeps it in a file always.
+        let log = match (log, update_bench) {
+            (None, true) => Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-monitor-secure.updates.log")),
+            (log, _) => log,
+        };
         let setup = Setup {
             firmware: if secure_path.is_some() { secure_firmware.clone() } else { firmware.clone() },
             payload: payload.clone(),
             secure_image: secure_path,
             cpu: cpu.clone(),
-            secure_log: settings.path("TZMK_BENCH_SECURE_LOG").map(|log| secure_log(&log, secure_image)),
+            secure_log: log,
+            update_bench,
         };
         match (&setup.firmware, &setup.secure_image) {
             (FirmwareImage::Monitor(image), None) => eprintln!(
                 "bench-monitor: monitor {}, payload {} (entry {entry:#x}: the monitor must enter it at NS-EL1, MMU off), no secure image",
                 image.display(),
+                payload.display()
+            ),
+            (FirmwareImage::Monitor(image), Some(secure)) if update_bench => eprintln!(
+                "bench-monitor: monitor {}, secure image {} timing UPDATE_MANIFEST before its `go`, then payload {}",
+                image.display(),
+                secure.display(),
                 payload.display()
             ),
             (FirmwareImage::Monitor(image), Some(secure)) => eprintln!(
@@ -201,7 +228,14 @@ fn run() -> Result<(), String> {
             }
         }
         powered_off &= run.qemu_exited;
-        runs.push((secure_image, results));
+        if update_bench {
+            let log = setup.secure_log.as_ref().expect("the update bench's run keeps its secure UART");
+            let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+            updates =
+                Some(report::parse_updates(&text).map_err(|e| format!("update bench: {e}{}", secure_uart(&setup)))?);
+        } else {
+            runs.push((secure_image, results));
+        }
     }
 
     let counter_hz = runs[0].1.counter_hz;
@@ -219,6 +253,17 @@ fn run() -> Result<(), String> {
              After `go` it waits in `wfi` with the kick SPI disabled, so it adds nothing to the figures."
         );
     }
+    let mut updates_within = true;
+    if let Some(updates) = &updates {
+        println!(
+            "\n`UPDATE_MANIFEST` from bench-secure before its `go` (the candidate in `manifest_update`, the stored \
+             manifest from slot A), each figure the difference of {} calls (fewer where the table says) and an \
+             empty loop: the whole EL3 residency of one request, its log line included.\n",
+            bench_payload::UPDATE_ITERATIONS
+        );
+        print!("{}", report::update_table(updates, &cpu));
+        updates_within = report::updates_within_bound(updates);
+    }
     if !TF_A.iter().any(|r| r.cpu == cpu) {
         println!(
             "\nTF-A was measured on -cpu {} and {} only: TZMK_BENCH_CPU={} compares on the same -cpu (the goal above uses {}'s).",
@@ -227,6 +272,12 @@ fn run() -> Result<(), String> {
     }
     if kind == Firmware::QemuPsci {
         println!("\nQEMU answered these SMCs in its own C code: no EL3 instruction ran, so the figures only show the payload's loops cancel (0.0).");
+    }
+    if !updates_within && enforce_update_bound {
+        return Err(format!(
+            "an update request the bound covers kept the secure core at EL3 for more than {} instructions (the table above)",
+            bench_payload::UPDATE_BOUND
+        ));
     }
     if !powered_off {
         return Err(format!(
@@ -241,19 +292,20 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Where a run's secure UART goes: `TZMK_BENCH_SECURE_LOG` for the run without a secure image,
-/// the same name with `.bench-secure` before its extension for the run with one.
-fn secure_log(log: &Path, secure_image: SecureImage) -> PathBuf {
-    match secure_image {
-        SecureImage::Absent => log.to_path_buf(),
-        SecureImage::BenchSecure => {
-            let stem = log.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let name = match log.extension() {
-                Some(extension) => format!("{stem}.bench-secure.{}", extension.to_string_lossy()),
-                None => format!("{stem}.bench-secure"),
-            };
-            log.with_file_name(name)
-        }
-    }
+/// the same name with `.bench-secure` before its extension for the run with one, and
+/// `.bench-secure-updates` for the update bench's.
+fn secure_log(log: &Path, secure_image: SecureImage, update_bench: bool) -> PathBuf {
+    let infix = match (secure_image, update_bench) {
+        (SecureImage::Absent, _) => return log.to_path_buf(),
+        (SecureImage::BenchSecure, false) => "bench-secure",
+        (SecureImage::BenchSecure, true) => "bench-secure-updates",
+    };
+    let stem = log.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match log.extension() {
+        Some(extension) => format!("{stem}.{infix}.{}", extension.to_string_lossy()),
+        None => format!("{stem}.{infix}"),
+    };
+    log.with_file_name(name)
 }
 
 /// Whether the secure image said on the secure UART (its file) that it failed.

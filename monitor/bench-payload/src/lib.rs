@@ -2,9 +2,9 @@
 //!
 //! The bare-metal payload (`src/bin/bench-payload`) writes the lines; the host runner
 //! (`benches/monitor.rs`) parses them ([`report`]) and prints the table. Both use the types here,
-//! so the line format has one definition. The secure image (`src/bin/bench-secure`) prints only
-//! when it fails ([`SECURE_FAILED`]), on the secure UART. docs/monitor-bench.md explains the
-//! measurement.
+//! so the line format has one definition. The secure image (`src/bin/bench-secure`) prints, on
+//! the secure UART, when it fails ([`SECURE_FAILED`]) and, in the update bench's run only, its
+//! update lines ([`UpdateLine`]). docs/monitor-bench.md explains the measurement.
 #![cfg_attr(target_os = "none", no_std)]
 
 use core::fmt;
@@ -33,8 +33,9 @@ pub const FAILED: &str = "bench-monitor: failed:";
 // `SECURE_FOOTPRINT`, `GIC_DISTRIBUTOR_BASE`, `SECURE_UART_BASE`.
 include!(concat!(env!("OUT_DIR"), "/layout.rs"));
 
-/// The start of the secure image's only line, on the secure UART, when it cannot do its part
-/// (`go` refused, an exception, a panic); the reason follows. Silent when all is well.
+/// The start of the secure image's line, on the secure UART, when it cannot do its part (`go`
+/// refused, an exception, a panic); the reason follows. Silent when all is well, but for the
+/// update bench's lines in that run.
 pub const SECURE_FAILED: &str = "bench-secure: failed:";
 
 /// A SiP function the monitor does not implement: it must answer SMCCC `NOT_SUPPORTED`.
@@ -208,6 +209,160 @@ impl fmt::Display for CallLine<'_> {
             self.timing.empty_ticks,
             self.counter.per_call(&self.timing, self.iterations),
             self.timing.last_x0
+        )
+    }
+}
+
+/// The secure image's update bench (docs/monitor-bench.md, "Update requests"): `bench-secure`
+/// times `UPDATE_MANIFEST` before its `go` when the word at [`UPDATE_BENCH_FLAG`] holds this
+/// value. The runner's third run has QEMU's loader put it there; RAM is zero otherwise.
+pub const UPDATE_BENCH_MAGIC: u32 = 0x5444_5055;
+
+/// Every line of the update bench starts with this (on the secure UART).
+pub const UPDATE_PREFIX: &str = "bench-secure: update";
+/// The update bench's last line; `go` follows.
+pub const UPDATE_DONE: &str = "bench-secure: update done";
+/// Calls a repeated update case is timed over (and its empty loop).
+pub const UPDATE_ITERATIONS: u64 = 1_000;
+
+/// The issue-20 rule's bound: EL3 instructions one update request may keep the secure core for
+/// (docs/trusted-boot.md, "EL3 residency of an update request"), except a new candidate whose
+/// claims pass, which costs one Ed25519 verification.
+pub const UPDATE_BOUND: u64 = 5_000;
+
+/// What one case puts in `manifest_update` before its calls: always the stored manifest (slot A)
+/// first, then its change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidate {
+    /// The stored manifest, unchanged.
+    Stored,
+    /// The stored manifest, one byte short.
+    WrongLength,
+    /// The magic's first byte changed on every call: a new candidate that does not parse.
+    Unparsable,
+    /// The security version 0, below the counter, and a signature byte changed on every call: a
+    /// new rollback each call (the version is checked before the signature).
+    Rollback,
+    /// A bit of the signature's S flipped (in its second byte) and its first byte changed on
+    /// every call: a new candidate whose claims all pass, so its signature is verified.
+    BadSignature,
+    /// Whatever the previous case left (the candidate it saw refused last), unchanged.
+    Previous,
+}
+
+/// One case of the update bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateCase {
+    /// The name in the line (no spaces).
+    pub name: &'static str,
+    pub candidate: Candidate,
+    /// Calls timed (each loop).
+    pub calls: u64,
+    /// The row in the runner's table.
+    pub description: &'static str,
+    /// Whether the issue-20 bound applies ([`UPDATE_BOUND`]).
+    pub bounded: bool,
+}
+
+/// Byte offset in a manifest of the header's security version (tzmk-trust `Header`).
+pub const MANIFEST_SECURITY_VERSION_OFFSET: usize = 12;
+/// Byte offset in a manifest of the signature's S half (tzmk-trust: the signature is the last 64
+/// bytes, R then S); its first byte is S's least significant, so changing its low bits keeps S
+/// canonical and the verification runs to its end.
+pub const MANIFEST_SIGNATURE_S_OFFSET: usize = tzmk_interface::update::MANIFEST_BYTES - 32;
+
+/// The cases, in the order the secure image times them ([`Candidate::Previous`] depends on it).
+pub const UPDATE_CASES: [UpdateCase; 7] = [
+    UpdateCase {
+        name: "stored",
+        candidate: Candidate::Stored,
+        calls: UPDATE_ITERATIONS,
+        description: "the stored manifest again (accepted, nothing written)",
+        bounded: true,
+    },
+    UpdateCase {
+        name: "wrong_length",
+        candidate: Candidate::WrongLength,
+        calls: UPDATE_ITERATIONS,
+        description: "a wrong length (671 bytes)",
+        bounded: true,
+    },
+    UpdateCase {
+        name: "unparsable",
+        candidate: Candidate::Unparsable,
+        calls: UPDATE_ITERATIONS,
+        description: "a new unparsable candidate each call (bad magic)",
+        bounded: true,
+    },
+    UpdateCase {
+        name: "rollback",
+        candidate: Candidate::Rollback,
+        calls: UPDATE_ITERATIONS,
+        description: "a new rollback each call (security version 0 < counter 1)",
+        bounded: true,
+    },
+    UpdateCase {
+        name: "rollback_again",
+        candidate: Candidate::Previous,
+        calls: UPDATE_ITERATIONS,
+        description: "the last refused candidate again (that rollback)",
+        bounded: true,
+    },
+    UpdateCase {
+        name: "bad_signature",
+        candidate: Candidate::BadSignature,
+        calls: 4,
+        description: "first sight of a bad signature (claims pass: one Ed25519 verification)",
+        bounded: false,
+    },
+    UpdateCase {
+        name: "bad_signature_again",
+        candidate: Candidate::Previous,
+        calls: UPDATE_ITERATIONS,
+        description: "the last refused candidate again (that bad signature)",
+        bounded: true,
+    },
+];
+
+/// The update bench's first line: the counter the secure core reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateStartLine {
+    pub counter: Counter,
+}
+
+impl fmt::Display for UpdateStartLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{UPDATE_PREFIX} start cntfrq={}", self.counter.frequency_hz)
+    }
+}
+
+/// One timed update case: both loops' ticks and x0..x3 after the last call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateLine<'a> {
+    pub case: &'a UpdateCase,
+    pub counter: Counter,
+    pub length: u64,
+    pub ticks: u64,
+    pub empty_ticks: u64,
+    pub x: [u64; 4],
+}
+
+impl fmt::Display for UpdateLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let timing = Timing { ticks: self.ticks, empty_ticks: self.empty_ticks, last_x0: self.x[0] };
+        write!(
+            f,
+            "{UPDATE_PREFIX} case={} calls={} length={} ticks={} empty_ticks={} instructions_per_call={} x0={:#x} x1={:#x} x2={:#x} x3={:#x}",
+            self.case.name,
+            self.case.calls,
+            self.length,
+            self.ticks,
+            self.empty_ticks,
+            self.counter.per_call(&timing, self.case.calls),
+            self.x[0],
+            self.x[1],
+            self.x[2],
+            self.x[3]
         )
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::report::Firmware;
+use crate::{UPDATE_BENCH_FLAG, UPDATE_BENCH_MAGIC};
 
 /// What to boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub struct Setup {
     pub cpu: String,
     /// Where the secure UART (the second `-serial`) goes: a file, or nowhere.
     pub secure_log: Option<PathBuf>,
+    /// Whether the secure image runs its update bench before `go` (QEMU's loader writes
+    /// [`UPDATE_BENCH_MAGIC`] at [`UPDATE_BENCH_FLAG`]). Only with a secure image.
+    pub update_bench: bool,
 }
 
 /// Who answers the payload's SMCs.
@@ -90,7 +94,15 @@ pub fn arguments(setup: &Setup) -> Vec<String> {
             args.extend(["-device".to_string(), format!("loader,file={}", setup.payload.display())]);
             if let Some(secure_image) = &setup.secure_image {
                 args.extend(["-device".to_string(), format!("loader,file={}", secure_image.display())]);
+                if setup.update_bench {
+                    // One word in plain RAM past the secure image, which it reads at its start.
+                    args.extend([
+                        "-device".to_string(),
+                        format!("loader,addr={UPDATE_BENCH_FLAG:#x},data={UPDATE_BENCH_MAGIC:#x},data-len=4"),
+                    ]);
+                }
             }
+            assert!(setup.secure_image.is_some() || !setup.update_bench, "the update bench is the secure image's");
         }
         FirmwareImage::QemuPsci => {
             assert!(setup.secure_image.is_none(), "QEMU's own PSCI has no secure world to load an image into");
@@ -111,6 +123,7 @@ mod tests {
             secure_image: None,
             cpu: "cortex-a53".into(),
             secure_log: Some("build/secure.log".into()),
+            update_bench: false,
         }
     }
 
@@ -141,6 +154,14 @@ mod tests {
             "{args}"
         );
         assert!(!args.contains("cpu-num"), "{args}");
+        // The update bench's run adds the flag word, nothing else.
+        let args = arguments(&Setup { update_bench: true, ..setup }).join(" ");
+        assert!(
+            args.ends_with(
+                "-device loader,file=build/bench-secure.elf -device loader,addr=0x70010000,data=0x54445055,data-len=4"
+            ),
+            "{args}"
+        );
     }
 
     #[test]

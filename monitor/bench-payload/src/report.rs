@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
-use crate::{Tenths, CALLS, DONE, FAILED, PREFIX};
+use tzmk_interface::update::{self, UpdateOutcome};
+
+use crate::{Tenths, UpdateCase, CALLS, DONE, FAILED, PREFIX, UPDATE_BOUND, UPDATE_CASES, UPDATE_DONE, UPDATE_PREFIX};
 
 /// One call as the payload reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +435,115 @@ fn millions(instructions: u64) -> String {
     format!("{}.{:02} M", hundredths / 100, hundredths % 100)
 }
 
+/// One case of the update bench as the secure image reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateResult {
+    pub case: &'static UpdateCase,
+    pub length: u64,
+    pub instructions_per_call: Tenths,
+    /// The monitor's answer to the last call.
+    pub outcome: UpdateOutcome,
+}
+
+/// Whether `outcome` is what the monitor must answer to `case`: another answer means the figure
+/// timed another path than its row names.
+pub fn expected_outcome(case: &UpdateCase, outcome: &UpdateOutcome) -> bool {
+    match case.name {
+        "stored" => matches!(outcome, UpdateOutcome::Accepted { counter, previous } if counter == previous),
+        "wrong_length" => *outcome == UpdateOutcome::Malformed { code: update::MANIFEST_LENGTH },
+        "unparsable" => matches!(outcome, UpdateOutcome::Malformed { code } if *code != update::MANIFEST_LENGTH),
+        "rollback" | "rollback_again" => matches!(outcome, UpdateOutcome::Rollback { found: 0, .. }),
+        "bad_signature" | "bad_signature_again" => {
+            *outcome == UpdateOutcome::NotSigned { code: update::MANIFEST_BAD_SIGNATURE }
+        }
+        _ => false,
+    }
+}
+
+/// Parses the update bench's lines out of the secure UART's output (the monitor's log lines
+/// between them are skipped): every case of [`UPDATE_CASES`], in order, then the done line; each
+/// case's answer checked with [`expected_outcome`].
+pub fn parse_updates(text: &str) -> Result<Vec<UpdateResult>, String> {
+    let mut results = Vec::new();
+    let mut done = false;
+    for raw in text.lines() {
+        let Some(at) = raw.find(UPDATE_PREFIX) else { continue };
+        let line = raw[at..].trim_end();
+        if line == UPDATE_DONE {
+            done = true;
+            break;
+        }
+        let words: Vec<&str> = line[UPDATE_PREFIX.len()..].split_whitespace().collect();
+        if words.first() == Some(&"start") {
+            continue;
+        }
+        let fields = Fields::parse(&words).map_err(|r| format!("unreadable update line ({r}): {line:?}"))?;
+        let field = |key: &str| fields.number(key).map_err(|r| format!("unreadable update line ({r}): {line:?}"));
+        let name = fields.text("case").map_err(|r| format!("unreadable update line ({r}): {line:?}"))?;
+        let case = UPDATE_CASES
+            .get(results.len())
+            .filter(|case| case.name == name)
+            .ok_or(format!("update case {name:?} out of order or unknown: {line:?}"))?;
+        let x = [field("x0")?, field("x1")?, field("x2")?, field("x3")?];
+        let outcome = UpdateOutcome::from_registers(x);
+        if !expected_outcome(case, &outcome) {
+            return Err(format!(
+                "update case {name}: the monitor answered `{outcome}` ({outcome:?}): not the path its row names"
+            ));
+        }
+        let instructions_per_call = fields
+            .text("instructions_per_call")
+            .map_err(|r| format!("unreadable update line ({r}): {line:?}"))?
+            .parse()
+            .map_err(|_| format!("instructions_per_call is not a number to one decimal: {line:?}"))?;
+        results.push(UpdateResult { case, length: field("length")?, instructions_per_call, outcome });
+    }
+    if results.len() < UPDATE_CASES.len() {
+        let missing = UPDATE_CASES[results.len()].name;
+        return Err(format!("the update bench printed no line for case {missing}"));
+    }
+    if !done {
+        return Err(format!("no `{UPDATE_DONE}` line"));
+    }
+    Ok(results)
+}
+
+/// The update bench's markdown table: EL3 instructions per `UPDATE_MANIFEST` request, each
+/// against [`UPDATE_BOUND`] or marked outside it.
+pub fn update_table(results: &[UpdateResult], cpu: &str) -> String {
+    let mut out = format!(
+        "| `UPDATE_MANIFEST` request (EL3 instructions, tzmk monitor, `-cpu {cpu}`) | calls | per request | bound: {} | answer |\n",
+        grouped(UPDATE_BOUND)
+    );
+    out.push_str("| --- | ---: | ---: | --- | --- |\n");
+    for result in results {
+        let bound = if result.case.bounded {
+            let within = result.instructions_per_call <= Tenths(UPDATE_BOUND as i64 * 10);
+            if within {
+                "within"
+            } else {
+                "**above**"
+            }
+        } else {
+            "outside: one Ed25519 verification"
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {bound} | {} |",
+            result.case.description,
+            grouped(result.case.calls),
+            result.instructions_per_call,
+            result.outcome
+        );
+    }
+    out
+}
+
+/// Whether every bounded case stayed within [`UPDATE_BOUND`].
+pub fn updates_within_bound(results: &[UpdateResult]) -> bool {
+    results.iter().filter(|r| r.case.bounded).all(|r| r.instructions_per_call <= Tenths(UPDATE_BOUND as i64 * 10))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,5 +741,72 @@ mod tests {
         assert_eq!(returned(smccc::psci::PSCI_VERSION, 0x1_0001), "`0x10001` (v1.1)");
         assert_eq!(returned(smccc::psci::PSCI_VERSION, 0), "`0x0` (v0.0)");
         assert_eq!(returned(UNKNOWN_SIP, 0x1_0001), "`0x10001`");
+    }
+
+    /// What the secure image prints for the update bench (with its own Display impls), the
+    /// monitor's log lines between, each case answered as the monitor must, costing `per_call`
+    /// instructions (tenths dropped: ticks of 16 instructions).
+    fn update_log(per_call: impl Fn(&UpdateCase) -> u64) -> String {
+        use crate::{UpdateLine, UpdateStartLine};
+        let mut text = format!(
+            "tzmk-monitor: INFO: core 0: entering the secure world\r\n{}\r\n",
+            UpdateStartLine { counter: COUNTER }
+        );
+        for case in &UPDATE_CASES {
+            let outcome = match case.name {
+                "stored" => UpdateOutcome::Accepted { counter: 1, previous: 1 },
+                "wrong_length" => UpdateOutcome::Malformed { code: update::MANIFEST_LENGTH },
+                "unparsable" => UpdateOutcome::Malformed { code: 2 },
+                "rollback" | "rollback_again" => UpdateOutcome::Rollback { found: 0, stored: 1 },
+                _ => UpdateOutcome::NotSigned { code: update::MANIFEST_BAD_SIGNATURE },
+            };
+            let (status, details) = outcome.encode();
+            let x = [status as u64, u64::from(details[0]), u64::from(details[1]), u64::from(details[2])];
+            let empty_ticks = 5 * case.calls / 16;
+            let ticks = empty_ticks + per_call(case) * case.calls / 16;
+            let length = if case.name == "wrong_length" { 671 } else { 672 };
+            text += "tzmk-monitor: INFO: update: refused (as before: not verified again), 0 us\r\n";
+            text += &format!("{}\r\n", UpdateLine { case, counter: COUNTER, length, ticks, empty_ticks, x });
+        }
+        text + UPDATE_DONE + "\r\n"
+    }
+
+    #[test]
+    fn the_update_benchs_lines_parse_back_and_are_judged_against_the_bound() {
+        let text = update_log(|case| if case.bounded { 1_600 } else { 640_000 });
+        assert!(text.contains("bench-secure: update case=stored calls=1000 length=672 ticks=100312 empty_ticks=312 instructions_per_call=1600.0 x0=0x0 x1=0x1 x2=0x1 x3=0x0\r\n"), "{text}");
+        let results = parse_updates(&text).unwrap();
+        assert_eq!(results.len(), UPDATE_CASES.len());
+        assert_eq!(results[0].outcome, UpdateOutcome::Accepted { counter: 1, previous: 1 });
+        assert_eq!(results[1].length, 671);
+        assert_eq!(results[5].instructions_per_call, Tenths(6_400_000));
+        assert!(updates_within_bound(&results), "the verification is outside the bound");
+        let table = update_table(&results, "cortex-a53");
+        assert!(
+            table.contains(
+                "| the stored manifest again (accepted, nothing written) | 1,000 | 1600.0 | within | accepted"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| 4 | 640000.0 | outside: one Ed25519 verification | refused"), "{table}");
+        // One bounded case above the bound: said in the table, and the run fails.
+        let results = parse_updates(&update_log(|case| if case.name == "rollback" { 5_008 } else { 1_600 })).unwrap();
+        assert!(!updates_within_bound(&results));
+        assert!(update_table(&results, "cortex-a53").contains("| 5008.0 | **above** |"));
+    }
+
+    #[test]
+    fn an_update_case_answered_otherwise_or_missing_is_an_error() {
+        let text = update_log(|_| 1_600);
+        // The stored manifest refused: the figure would be another path's.
+        let stored = text.lines().find(|l| l.contains("case=stored")).unwrap();
+        let refused = stored.replace("x0=0x0 x1=0x1 x2=0x1", "x0=0xfffffffffffffef0 x1=0x10 x2=0x0");
+        let error = parse_updates(&text.replace(stored, &refused)).unwrap_err();
+        assert!(error.contains("update case stored: the monitor answered"), "{error}");
+        let cut = &text[..text.find("bench-secure: update case=bad_signature_again").unwrap()];
+        assert_eq!(parse_updates(cut).unwrap_err(), "the update bench printed no line for case bad_signature_again");
+        let no_done = &text[..text.find(UPDATE_DONE).unwrap()];
+        assert_eq!(parse_updates(no_done).unwrap_err(), format!("no `{UPDATE_DONE}` line"));
+        assert!(parse_updates("").is_err());
     }
 }
