@@ -24,9 +24,9 @@ use crate::counter::{self, CounterError};
 use crate::flash::{Cfi01, FlashBus, FlashError, FlashLock};
 use crate::trusted_boot::{check_images, Layout, Stage1Error};
 use tzmk_interface::update::{self, UpdateOutcome};
-use tzmk_trust::manifest::{ImageKind, Manifest, MANIFEST_SIZE};
+use tzmk_trust::manifest::{Header, ImageKind, Manifest, FORMAT_VERSION, MAGIC, MANIFEST_SIZE};
 use tzmk_trust::slot::{record_words, RECORD_OFFSET};
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Accepted manifest writes per security version (counter slots holding that value, the boot
 /// that first reaches it included). Past it only a higher security version is accepted.
@@ -216,13 +216,18 @@ impl Updater {
         lock: &FlashLock,
     ) -> UpdateOutcome {
         let counter = self.stored.counter;
-        if candidate == self.stored.manifest {
+        if same_bytes(candidate, &self.stored.manifest) {
             return UpdateOutcome::Accepted { counter, previous: counter };
         }
         if let Some((bytes, outcome)) = &self.refused {
-            if candidate == bytes {
+            if same_bytes(candidate, bytes) {
                 return *outcome;
             }
+        }
+        // A rollback is read off the header, before any parse (the cheapest refusal of all).
+        if let Some(outcome) = header_rollback(candidate, self.stored.floor.max(counter)) {
+            self.remember(candidate, outcome);
+            return outcome;
         }
         let Ok(current) = Manifest::parse(&self.stored.manifest) else { return UpdateOutcome::Unavailable };
         let stored = Stored { platform_key: self.stored.platform_key, floor: self.stored.floor, counter, current };
@@ -255,12 +260,46 @@ impl Updater {
             UpdateOutcome::Accepted { .. } | UpdateOutcome::Flash { .. } | UpdateOutcome::Unavailable
         );
         if lasting {
-            if let Ok(bytes) = <[u8; MANIFEST_SIZE]>::try_from(candidate) {
-                self.refused = Some((bytes, outcome));
-            }
+            self.remember(candidate, outcome);
         }
         outcome
     }
+
+    /// Remembers a lasting refusal of `candidate` (a manifest's size only).
+    fn remember(&mut self, candidate: &[u8], outcome: UpdateOutcome) {
+        if let Ok(bytes) = <[u8; MANIFEST_SIZE]>::try_from(candidate) {
+            self.refused = Some((bytes, outcome));
+        }
+    }
+}
+
+/// Whether two byte strings are equal, compared 8 bytes at a time: the monitor's `memcmp`
+/// (compiler_builtins, no FP/SIMD) compares a byte per iteration, ~6 instructions a byte, and a
+/// 672-byte compare was most of a repeated request's EL3 time (docs/trusted-boot.md, "EL3
+/// residency of an update request").
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = a_words.remainder() == b_words.remainder();
+    tails_equal
+        && a_words.zip(b_words).all(|(x, y)| {
+            u64::from_ne_bytes(x.try_into().expect("8 bytes")) == u64::from_ne_bytes(y.try_into().expect("8 bytes"))
+        })
+}
+
+/// The refusal of a candidate whose header (a manifest's size, magic and format version) claims
+/// a security version below `stored`: the same answer [`check_claims`] gives it, without the
+/// parse. `None` when the header says otherwise, or is no manifest's.
+fn header_rollback(candidate: &[u8], stored: u32) -> Option<UpdateOutcome> {
+    if candidate.len() != MANIFEST_SIZE {
+        return None;
+    }
+    let (header, _) = Header::ref_from_prefix(candidate).ok()?;
+    let found = header.security_version.get();
+    (header.magic == MAGIC && header.version.get() == FORMAT_VERSION && found < stored)
+        .then_some(UpdateOutcome::Rollback { found, stored })
 }
 
 #[cfg(test)]
@@ -485,6 +524,40 @@ mod tests {
         let outcome = updater.request(&manifest(full + 1), &mut flash, &SECTORS, &LAYOUT, &lock);
         assert_eq!(outcome, UpdateOutcome::CounterFull);
         assert_eq!(flash.stats(), before);
+    }
+
+    #[test]
+    fn word_compares_agree_with_byte_compares() {
+        let a: Vec<u8> = (0..=MANIFEST_SIZE).map(|i| (i * 7) as u8).collect();
+        for length in [0, 1, 7, 8, 9, 671, 672, 673] {
+            let x = &a[..length];
+            assert!(same_bytes(x, x), "{length}");
+            for at in 0..length {
+                let mut y = x.to_vec();
+                y[at] ^= 0x80;
+                assert!(!same_bytes(x, &y), "length {length}, byte {at}");
+            }
+            assert!(!same_bytes(x, &a[..length.saturating_sub(1)]) || length == 0);
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_refused_from_its_header_as_the_full_check_would() {
+        let (v3, v1) = (manifest(3), manifest(1));
+        let (mut flash, mut updater) = provisioned(&v3);
+        let lock = FlashLock::new();
+        let outcome = updater.request(&v1, &mut flash, &SECTORS, &LAYOUT, &lock);
+        assert_eq!(outcome, UpdateOutcome::Rollback { found: 1, stored: 3 });
+        let current = Manifest::parse(&v3).unwrap();
+        assert_eq!(check(&v1, &stored(current, 3), &LAYOUT).unwrap_err(), outcome, "the same answer as the full check");
+        assert_eq!(updater.verifications(), 0);
+        // A header that is no manifest's is left to the parse (its error, not a rollback).
+        let mut garbled = v1.clone();
+        garbled[0] ^= 1;
+        assert_eq!(
+            updater.request(&garbled, &mut flash, &SECTORS, &LAYOUT, &lock),
+            UpdateOutcome::Malformed { code: 2 }
+        );
     }
 
     #[test]
