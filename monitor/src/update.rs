@@ -44,15 +44,23 @@ pub struct Sectors {
 
 /// What the candidate is checked against.
 #[derive(Debug)]
-pub struct Stored<'a> {
+pub struct Stored {
     /// The provisioning block's platform public key.
     pub platform_key: [u8; 32],
     /// The provisioning block's floor.
     pub floor: u32,
     /// The counter's value.
     pub counter: u32,
-    /// The manifest in flash now (verified at boot or by an earlier update).
-    pub current: &'a Manifest,
+    /// Which kinds the manifest in flash now names (verified at boot or by an earlier update).
+    pub kinds: Kinds,
+}
+
+/// For each of [`ImageKind::ALL`], whether a manifest names an image of that kind.
+pub type Kinds = [bool; ImageKind::ALL.len()];
+
+/// The kinds `manifest` names.
+pub fn kinds_of(manifest: &Manifest) -> Kinds {
+    ImageKind::ALL.map(|kind| manifest.image(kind).is_some())
 }
 
 fn refused_images(e: Stage1Error) -> UpdateOutcome {
@@ -83,8 +91,8 @@ pub fn check_claims<'m>(candidate: &'m [u8], stored: &Stored, layout: &Layout) -
     let manifest = Manifest::parse(candidate).map_err(UpdateOutcome::from)?;
     manifest.check_security_version(stored.floor.max(stored.counter)).map_err(UpdateOutcome::from)?;
     check_images(manifest, layout).map_err(refused_images)?;
-    for kind in ImageKind::ALL {
-        if manifest.image(kind).is_some() != stored.current.image(kind).is_some() {
+    for (kind, stored_has) in ImageKind::ALL.into_iter().zip(stored.kinds) {
+        if manifest.image(kind).is_some() != stored_has {
             return Err(UpdateOutcome::Images { kind: kind as u32, reason: update::IMAGE_KINDS_DIFFER });
         }
     }
@@ -178,19 +186,36 @@ pub struct Booted {
     pub counter: u32,
 }
 
+/// A manifest's bytes, 8-byte aligned so that [`same_bytes`] compares them a word at a time (the
+/// monitor's target has strict alignment: an unaligned `u64` is read a byte at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
+pub struct ManifestBytes(pub [u8; MANIFEST_SIZE]);
+
 /// The monitor's update state between `UPDATE_MANIFEST` calls: the stored manifest (booted, or
 /// pending after an accepted update), its slot, and the last refused candidate with its answer.
 #[derive(Debug)]
 pub struct Updater {
     stored: Booted,
-    refused: Option<([u8; MANIFEST_SIZE], UpdateOutcome)>,
+    refused: Option<(ManifestBytes, UpdateOutcome)>,
+    /// The stored manifest's bytes, aligned for the compare.
+    stored_bytes: ManifestBytes,
+    /// Which kinds the stored manifest names (`None`: it does not parse; no update then).
+    stored_kinds: Option<Kinds>,
     verifications: u32,
 }
 
 impl Updater {
     /// The state after a good stage 1.
     pub fn new(booted: Booted) -> Self {
-        Self { stored: booted, refused: None, verifications: 0 }
+        let stored_kinds = Manifest::parse(&booted.manifest).ok().map(kinds_of);
+        Self {
+            stored: booted,
+            refused: None,
+            stored_bytes: ManifestBytes(booted.manifest),
+            stored_kinds,
+            verifications: 0,
+        }
     }
 
     /// The stored manifest (booted, or pending after an accepted update) and its slot.
@@ -216,11 +241,11 @@ impl Updater {
         lock: &FlashLock,
     ) -> UpdateOutcome {
         let counter = self.stored.counter;
-        if same_bytes(candidate, &self.stored.manifest) {
+        if same_bytes(candidate, &self.stored_bytes.0) {
             return UpdateOutcome::Accepted { counter, previous: counter };
         }
         if let Some((bytes, outcome)) = &self.refused {
-            if same_bytes(candidate, bytes) {
+            if same_bytes(candidate, &bytes.0) {
                 return *outcome;
             }
         }
@@ -229,8 +254,8 @@ impl Updater {
             self.remember(candidate, outcome);
             return outcome;
         }
-        let Ok(current) = Manifest::parse(&self.stored.manifest) else { return UpdateOutcome::Unavailable };
-        let stored = Stored { platform_key: self.stored.platform_key, floor: self.stored.floor, counter, current };
+        let Some(kinds) = self.stored_kinds else { return UpdateOutcome::Unavailable };
+        let stored = Stored { platform_key: self.stored.platform_key, floor: self.stored.floor, counter, kinds };
         // The claims, then whether flash may take it, then (only then) the signature.
         let checked = check_claims(candidate, &stored, layout).and_then(|manifest| {
             writable(flash, sectors, manifest.header.security_version.get())?;
@@ -247,6 +272,8 @@ impl Updater {
                 drop(hold);
                 if let UpdateOutcome::Accepted { counter, .. } = outcome {
                     self.stored.manifest.copy_from_slice(candidate);
+                    self.stored_bytes.0.copy_from_slice(candidate);
+                    self.stored_kinds = Some(kinds_of(manifest));
                     (self.stored.slot, self.stored.sequence, self.stored.counter) = (target, sequence, counter);
                     self.refused = None;
                 }
@@ -268,7 +295,7 @@ impl Updater {
     /// Remembers a lasting refusal of `candidate` (a manifest's size only).
     fn remember(&mut self, candidate: &[u8], outcome: UpdateOutcome) {
         if let Ok(bytes) = <[u8; MANIFEST_SIZE]>::try_from(candidate) {
-            self.refused = Some((bytes, outcome));
+            self.refused = Some((ManifestBytes(bytes), outcome));
         }
     }
 }
@@ -281,12 +308,14 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails_equal = a_words.remainder() == b_words.remainder();
-    tails_equal
-        && a_words.zip(b_words).all(|(x, y)| {
-            u64::from_ne_bytes(x.try_into().expect("8 bytes")) == u64::from_ne_bytes(y.try_into().expect("8 bytes"))
-        })
+    let (a_words, a_tail) = a.split_at(a.len() / 8 * 8);
+    let (b_words, b_tail) = b.split_at(a_words.len());
+    match (<[u64]>::ref_from_bytes(a_words), <[u64]>::ref_from_bytes(b_words)) {
+        // Not `==` on the word slices: that is `memcmp` again. A manifest is 84 words.
+        (Ok(x), Ok(y)) => x.iter().zip(y).all(|(p, q)| p == q) && a_tail == b_tail,
+        // Either not 8-byte aligned: byte for byte.
+        _ => a == b,
+    }
 }
 
 /// The refusal of a candidate whose header (a manifest's size, magic and format version) claims
@@ -394,8 +423,8 @@ mod tests {
         (bytes[..MANIFEST_SIZE].to_vec(), committed_sequence(&bytes[RECORD_OFFSET..]))
     }
 
-    fn stored(current: &Manifest, counter: u32) -> Stored<'_> {
-        Stored { platform_key: key().verifying_key().to_bytes(), floor: 1, counter, current }
+    fn stored(current: &Manifest, counter: u32) -> Stored {
+        Stored { platform_key: key().verifying_key().to_bytes(), floor: 1, counter, kinds: kinds_of(current) }
     }
 
     #[test]
@@ -538,6 +567,15 @@ mod tests {
                 assert!(!same_bytes(x, &y), "length {length}, byte {at}");
             }
             assert!(!same_bytes(x, &a[..length.saturating_sub(1)]) || length == 0);
+        }
+        // Aligned, as in the monitor: the word path.
+        let x = ManifestBytes(core::array::from_fn(|i| (i * 7) as u8));
+        assert!(<[u64]>::ref_from_bytes(&x.0[..]).is_ok(), "the word path is taken");
+        assert!(same_bytes(&x.0, &x.clone().0));
+        for at in 0..MANIFEST_SIZE {
+            let mut y = x;
+            y.0[at] ^= 1;
+            assert!(!same_bytes(&x.0, &y.0), "byte {at}");
         }
     }
 

@@ -98,11 +98,15 @@ pub fn update_manifest(length: u64) -> UpdateOutcome {
     let Some(updater) = updater.as_mut() else { return UpdateOutcome::Unavailable };
     // One copy into private memory before anything is checked (no double fetch).
     let length = (length.min(region.size) as usize).min(MANIFEST_SIZE + 1);
-    let mut copied = [0u8; MANIFEST_SIZE + 1];
+    // 8-byte aligned (as the region is), so that the copy and the update's compares go a word
+    // at a time on this strict-alignment target.
+    #[repr(C, align(8))]
+    struct Candidate([u8; MANIFEST_SIZE + 1]);
+    let mut copied = Candidate([0; MANIFEST_SIZE + 1]);
     // SAFETY: `region` is secret RAM mapped read-write by mmu.rs (config::SECRET_RAM holds it:
     // tools/sdf checks), `length` is at most its size and the buffer's; plain bytes.
-    unsafe { core::ptr::copy_nonoverlapping(region.base as usize as *const u8, copied.as_mut_ptr(), length) };
-    let copied = &copied[..length];
+    unsafe { core::ptr::copy_nonoverlapping(region.base as usize as *const u8, copied.0.as_mut_ptr(), length) };
+    let copied = &copied.0[..length];
     let layout = super::trusted_boot::layout();
     let (start, frequency) = ticks();
     let mut flash = FLASH.lock();
