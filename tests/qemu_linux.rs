@@ -275,8 +275,10 @@ fn reset_during_update() {
     let v2 = std::fs::read(env_path("TZMK_UPDATE_MANIFEST")).unwrap();
     let hex: String = v2.iter().map(|b| format!("{b:02x}")).collect();
     let prompt = format!("tzmk-init: {}", tzmk_linux_guest::UPDATE_PROMPT);
-    let mut table = vec!["| reset after | update before the reset | boots again with | counter |".to_owned()];
-    table.push("| --- | --- | --- | --- |".into());
+    let mut table =
+        vec!["| reset after | update before the reset | the reset waited for flash | boots again with | counter |"
+            .to_owned()];
+    table.push("| --- | --- | --- | --- | --- |".into());
     for delay in RESET_DELAYS_MS {
         let log = secure_log(&format!("reset-{delay}"));
         let flash =
@@ -303,6 +305,12 @@ fn reset_during_update() {
         assert!(typed && run.exit.is_some(), "reset after {delay} ms: QEMU did not stop on the reset");
         assert!(run.console.contains("tzmk-init: reset "), "reset after {delay} ms: /init never reset the machine");
         let before = if first.contains("update: accepted") { "accepted" } else { "not finished" };
+        let waited = first
+            .lines()
+            .find_map(|l| {
+                l.split_once("PSCI SYSTEM_RESET from core ").and_then(|(_, rest)| rest.split_once(": waited "))
+            })
+            .map_or("no".to_owned(), |(_, rest)| rest.split(" for").next().unwrap_or(rest).to_owned());
 
         let log2 = secure_log(&format!("reset-{delay}-again"));
         let again = tzmk_tests::run_qemu_answering(
@@ -324,7 +332,7 @@ fn reset_during_update() {
             counter <= booted,
             "after a reset at {delay} ms the counter {counter} is above the manifest's {booted}"
         );
-        table.push(format!("| {delay} ms | {before} | v{booted} | {counter} |"));
+        table.push(format!("| {delay} ms | {before} | {waited} | v{booted} | {counter} |"));
     }
     println!("{}", table.join("\n"));
 }

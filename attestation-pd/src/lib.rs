@@ -86,6 +86,10 @@ pub struct AttestationPd {
     manifest_update: MemoryRegion,
     /// What OP_UPDATE answers without the monitor (with a valid handoff: its platform key).
     update_gate: Option<update::Gate>,
+    /// The OP_UPDATE answers logged since the last accepted update, and how many answers were
+    /// given since the last line that are among them.
+    updates_logged: heapless::Vec<UpdateOutcome, 8>,
+    quiet_updates: u32,
 }
 
 /// The handoff's facts that outlive start-up (its CDIs do not: they are wiped from the page).
@@ -162,6 +166,8 @@ pub fn init() -> AttestationPd {
         update_region,
         manifest_update,
         update_gate,
+        updates_logged: heapless::Vec::new(),
+        quiet_updates: 0,
     }
 }
 
@@ -217,7 +223,22 @@ impl AttestationPd {
         if let (Some(bytes), Some(attester)) = (accepted, self.attester.as_mut()) {
             attester.take_pending_update(&bytes);
         }
-        log::info!("update: {outcome}");
+        // An answer already logged since the last accepted update is counted, not logged again:
+        // a storm would flood seL4's console (a system call per character) on comm-pd's budget.
+        if accepted.is_some() {
+            self.updates_logged.clear();
+        }
+        if self.updates_logged.contains(&outcome) {
+            self.quiet_updates += 1;
+        } else {
+            if self.quiet_updates > 0 {
+                log::info!("update: {} answers given before, not logged again", self.quiet_updates);
+                self.quiet_updates = 0;
+            }
+            log::info!("update: {outcome}");
+            // Full: every later answer is logged (no state is lost, only lines are saved).
+            let _ = self.updates_logged.push(outcome);
+        }
         let words = update::reply_words(&outcome);
         Answer { label: OK, words: [words[0], words[1], 0, 0], count: 2 }
     }

@@ -28,12 +28,14 @@ pub struct Gate {
     last_refused: Option<([u8; MANIFEST_SIZE], UpdateOutcome)>,
     /// Signature verifications done here (the figures and the tests).
     verifications: u32,
+    /// Candidates answered here, without the monitor.
+    answered_here: u32,
 }
 
 impl Gate {
     /// A gate for manifests signed by `platform_key` (the provisioning block's, from the handoff).
     pub const fn new(platform_key: [u8; 32]) -> Self {
-        Self { platform_key, last_refused: None, verifications: 0 }
+        Self { platform_key, last_refused: None, verifications: 0, answered_here: 0 }
     }
 
     /// Signature verifications done so far.
@@ -41,8 +43,21 @@ impl Gate {
         self.verifications
     }
 
+    /// Candidates answered here so far, without the monitor.
+    pub fn answered_here(&self) -> u32 {
+        self.answered_here
+    }
+
     /// `Err(answer)` when the candidate is answered here; `Ok` when the monitor must decide.
     pub fn check(&mut self, candidate: &[u8; MANIFEST_SIZE]) -> Result<(), UpdateOutcome> {
+        let answer = self.decide(candidate);
+        if answer.is_err() {
+            self.answered_here += 1;
+        }
+        answer
+    }
+
+    fn decide(&mut self, candidate: &[u8; MANIFEST_SIZE]) -> Result<(), UpdateOutcome> {
         if let Some((refused, outcome)) = &self.last_refused {
             if refused == candidate {
                 return Err(*outcome);
