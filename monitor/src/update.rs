@@ -571,7 +571,8 @@ mod tests {
         // Aligned, as in the monitor: the word path.
         let x = ManifestBytes(core::array::from_fn(|i| (i * 7) as u8));
         assert!(<[u64]>::ref_from_bytes(&x.0[..]).is_ok(), "the word path is taken");
-        assert!(same_bytes(&x.0, &x.clone().0));
+        let copy = x;
+        assert!(same_bytes(&x.0, &copy.0));
         for at in 0..MANIFEST_SIZE {
             let mut y = x;
             y.0[at] ^= 1;
