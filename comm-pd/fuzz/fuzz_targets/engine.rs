@@ -17,9 +17,9 @@ use zerocopy::FromBytes;
 /// (comm-pd's own table has rings of up to 1 MiB; the code paths are the same).
 static PORTS: [PortConfig; 6] = [
     PortConfig { id: 1, name: "echo", service: Service::Echo, rx_capacity: 256, tx_capacity: 256 },
-    PortConfig { id: 2, name: "echo-page", service: Service::Echo, rx_capacity: 4096, tx_capacity: 1024 },
+    PortConfig { id: 2, name: "echo-page", service: Service::Echo, rx_capacity: 4096, tx_capacity: 4096 },
     PortConfig { id: 3, name: "sink", service: Service::Sink, rx_capacity: 1024, tx_capacity: 64 },
-    PortConfig { id: 7, name: "attestation", service: Service::Attestation, rx_capacity: 256, tx_capacity: 256 },
+    PortConfig { id: 7, name: "attestation", service: Service::Attestation, rx_capacity: 256, tx_capacity: 0x4000 },
     PortConfig { id: 9, name: "rt", service: Service::RealTime, rx_capacity: 128, tx_capacity: 512 },
     // Forwarded to the harness's owner (a PortServer), whose rings the fuzzer scribbles on too:
     // a hostile owner must be cut off without harm to the rest.
