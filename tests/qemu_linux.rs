@@ -247,9 +247,9 @@ fn full_system() {
 }
 
 /// Where the reset-during-update sweep resets the machine: ms after `tzctl update` started, over
-/// an update's duration from Linux (about 150 ms on QEMU now that attestation-pd's check and the
-/// monitor's flash work take ~20 and ~125 ms; a reset at 150 ms waited 126 ms for the flash work).
-const RESET_DELAYS_MS: [u64; 8] = [0, 30, 60, 90, 120, 150, 200, 400];
+/// an update's duration from Linux (on QEMU about 380 ms, the monitor's flash work in its last
+/// ~100-130 ms; two runs put it at 150 ms and after 200 ms): denser where the flash work falls.
+const RESET_DELAYS_MS: [u64; 8] = [0, 100, 150, 200, 250, 300, 350, 500];
 
 /// The number right after `prefix` on the first line of `log` that has it.
 fn number_after(log: &str, prefix: &str) -> Option<u32> {
