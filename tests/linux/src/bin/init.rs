@@ -144,37 +144,13 @@ fn check_driver(expect: Expect) -> Result<(), String> {
             step("tzctl through the driver: list, three pinned echoes at once, attest, rt stats");
             check_tzctl()?;
             step("a hostile normal world against rt-task: GIC registers, SGIs, notify_secure and PSCI storms, a port flood, secure RAM");
-            let output = std::process::Command::new(HOSTILE_PATH)
-                .args(["gic", &HOSTILE_HOLD_MS.to_string()])
-                .output()
-                .map_err(|error| format!("{HOSTILE_PATH} gic: {error}"))?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            for line in text.lines() {
-                println!("{line}");
-            }
-            if !output.status.success() {
-                return Err(format!("{HOSTILE_PATH} gic failed ({}): its last line says why", output.status));
-            }
+            run_hostile(&["gic", &HOSTILE_HOLD_MS.to_string()])?;
             step("the driver under stress: a scribbled tx ring, reads, polls, calls and a killed child on one port; a control-call flood beside another process's calls");
             // Two runs of DRIVER_STRESS_MS and their echoes on top of the usual run.
             WATCHDOG_EXTRA.fetch_add(30, Ordering::SeqCst);
             let millis = DRIVER_STRESS_MS.to_string();
-            for args in [["stress", "echo-bulk", "echo", &millis], ["flood", "echo-small", "echo", &millis]] {
-                let output = std::process::Command::new(HOSTILE_PATH)
-                    .args(args)
-                    .output()
-                    .map_err(|error| format!("{HOSTILE_PATH} {}: {error}", args[0]))?;
-                let text = String::from_utf8_lossy(&output.stdout);
-                for line in text.lines() {
-                    println!("{line}");
-                }
-                if !output.status.success() {
-                    return Err(format!(
-                        "{HOSTILE_PATH} {} failed ({}): its last line says why",
-                        args[0], output.status
-                    ));
-                }
-            }
+            run_hostile(&["stress", "echo-bulk", "echo", &millis])?;
+            run_hostile(&["flood", "echo-small", "echo", &millis])?;
             step("an update storm: the stored manifest and flipped signatures, beside rt-task and a second uid");
             WATCHDOG_EXTRA.fetch_add(20, Ordering::SeqCst);
             update_storm()?;
@@ -263,11 +239,7 @@ fn updates() -> Result<(), String> {
             let millis: u64 = millis.trim().parse().map_err(|_| format!("{hex:?}: not a number of ms"))?;
             return update_then_reset(&mut lines, millis);
         }
-        let bytes = (0..hex.len() / 2)
-            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| format!("the console's update line is not hex: {:?}..", &hex[..hex.len().min(16)]))?;
-        fs::write(UPDATE_PATH, &bytes).map_err(|e| format!("{UPDATE_PATH}: {e}"))?;
+        write_manifest_line(hex)?;
         let started = Instant::now();
         let output = tzctl(&["update", UPDATE_PATH], None)?
             .wait_with_output()
@@ -276,7 +248,7 @@ fn updates() -> Result<(), String> {
         say(&format!("tzctl update: {} ({} ms)", text.trim(), started.elapsed().as_millis()));
         if text.starts_with("accepted") {
             // The manifest flash now holds: the update storm resubmits it.
-            fs::write(tzmk_linux_guest::STORED_MANIFEST_PATH, &bytes)
+            fs::copy(UPDATE_PATH, tzmk_linux_guest::STORED_MANIFEST_PATH)
                 .map_err(|e| format!("{}: {e}", tzmk_linux_guest::STORED_MANIFEST_PATH))?;
         }
     }
@@ -291,12 +263,7 @@ fn updates() -> Result<(), String> {
 fn update_then_reset(lines: &mut impl std::io::BufRead, millis: u64) -> Result<(), String> {
     let mut line = String::new();
     lines.read_line(&mut line).map_err(|e| format!("reading the console: {e}"))?;
-    let hex = line.trim();
-    let bytes = (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| "the manifest line after reset-after is not hex".to_owned())?;
-    fs::write(UPDATE_PATH, &bytes).map_err(|e| format!("{UPDATE_PATH}: {e}"))?;
+    write_manifest_line(line.trim())?;
     let mut set = nix::sched::CpuSet::new();
     set.set(1).map_err(|e| format!("cpu set: {e}"))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("affinity: {e}"))?;
@@ -316,18 +283,33 @@ fn update_storm() -> Result<(), String> {
         say("update storm: skipped: no update was accepted this boot");
         return Ok(());
     }
+    run_hostile(&["update-storm", stored, &tzmk_linux_guest::UPDATE_STORM_MS.to_string()])
+}
+
+/// `/bin/tzmk-hostile ARGS` to its end, its lines passed on to the console (the host test reads
+/// them); an error when it failed (its last line says why).
+fn run_hostile(args: &[&str]) -> Result<(), String> {
     let output = std::process::Command::new(HOSTILE_PATH)
-        .args(["update-storm", stored, &tzmk_linux_guest::UPDATE_STORM_MS.to_string()])
+        .args(args)
         .output()
-        .map_err(|error| format!("{HOSTILE_PATH} update-storm: {error}"))?;
+        .map_err(|error| format!("{HOSTILE_PATH} {}: {error}", args[0]))?;
     let text = String::from_utf8_lossy(&output.stdout);
     for line in text.lines() {
         println!("{line}");
     }
     if !output.status.success() {
-        return Err(format!("{HOSTILE_PATH} update-storm failed ({}): its last line says why", output.status));
+        return Err(format!("{HOSTILE_PATH} {} failed ({}): its last line says why", args[0], output.status));
     }
     Ok(())
+}
+
+/// A manifest typed on the console as one line of hex, written to UPDATE_PATH for `tzctl update`.
+fn write_manifest_line(hex: &str) -> Result<(), String> {
+    let bytes = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("the console's update line is not hex: {:?}..", &hex[..hex.len().min(16)]))?;
+    fs::write(UPDATE_PATH, &bytes).map_err(|e| format!("{UPDATE_PATH}: {e}"))
 }
 
 /// Runs `/bin/tzctl ARGS` (pinned to `cpu` if given) and returns its standard output.
